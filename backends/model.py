@@ -1,0 +1,171 @@
+"""Protocol-neutral types shared by every front end and backend.
+
+They say what is asked (a job, a VM, a volume) and who asks (a principal with VO
+memberships), never in which standard it was asked.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class VOMembership:
+    """Membership of a principal in a VO (or one of its groups), with its roles."""
+
+    vo: str
+    group: str = ""  # "" is the VO's root group; nested groups as "a/b"
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as established by one authenticator of the chain."""
+
+    name: str  # stable identifier: local user name, Kerberos principal, SAML subject id
+    authenticated_by: str  # "basic", "bearer", "negotiate", "saml", "wss", "x509"
+    display_name: str = ""
+    memberships: tuple[VOMembership, ...] = ()
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    site_admin: bool = False
+
+    def vos(self) -> list[str]:
+        return sorted({m.vo for m in self.memberships})
+
+
+class Decision(enum.Enum):
+    PERMIT = "permit"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """The answer of ``VOBackend.decide``: permit or deny, and always why."""
+
+    decision: Decision
+    reason: str
+
+    @property
+    def permitted(self) -> bool:
+        return self.decision is Decision.PERMIT
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something a principal acts on: an activity, a VM, a volume, a VO."""
+
+    kind: str  # "activity", "compute", "volume", "vo", "factory"
+    id: str = ""
+    owner: str = ""
+    vo: str = ""
+
+
+@dataclass(frozen=True)
+class LocalAccount:
+    """A POSIX account a principal's work runs as."""
+
+    username: str
+    uid: int
+    gid: int
+    home: str = ""
+
+
+class JobState(enum.Enum):
+    """Activity states of OGSA-BES, which every execution backend reports in."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    FINISHED = "Finished"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class StagingSpec:
+    """One file to copy in before the job or out after it."""
+
+    filename: str
+    source: str = ""  # URL, for stage-in
+    target: str = ""  # URL, for stage-out
+    creation_flag: str = "overwrite"  # overwrite | append | dontOverwrite
+    delete_on_termination: bool = True
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run and with what resources, independent of JSDL or any batch system."""
+
+    executable: str
+    arguments: tuple[str, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    working_directory: str = ""
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    wall_time_limit: int | None = None  # seconds
+    cpu_time_limit: int | None = None  # seconds
+    memory_limit: int | None = None  # bytes
+    file_size_limit: int | None = None  # bytes
+    process_count_limit: int | None = None
+    thread_count_limit: int | None = None
+    total_cpu_count: int | None = None
+    exclusive: bool = False
+    candidate_hosts: tuple[str, ...] = ()
+    stage_in: tuple[StagingSpec, ...] = ()
+    stage_out: tuple[StagingSpec, ...] = ()
+    spmd_variation: str = ""
+    spmd_processes: int | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What an execution backend knows about one job."""
+
+    state: JobState
+    substate: str = ""  # e.g. "Staging-In"
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """A virtual machine to create: OCCI compute, independent of the hypervisor."""
+
+    name: str
+    cores: int = 1
+    memory_mib: int = 512
+    architecture: str = "x86_64"
+    image: str = ""  # os_tpl: a template image location
+    size: str = ""  # resource_tpl: a named size
+    user_data: str = ""
+    ssh_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A storage volume owned by a VO."""
+
+    name: str
+    vo: str
+    url: str
+    quota_bytes: int | None = None
+    used_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Whether a backend or service can do its work right now, and why not."""
+
+    ok: bool
+    detail: str
+    figures: Mapping[str, object] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Who is calling: an ordered chain of authenticators that yields one principal."""

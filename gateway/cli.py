@@ -1,0 +1,271 @@
+"""The ``xtreemgate`` command: serve, check the config, migrate, manage users, keys, tokens."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from gateway.config import ENV_CONFIG_PATH, ConfigError, Settings, load_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("config"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _runtime(ctx: click.Context, *, with_backends: bool = False) -> Any:
+    from backends.registry import UnknownBackend
+    from backends.store import migrate
+    from gateway.runtime import build_runtime
+
+    try:
+        rt = build_runtime(_settings(ctx), with_backends=with_backends)
+    except UnknownBackend as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not migrate.is_current(rt.db.engine):
+        raise click.ClickException(
+            f"the database at {rt.settings.database_url} is at schema "
+            f"{migrate.current_revision(rt.db.engine) or '(empty)'}, this version needs "
+            f"{migrate.head_revision()}: run 'xtreemgate db upgrade'"
+        )
+    return rt
+
+
+@click.group()
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    envvar=ENV_CONFIG_PATH,
+    help="TOML config file (default: ./xtreemgate.toml if present, else built-in defaults).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """xtreemgate: a standards-based grid and cloud gateway."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    if config:
+        os.environ[ENV_CONFIG_PATH] = config  # server workers read the same file
+
+
+@main.command()
+@click.option("--host", help="Listen address (server.host).")
+@click.option("--port", type=int, help="Listen port (server.port).")
+@click.option("--workers", type=int, help="Worker processes (server.workers).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the gateway with uvicorn."""
+    import uvicorn
+
+    for key, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"XTREEMGATE_SERVER__{key}"] = str(value)
+    settings = _settings(ctx)
+    _runtime(ctx, with_backends=True).close()  # fails early: stale schema, unknown backend
+    url = settings.public_url
+    click.echo(
+        f"xtreemgate listening on http://{settings.server.host}:{settings.server.port} "
+        f"(state in {settings.state_path})\n"
+        f"  health:   curl {url}/healthz\n"
+        f"  API docs: {url}/ui/\n"
+        f"  a user:   xtreemgate user add alice\n"
+        f"  a token:  TOKEN=$(xtreemgate token issue alice)\n"
+        f'  use it:   curl -H "Authorization: Bearer $TOKEN" {url}/api/v1/whoami',
+        err=True,
+    )
+    uvicorn.run(
+        "gateway.app:create_asgi",
+        factory=True,
+        host=settings.server.host,
+        port=settings.server.port,
+        workers=settings.server.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,
+    )
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Validate the config and try every configured backend and service."""
+    from backends import registry
+    from backends.store import migrate
+    from gateway.runtime import KINDS, build_runtime, load_backend
+
+    settings = _settings(ctx)
+    click.echo(f"configuration valid; database {settings.database_url}")
+    rt = build_runtime(settings, with_backends=False)
+    failures = 0
+
+    def report(name: str, ok: bool, detail: str) -> None:
+        nonlocal failures
+        failures += not ok
+        click.echo(f"  {name:<10} {'reachable' if ok else 'NOT REACHABLE':<14} {detail}")
+
+    try:
+        rt.db.ping()
+        current, head = migrate.current_revision(rt.db.engine), migrate.head_revision()
+        report(
+            "database",
+            current == head,
+            f"schema {current or '(empty)'}, code needs {head}"
+            + ("" if current == head else ": run 'xtreemgate db upgrade'"),
+        )
+    except Exception as exc:
+        report("database", False, str(exc))
+    for kind in KINDS:
+        try:
+            backend = rt.backends[kind] = load_backend(settings, rt.db, kind)
+            health = backend.health()
+            report(kind, health.ok, f"{kind}.{backend.name}: {health.detail}")
+        except registry.UnknownBackend as exc:
+            report(kind, False, str(exc))
+        except Exception as exc:
+            report(kind, False, f"{kind}: {exc}")
+    rt.close()
+    if failures:
+        raise click.ClickException(f"{failures} check(s) failed")
+
+
+@main.group()
+def db() -> None:
+    """The SQL store."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or migrate the database schema to this version's head."""
+    from backends.store import make_engine, migrate
+
+    settings = _settings(ctx)
+    make_engine(settings.database_url).dispose()  # creates the SQLite folder
+    migrate.upgrade(settings.database_url)
+    click.echo(f"database {settings.database_url} at schema {migrate.head_revision()}")
+
+
+@main.group()
+def user() -> None:
+    """Local users (the embedded identity source)."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--display-name", default="")
+@click.option("--email", default="")
+@click.option("--site-admin", is_flag=True, help="May administer the whole gateway.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_add(
+    ctx: click.Context,
+    username: str,
+    display_name: str,
+    email: str,
+    site_admin: bool,
+    password_stdin: bool,
+) -> None:
+    """Create a local user with a password."""
+    from gateway.auth.users import UserError, add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    rt = _runtime(ctx)
+    try:
+        add_user(
+            rt.db,
+            username,
+            password,
+            display_name=display_name,
+            email=email,
+            site_admin=site_admin,
+        )
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        rt.close()
+    click.echo(f"user {username} added", err=True)
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens."""
+
+
+@token.command("issue")
+@click.argument("username")
+@click.option("--audience", help="Default: auth.tokens.audience.")
+@click.option("--lifetime", type=int, help="Seconds (capped by auth.tokens.lifetime).")
+@click.pass_context
+def token_issue(
+    ctx: click.Context, username: str, audience: str | None, lifetime: int | None
+) -> None:
+    """Print a signed token for a local user."""
+    from gateway.auth.users import get_user
+
+    rt = _runtime(ctx)
+    try:
+        found = get_user(rt.db, username)
+        if found is None or found.disabled:
+            raise click.ClickException(f"no enabled local user {username!r}")
+        rt.keyring.ensure()
+        claims: dict[str, Any] = {"auth": "cli"}
+        if found.display_name:
+            claims["name"] = found.display_name
+        if found.site_admin:
+            claims["site_admin"] = True
+        issued, _ = rt.tokens.issue(username, audience=audience, lifetime=lifetime, claims=claims)
+    finally:
+        rt.close()
+    click.echo(issued)
+
+
+@main.group()
+def keys() -> None:
+    """The token-signing key ring."""
+
+
+@keys.command("rotate")
+@click.option("--publish-ahead", type=int, help="Seconds to publish before signing.")
+@click.pass_context
+def keys_rotate(ctx: click.Context, publish_ahead: int | None) -> None:
+    """Add a new signing key; older ones retire after their last token expires."""
+    rt = _runtime(ctx)
+    try:
+        rt.keyring.ensure()
+        kid = rt.keyring.rotate(publish_ahead)
+    finally:
+        rt.close()
+    click.echo(kid)
+
+
+@keys.command("list")
+@click.pass_context
+def keys_list(ctx: click.Context) -> None:
+    """The keys in the ring: signing, published (about to sign), retiring."""
+    rt = _runtime(ctx)
+    try:
+        for key in rt.keyring.describe():
+            click.echo(
+                f"{key['kid']}  gen {key['generation']:<3} {key['algorithm']:<6} "
+                f"{key['state']:<9} from {key['not_before']} until {key['retire_after'] or '-'}"
+            )
+    finally:
+        rt.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
