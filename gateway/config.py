@@ -9,6 +9,7 @@ names the key and says what is wrong (see :class:`ConfigError`).
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -75,7 +76,7 @@ class StorageSettings(Section):
 
 
 class TokenSettings(Section):
-    issuer: str = ""  # default: server.public_url
+    issuer: str = ""  # default: server.public_url if set, else urn:xtreemgate:<fqdn>
     audience: str = "xtreemgate"
     lifetime: int = Field(3600, ge=60, le=30 * 86400, description="seconds")
     algorithm: Literal["ES256", "RS256", "EdDSA"] = "ES256"
@@ -154,7 +155,12 @@ class Settings(BaseSettings):
 
     @property
     def token_issuer(self) -> str:
-        return self.auth.tokens.issuer or self.public_url
+        """Stable across restarts and listen ports: tokens must outlive a port change."""
+        return (
+            self.auth.tokens.issuer
+            or self.server.public_url.rstrip("/")
+            or f"urn:xtreemgate:{socket.getfqdn()}"
+        )
 
 
 class ConfigError(Exception):

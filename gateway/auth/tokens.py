@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import secrets
 import threading
 import time
@@ -74,6 +75,12 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _whole_second(ts: float) -> datetime:
+    """Key times are stored floored to the second: fromtimestamp() rounds to the nearest
+    microsecond, which could put a new key's start a hair after 'now'."""
+    return _utc(math.floor(ts))
+
+
 @dataclass(frozen=True)
 class _LoadedKey:
     kid: str
@@ -120,7 +127,7 @@ class KeyRing:
                     session.execute(
                         update(SigningKey)
                         .where(SigningKey.retire_after.is_(None))
-                        .values(retire_after=_utc(retire_older_at))
+                        .values(retire_after=_whole_second(retire_older_at))
                     )
                 session.add(
                     SigningKey(
@@ -129,7 +136,7 @@ class KeyRing:
                         algorithm=algorithm,
                         private_pem=pem,
                         public_jwk=jwk,
-                        not_before=_utc(not_before),
+                        not_before=_whole_second(not_before),
                     )
                 )
         except IntegrityError:

@@ -1,0 +1,111 @@
+import pytest
+from pydantic import BaseModel
+
+from gateway.config import ConfigError, load_settings
+
+
+def write(tmp_path, text):
+    path = tmp_path / "xtreemgate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_embedded_setup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.database_url == f"sqlite:///{tmp_path / 'var' / 'xtreemgate.db'}"
+    assert (s.server.host, s.server.port) == ("127.0.0.1", 8080)
+    assert s.public_url == "http://127.0.0.1:8080"
+    assert s.token_issuer.startswith("urn:xtreemgate:")  # not tied to the listen port
+    assert load_settings(server={"public_url": "https://gw.example.org/"}).token_issuer == (
+        "https://gw.example.org"
+    )
+    assert (s.backends.execution, s.backends.vm, s.backends.storage, s.backends.vo) == (
+        "local",
+        "libvirt",
+        "posix",
+        "sql",
+    )
+
+
+def test_environment_beats_file_and_merges_sections(tmp_path, monkeypatch):
+    path = write(
+        tmp_path, '[server]\nport = 9000\nhost = "0.0.0.0"\n[auth.tokens]\nlifetime = 600\n'
+    )
+    monkeypatch.setenv("XTREEMGATE_SERVER__PORT", "9001")
+    monkeypatch.setenv("XTREEMGATE_AUTH__TOKENS__AUDIENCE", "other")
+    s = load_settings(path)
+    assert s.server.port == 9001
+    assert s.server.host == "0.0.0.0"
+    assert s.auth.tokens.lifetime == 600
+    assert s.auth.tokens.audience == "other"
+
+
+def test_config_file_from_environment_variable(tmp_path, monkeypatch):
+    path = write(tmp_path, "[server]\nport = 7000\n")
+    monkeypatch.setenv("XTREEMGATE_CONFIG", str(path))
+    assert load_settings().server.port == 7000
+
+
+def test_every_problem_is_named_with_key_and_env_variable(tmp_path, monkeypatch):
+    path = write(tmp_path, '[server]\nprot = 1\n[auth.tokens]\nalgorithm = "HS256"\n')
+    monkeypatch.setenv("XTREEMGATE_SERVER__WORKERS", "many")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    text = str(caught.value)
+    assert str(path) in text
+    assert "server.prot: unknown key" in text
+    assert (
+        "auth.tokens.algorithm: Input should be 'ES256', 'RS256' or 'EdDSA' (got 'HS256')" in text
+    )
+    assert "[env XTREEMGATE_SERVER__WORKERS]" in text and "'many'" in text
+    assert len(caught.value.problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[server]\nport = 70000\n", "server.port: Input should be less than or equal to 65535"),
+        ('[database]\nurl = "mysql://x"\n', "database.url: Value error, only sqlite"),
+        ('[auth]\nchain = ["kerberos"]\n', "auth.chain.0: Input should be 'bearer' or 'basic'"),
+        ("[server\nport = 1", "not valid TOML"),
+    ],
+)
+def test_bad_values_are_refused(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=None) as caught:
+        load_settings(write(tmp_path, text))
+    assert fragment in str(caught.value)
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_example_config_is_valid_and_complete(monkeypatch):
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "xtreemgate.example.toml"
+    s = load_settings(example)
+    assert s.server.port == 8080
+    # every setting is documented in the example: the example sets every key
+    import tomllib
+
+    data = tomllib.loads(example.read_text())
+
+    def keys(model, prefix=""):
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                yield from keys(value, f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}"
+
+    def lookup(path):
+        node = data
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    for key in keys(s):
+        lookup(key)  # KeyError names an undocumented key
