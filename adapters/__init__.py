@@ -1,0 +1,1 @@
+"""Connectors to a site's identity infrastructure: LDAP, Kerberos, local account mapping."""

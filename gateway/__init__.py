@@ -1,0 +1,1 @@
+"""xtreemgate protocol front ends: the HTTP app, authentication, OCCI, OGSA-BES, SAML."""

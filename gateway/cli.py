@@ -179,10 +179,7 @@ def user_add(
     """Create a local user with a password."""
     from gateway.auth.users import UserError, add_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     rt = _runtime(ctx)
     try:
         add_user(
@@ -198,6 +195,69 @@ def user_add(
     finally:
         rt.close()
     click.echo(f"user {username} added", err=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user.command("list")
+@click.pass_context
+def user_list(ctx: click.Context) -> None:
+    """The local users, one a line: name, state, role, display name."""
+    from gateway.auth.users import list_users
+
+    rt = _runtime(ctx)
+    try:
+        for found in list_users(rt.db):
+            state = "disabled" if found.disabled else "enabled"
+            role = "site-admin" if found.site_admin else "user"
+            click.echo(f"{found.username:<24} {state:<9} {role:<10} {found.display_name}")
+    finally:
+        rt.close()
+
+
+def _update_user(ctx: click.Context, username: str, **change: Any) -> None:
+    from gateway.auth.users import UserError, update_user
+
+    rt = _runtime(ctx)
+    try:
+        update_user(rt.db, username, **change)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        rt.close()
+
+
+@user.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_passwd(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Set a local user's password."""
+    _update_user(ctx, username, password=_read_password(password_stdin))
+    click.echo(f"password of {username} changed", err=True)
+
+
+@user.command("disable")
+@click.argument("username")
+@click.pass_context
+def user_disable(ctx: click.Context, username: str) -> None:
+    """Refuse the user's password from now on (cached logins end within
+    auth.basic_cache_seconds; issued tokens run out at their expiry)."""
+    _update_user(ctx, username, disabled=True)
+    click.echo(f"user {username} disabled", err=True)
+
+
+@user.command("enable")
+@click.argument("username")
+@click.pass_context
+def user_enable(ctx: click.Context, username: str) -> None:
+    """Accept the user's password again."""
+    _update_user(ctx, username, disabled=False)
+    click.echo(f"user {username} enabled", err=True)
 
 
 @main.group()

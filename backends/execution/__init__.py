@@ -1,0 +1,1 @@
+"""Execution backends: where jobs run (local processes; Slurm)."""

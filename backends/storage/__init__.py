@@ -1,0 +1,1 @@
+"""Storage backends: where data lives (POSIX volumes; XtreemFS, GlusterFS)."""

@@ -1,0 +1,1 @@
+"""VM backends: where virtual machines run (libvirt)."""

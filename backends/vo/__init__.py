@@ -1,0 +1,1 @@
+"""VO backends: VOs, memberships, policy decisions, account mapping."""

@@ -63,3 +63,24 @@ def check_password(db: Database, username: str, password: str) -> LocalUser | No
     if not verify_password(password, user.password_hash) or user.disabled:
         return None
     return user
+
+
+def list_users(db: Database) -> list[LocalUser]:
+    with db.session() as session:
+        return list(session.scalars(select(LocalUser).order_by(LocalUser.username)))
+
+
+def update_user(
+    db: Database, username: str, *, password: str | None = None, disabled: bool | None = None
+) -> None:
+    """Change a user's password or enabled state; UserError when there is no such user."""
+    if password is not None and len(password) < 8:
+        raise UserError("the password must have at least 8 characters")
+    with db.session() as session:
+        user = session.scalars(select(LocalUser).where(LocalUser.username == username)).first()
+        if user is None:
+            raise UserError(f"no local user {username!r}")
+        if password is not None:
+            user.password_hash = hash_password(password)
+        if disabled is not None:
+            user.disabled = disabled

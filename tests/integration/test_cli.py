@@ -69,6 +69,25 @@ def test_user_add_refuses_duplicates_and_weak_passwords(env):
     assert unknown.returncode == 1 and "no enabled local user 'nobody'" in unknown.stderr
 
 
+def test_user_lifecycle(env):
+    run(["db", "upgrade"], env)
+    run(
+        ["user", "add", "erin", "--password-stdin", "--site-admin", "--display-name", "Erin"],
+        env,
+        stdin="first password\n",
+    )
+    assert run(["user", "list"], env).stdout.split() == ["erin", "enabled", "site-admin", "Erin"]
+    run(["user", "disable", "erin"], env)
+    assert "disabled" in run(["user", "list"], env).stdout
+    refused = run(["token", "issue", "erin"], env, check=False)
+    assert refused.returncode == 1 and "no enabled local user 'erin'" in refused.stderr
+    run(["user", "enable", "erin"], env)
+    run(["user", "passwd", "erin", "--password-stdin"], env, stdin="second password\n")
+    assert run(["token", "issue", "erin"], env).stdout.count(".") == 2
+    missing = run(["user", "disable", "ghost"], env, check=False)
+    assert missing.returncode == 1 and "no local user 'ghost'" in missing.stderr
+
+
 def test_serve_refuses_a_stale_schema_and_unknown_backends(env):
     stale = run(["serve"], env, check=False)
     assert stale.returncode == 1 and "run 'xtreemgate db upgrade'" in stale.stderr
