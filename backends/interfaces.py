@@ -16,12 +16,18 @@ from typing import Any, ClassVar
 
 from backends.model import (
     HealthReport,
+    ImageTemplate,
     JobSpec,
     JobStatus,
     LocalAccount,
+    NetworkInfo,
+    NetworkSpec,
     PolicyDecision,
     Principal,
     Resource,
+    StorageInfo,
+    StorageSpec,
+    VMInfo,
     VMSpec,
     Volume,
 )
@@ -37,6 +43,15 @@ class BackendUnavailable(BackendError):
 
 class NotSupported(BackendError):
     """This backend does not implement the operation."""
+
+
+class UnknownResource(BackendError):
+    """No job, VM, volume or network has that id here (front ends answer 404 / unknown id)."""
+
+
+class InvalidState(BackendError):
+    """The operation does not apply in the resource's current state (409, BES
+    CantApplyOperationToCurrentState)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,18 @@ class ExecutionBackend(Backend):
         raise NotSupported(f"{self.name} cannot report job status yet")
 
     def terminate(self, backend_id: str) -> None:
+        """Stop the job for good (BES TerminateActivities); it ends Cancelled."""
         raise NotSupported(f"{self.name} cannot terminate jobs yet")
+
+    # Unix-like job control beyond BES, offered through the gateway's own REST API.
+    def suspend(self, backend_id: str) -> None:
+        raise NotSupported(f"{self.name} cannot suspend jobs")
+
+    def resume(self, backend_id: str) -> None:
+        raise NotSupported(f"{self.name} cannot resume jobs")
+
+    def signal(self, backend_id: str, signum: int) -> None:
+        raise NotSupported(f"{self.name} cannot send signals to jobs")
 
     def resources(self) -> dict[str, Any]:
         """What the execution resource offers (CPUs, memory, OS, architecture)."""
@@ -85,19 +111,84 @@ class ExecutionBackend(Backend):
 
 
 class VMBackend(Backend):
+    """Hypervisors: VMs, their disks (storage) and networks, and the devices linking them.
+
+    Ids are the gateway's (UUID strings), chosen by the caller, so that a record can be
+    written before the hypervisor is asked and found again after a crash. States are the
+    OCCI Infrastructure words (``backends.model.VM_STATES``…), read from the hypervisor.
+    A missing id raises :class:`UnknownResource`; an action that the current state does
+    not allow raises :class:`InvalidState`; an unreachable host :class:`BackendUnavailable`.
+    """
+
     kind = "vm"
 
-    def create(self, vm_id: str, spec: VMSpec) -> None:
+    # -- compute -----------------------------------------------------------------------
+    def create(self, vm_id: str, spec: VMSpec) -> VMInfo:
+        """Define the VM on the host chosen by placement, and start it."""
         raise NotSupported(f"{self.name} cannot create VMs yet")
 
-    def state(self, vm_ids: Iterable[str]) -> dict[str, str]:
+    def describe(self, vm_ids: Iterable[str] | None = None) -> dict[str, VMInfo]:
+        """Current facts of many VMs in one call (all when ``vm_ids`` is None)."""
         raise NotSupported(f"{self.name} cannot report VM state yet")
 
-    def act(self, vm_id: str, action: str) -> None:
+    def act(self, vm_id: str, action: str, method: str = "", **params: str) -> VMInfo:
+        """start | stop | restart | suspend | save (OCCI compute actions, their methods);
+        ``save`` takes ``name`` and leaves a new image template behind."""
         raise NotSupported(f"{self.name} cannot act on VMs yet")
 
+    def update(self, vm_id: str, spec: VMSpec) -> VMInfo:
+        """Change cores/memory/hostname (applied at next start where the host needs it)."""
+        raise NotSupported(f"{self.name} cannot update VMs yet")
+
     def delete(self, vm_id: str) -> None:
+        """Destroy and undefine the VM and the disks created for it."""
         raise NotSupported(f"{self.name} cannot delete VMs yet")
+
+    def templates(self) -> list[ImageTemplate]:
+        """Images a VM can be created from (OCCI os_tpl)."""
+        raise NotSupported(f"{self.name} has no image templates")
+
+    # -- storage (OCCI storage: a volume on a host's pool) ------------------------------
+    def create_storage(self, storage_id: str, spec: StorageSpec) -> StorageInfo:
+        raise NotSupported(f"{self.name} cannot create storage yet")
+
+    def describe_storage(self, ids: Iterable[str] | None = None) -> dict[str, StorageInfo]:
+        raise NotSupported(f"{self.name} cannot report storage yet")
+
+    def act_storage(self, storage_id: str, action: str) -> StorageInfo:
+        """online | offline."""
+        raise NotSupported(f"{self.name} cannot act on storage yet")
+
+    def delete_storage(self, storage_id: str) -> None:
+        raise NotSupported(f"{self.name} cannot delete storage yet")
+
+    # -- networks ------------------------------------------------------------------------
+    def create_network(self, network_id: str, spec: NetworkSpec) -> NetworkInfo:
+        raise NotSupported(f"{self.name} cannot create networks yet")
+
+    def describe_networks(self, ids: Iterable[str] | None = None) -> dict[str, NetworkInfo]:
+        raise NotSupported(f"{self.name} cannot report networks yet")
+
+    def act_network(self, network_id: str, action: str) -> NetworkInfo:
+        """up | down."""
+        raise NotSupported(f"{self.name} cannot act on networks yet")
+
+    def delete_network(self, network_id: str) -> None:
+        raise NotSupported(f"{self.name} cannot delete networks yet")
+
+    # -- links (devices in a domain) -----------------------------------------------------
+    def attach_storage(self, link_id: str, vm_id: str, storage_id: str, device: str = "") -> str:
+        """A storagelink: the disk appears in the VM; returns the device name used."""
+        raise NotSupported(f"{self.name} cannot attach storage yet")
+
+    def attach_network(
+        self, link_id: str, vm_id: str, network_id: str, mac: str = "", address: str = ""
+    ) -> str:
+        """A networkinterface: returns the MAC address of the new interface."""
+        raise NotSupported(f"{self.name} cannot attach networks yet")
+
+    def detach(self, link_id: str) -> None:
+        raise NotSupported(f"{self.name} cannot detach devices yet")
 
 
 class StorageBackend(Backend):

@@ -137,6 +137,12 @@ class JobStatus:
     finished_at: datetime | None = None
 
 
+# OCCI Infrastructure states, which every VM backend reports in.
+VM_STATES = ("active", "inactive", "suspended", "error")
+STORAGE_STATES = ("online", "offline", "error")
+NETWORK_STATES = ("active", "inactive", "error")
+
+
 @dataclass(frozen=True)
 class VMSpec:
     """A virtual machine to create: OCCI compute, independent of the hypervisor."""
@@ -145,10 +151,74 @@ class VMSpec:
     cores: int = 1
     memory_mib: int = 512
     architecture: str = "x86_64"
-    image: str = ""  # os_tpl: a template image location
-    size: str = ""  # resource_tpl: a named size
+    hostname: str = ""
+    share: int | None = None  # relative CPU share
+    image: str = ""  # os_tpl: the id of an ImageTemplate
+    size: str = ""  # resource_tpl: a named size from the config
     user_data: str = ""
     ssh_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    """What the hypervisor says about one VM, now."""
+
+    id: str
+    state: str  # one of VM_STATES
+    state_message: str = ""
+    cores: int = 1
+    memory_mib: int = 512
+    architecture: str = "x86_64"
+    hostname: str = ""
+    host: str = ""  # the hypervisor URI it runs on
+    image: str = ""
+
+
+@dataclass(frozen=True)
+class ImageTemplate:
+    """An image a VM can start from (OCCI os_tpl)."""
+
+    id: str
+    title: str
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    name: str
+    size_gib: float = 1.0
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    id: str
+    state: str  # one of STORAGE_STATES
+    size_gib: float = 0.0
+    state_message: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    vlan: int | None = None
+    label: str = ""
+    address: str = ""  # CIDR, e.g. 192.0.2.0/24 (ipnetwork mixin)
+    gateway: str = ""
+    allocation: str = "dynamic"  # dynamic | static
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    id: str
+    state: str  # one of NETWORK_STATES
+    vlan: int | None = None
+    label: str = ""
+    address: str = ""
+    gateway: str = ""
+    allocation: str = "dynamic"
+    state_message: str = ""
+    host: str = ""
 
 
 @dataclass(frozen=True)
