@@ -127,3 +127,89 @@ def gateway_server() -> Iterator[Callable[..., str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- a throw-away PostgreSQL cluster ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One PostgreSQL server for the session: initdb in a temp folder, a free loopback
+    port, trust auth for the ``xtreemgate`` role; stopped by PID at the end."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests import services
+
+    bins = services.require(
+        "initdb",
+        "postgres",
+        hint="install the Debian package postgresql (./scripts/test does)",
+        search=["/usr/lib/postgresql/*/bin"],
+    )
+    directory = Path(tempfile.mkdtemp(prefix="xg-postgres-"))
+    directory.chmod(0o755)
+    drop = services.unprivileged_user(directory, "postgres")  # initdb refuses root
+    data = directory / "data"
+    subprocess.run(
+        [
+            *(bins["initdb"], "-D", str(data), "-U", "xtreemgate", "--auth=trust"),
+            *("-E", "UTF8", "--no-sync", "--no-instructions"),
+        ],
+        check=True,
+        capture_output=True,
+        **drop,
+    )
+    port = services.free_port()
+    server = services.start(
+        "postgres",
+        [
+            *(bins["postgres"], "-D", str(data), "-p", str(port), "-h", "127.0.0.1"),
+            *("-k", str(directory), "-c", "fsync=off", "-c", "full_page_writes=off"),
+            *("-c", "max_connections=200"),
+        ],
+        directory=directory,
+        port=port,
+        ready=lambda: _postgres_answers(port),
+        popen=drop,
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _postgres_answers(port: int) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(f"host=127.0.0.1 port={port} user=xtreemgate dbname=postgres").close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture
+def postgres_url(postgres: Any) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL, dropped after the test."""
+    import secrets
+
+    import psycopg
+
+    name = "xg_" + secrets.token_hex(6)
+    admin = f"host=127.0.0.1 port={postgres.port} user=xtreemgate dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://xtreemgate@127.0.0.1:{postgres.port}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The persistence tests run on both stores: the embedded one and the production one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -24,6 +24,11 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Back to ``revision`` ("base": empty), e.g. before rolling a release back."""
+    command.downgrade(alembic_config(url), revision)
+
+
 def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
 
