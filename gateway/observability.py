@@ -7,11 +7,12 @@ got, including validation and authentication errors. Routes are labelled by oper
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,6 +24,22 @@ ACCESS = logging.getLogger("xtreemgate.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ROUTE_KEY = "xtreemgate.route"  # a front end outside connexion may set this in the scope
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RequestIds:
+    """Unique request ids at the cost of a counter: a random per-process prefix (drawn
+    again after a fork, so pre-forked workers differ) and a sequence number. uuid4 cost
+    4% of a small authenticated request in the benchmark; this costs next to nothing."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._prefix = secrets.token_hex(8)
+            self._counter = itertools.count(1)
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 class Metrics:
@@ -65,6 +82,7 @@ class ObservabilityMiddleware:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
+        self.ids = RequestIds()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -75,7 +93,7 @@ class ObservabilityMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _VALID_ID.match(incoming) else self.ids.next()
         token = REQUEST_ID.set(request_id)
         header = (b"x-request-id", request_id.encode())
         status = 500
