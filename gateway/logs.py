@@ -19,6 +19,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
     "request_id",
+    "color_message",  # uvicorn's ANSI-coloured copy of msg
 }
 
 

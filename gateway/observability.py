@@ -88,6 +88,9 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # connexion's router records the operation in a shallow copy of the scope: only a
+        # shared "extensions" dict carries it back here (uvicorn sends none of its own).
+        scope.setdefault("extensions", {})
         incoming = ""
         for name, value in scope.get("headers", ()):
             if name == b"x-request-id":
