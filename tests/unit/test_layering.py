@@ -1,0 +1,56 @@
+"""The layering of DESIGN.md, checked: backends and adapters never import the gateway,
+and the protocol front ends never import a backend implementation (only the neutral
+model, the interfaces and the store)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Front ends may use these parts of backends/; implementations are reached by entry point.
+NEUTRAL = ("backends.model", "backends.interfaces", "backends.store", "backends.registry")
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("folder", ["backends", "adapters"])
+def test_lower_layers_never_import_the_gateway(folder: str) -> None:
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sources(folder)
+        for line, module in imports(path)
+        if module == "gateway" or module.startswith("gateway.")
+    ]
+    assert not offending, "\n".join(offending)
+
+
+def test_front_ends_reach_backends_only_through_the_neutral_contract() -> None:
+    front_ends = [p for p in sources("gateway") if p.parts[-2] in ("bes", "occi", "saml", "vo")]
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in front_ends
+        for line, module in imports(path)
+        if module.startswith("backends.") and not module.startswith(NEUTRAL)
+    ]
+    assert not offending, "\n".join(offending)
+
+
+def test_the_check_sees_the_code() -> None:
+    """Guard against a silent pass: the folders exist and hold modules."""
+    assert len(sources("backends")) > 5 and len(sources("gateway")) > 5
