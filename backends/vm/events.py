@@ -1,0 +1,157 @@
+"""libvirt's event loop in a thread, and the per-host domain cache its events keep fresh.
+
+libvirt delivers domain lifecycle events only to connections opened *after*
+``virEventRegisterDefaultImpl()`` and only while a thread runs
+``virEventRunDefaultImpl()``. :func:`ensure_event_loop` does both once per process, before
+the backend opens its first connection.
+
+Consistency (what :class:`DomainCache` guarantees to ``describe``): an event never
+becomes the state shown by itself. It marks the domain *dirty* (and records the state
+the event implies, for callers that only peek); the next ``describe`` re-reads the state
+of every dirty domain from libvirt. So a state shown is always one libvirt reported after
+the last event delivered for that domain, and never older than the last action this
+backend took (actions write the state they read back). A host whose connection has no
+event registration (driver without events, or reconnected) is *polled*: every describe
+reads all states in one call. Events can be late (the loop thread is behind) but not
+reordered per connection; a late event only causes one extra re-read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from backends.vm.domain_xml import DomainFacts
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - only where libvirt-python is missing
+    libvirt = None
+
+log = logging.getLogger(__name__)
+
+_loop_lock = threading.Lock()
+_loop_thread: threading.Thread | None = None
+
+
+def ensure_event_loop() -> bool:
+    """Start libvirt's default event loop in a daemon thread (once per process)."""
+    global _loop_thread
+    if libvirt is None:
+        return False
+    with _loop_lock:
+        if _loop_thread is None:
+            # libvirt prints every error to stderr unless a handler is set; errors reach
+            # the caller as exceptions anyway.
+            libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+            libvirt.virEventRegisterDefaultImpl()
+            _loop_thread = threading.Thread(target=_run, name="libvirt-events", daemon=True)
+            _loop_thread.start()
+    return True
+
+
+def _run() -> None:
+    while True:
+        try:
+            libvirt.virEventRunDefaultImpl()
+        except Exception:  # the loop must survive a failing callback
+            log.exception("libvirt event loop iteration failed")
+
+
+# virDomainEventType → the OCCI state it implies (a hint until describe re-reads)
+_EVENT_STATE = {
+    2: "active",  # STARTED
+    3: "suspended",  # SUSPENDED
+    4: "active",  # RESUMED
+    5: "inactive",  # STOPPED (detail SAVED: managed save → suspended, below)
+    7: "suspended",  # PMSUSPENDED
+    8: "error",  # CRASHED
+}
+_EVENT_UNDEFINED = 1
+_EVENT_DEFINED = 0
+_EVENT_STOPPED = 5
+_STOPPED_SAVED = 4
+
+
+@dataclass
+class CachedDomain:
+    """What the backend knows of one domain on one host."""
+
+    facts: DomainFacts
+    state: str
+    state_message: str = ""
+    state_gen: int = 0  # the domain's event generation when the state was read
+    facts_gen: int = 0  # its definition generation when the facts were read
+    facts_read_at: float = 0.0  # monotonic time the facts were read
+
+
+@dataclass
+class DomainCache:
+    """Domains of one host by UUID, with a generation counter per domain that every
+    lifecycle event bumps: an entry whose ``state_gen`` differs is dirty."""
+
+    uri: str
+    domains: dict[str, CachedDomain] = field(default_factory=dict)
+    generations: dict[str, int] = field(default_factory=dict)
+    definitions: dict[str, int] = field(default_factory=dict)
+    events_live: bool = False
+    events_seen: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    on_stopped: list = field(default_factory=list)  # callbacks(uri, uuid) on STOPPED
+
+    def lifecycle(self, _conn: object, dom: object, event: int, detail: int, _opaque: object):
+        """virConnectDomainEventCallback: runs in the event loop thread."""
+        uuid = dom.UUIDString()  # type: ignore[attr-defined]
+        with self.lock:
+            self.events_seen += 1
+            self.generations[uuid] = self.generations.get(uuid, 0) + 1
+            if event in (_EVENT_DEFINED, _EVENT_UNDEFINED):
+                self.definitions[uuid] = self.definitions.get(uuid, 0) + 1
+            entry = self.domains.get(uuid)
+            if event == _EVENT_UNDEFINED:
+                self.domains.pop(uuid, None)
+            elif entry is not None:
+                if event == _EVENT_STOPPED and detail == _STOPPED_SAVED:
+                    entry.state = "suspended"
+                elif event in _EVENT_STATE:
+                    entry.state = _EVENT_STATE[event]
+        if event == _EVENT_STOPPED:
+            for callback in list(self.on_stopped):
+                try:
+                    callback(self.uri, uuid)
+                except Exception:  # a failing follow-up must not stop the loop
+                    log.exception("handling the stop of %s on %s failed", uuid, self.uri)
+
+    def generation(self, uuid: str) -> tuple[int, int]:
+        """(event generation, definition generation) of a domain, read before libvirt is
+        asked, so that an event arriving meanwhile leaves the entry dirty."""
+        with self.lock:
+            return self.generations.get(uuid, 0), self.definitions.get(uuid, 0)
+
+    def state_fresh(self, uuid: str, entry: CachedDomain | None) -> bool:
+        return (
+            self.events_live
+            and entry is not None
+            and entry.state_gen == self.generations.get(uuid, 0)
+        )
+
+    def facts_fresh(self, uuid: str, entry: CachedDomain | None, now: float, ttl: float) -> bool:
+        if entry is None:
+            return False
+        if not self.events_live:
+            return now - entry.facts_read_at < ttl
+        return entry.facts_gen == self.definitions.get(uuid, 0)
+
+    def forget(self, uuid: str) -> None:
+        with self.lock:
+            self.domains.pop(uuid, None)
+
+    def lost(self) -> None:
+        """The connection closed: nothing cached can be trusted until re-read, but the
+        entries stay, so that a host that went away still shows what it last held."""
+        with self.lock:
+            self.events_live = False
+            for uuid in self.domains:
+                self.generations[uuid] = self.generations.get(uuid, 0) + 1
+                self.definitions[uuid] = self.definitions.get(uuid, 0) + 1
