@@ -66,6 +66,7 @@ def vm_options(uris: list[str], **extra: Any) -> SimpleNamespace:
         "placement": "least-loaded-memory",
         "domain_type": "",
         "retry_seconds": 10.0,
+        "overcommit": 1.0,
         "sizes": {
             "small": {"cores": 1, "memory_mib": 1024},
             "large": {"cores": 4, "memory_mib": 4096},

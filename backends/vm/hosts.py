@@ -17,6 +17,7 @@ from typing import Any
 from backends.interfaces import (
     BackendError,
     BackendUnavailable,
+    InvalidSpec,
     InvalidState,
     NotSupported,
     UnknownResource,
@@ -43,6 +44,7 @@ _UNSUPPORTED_ARG = {8, 74}  # VIR_ERR_INVALID_ARG ("unsupported flags"), ARGUMEN
 _NOT_FOUND = {42, 43, 49, 50}  # NO_DOMAIN, NO_NETWORK, NO_STORAGE_POOL, NO_STORAGE_VOL
 _INVALID_STATE = {55}  # VIR_ERR_OPERATION_INVALID
 _CONFLICT = {28, 90}  # VIR_ERR_DOM_EXIST, VIR_ERR_STORAGE_VOL_EXIST
+_BAD_SPEC = {27, 35, 67}  # XML_ERROR, XML_DETAIL, CONFIG_UNSUPPORTED (e.g. unknown arch)
 
 
 def is_unsupported(exc: Exception) -> bool:
@@ -60,6 +62,8 @@ def translate(exc: Exception, uri: str, what: str) -> BackendError:
     message = exc.get_error_message() or str(exc)
     if code in _NOT_FOUND:
         return UnknownResource(f"{what}: {message}")
+    if code in _BAD_SPEC:
+        return InvalidSpec(f"{what}: {message}")
     if code in _INVALID_STATE | _CONFLICT:
         return InvalidState(f"{what}: {message}")
     if code in _NO_SUPPORT:

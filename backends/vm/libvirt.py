@@ -112,6 +112,7 @@ class LibvirtVMBackend(VMBackend):
             raise InvalidSpec(f"vm.placement {placement!r} unknown; known: {', '.join(POLICIES)}")
         self.policy = POLICIES[placement]
         self.domain_type: str = _option(options, "domain_type", "")
+        self.overcommit = float(_option(options, "overcommit", 1.0))
         raw_sizes = _option(options, "sizes", None)
         if raw_sizes is None:
             raw_sizes = {"small": {"cores": 1, "memory_mib": 1024}}
@@ -278,20 +279,25 @@ class LibvirtVMBackend(VMBackend):
         return spec
 
     def _load(self, host: Host) -> HostLoad:
-        """Free memory for placement: the host's own figure (virNodeGetFreeMemory) where
-        it gives one, never more than its memory minus what running VMs were given."""
+        """Free memory for placement: ``memory * vm.overcommit`` minus what the gateway's
+        running VMs were given, and never more than the host's own free-memory figure
+        (virNodeGetFreeMemory, which counts every other process and domain) where it
+        gives one. The test driver's figure is invented (0, or a few MiB on
+        ``test:///default``), so there only the gateway's own VMs count."""
         entries = self._refresh(host)
         with host.call("reading host load") as conn:
             _model, memory_mib, cpus = conn.getInfo()[:3]
-            try:
-                real_free = int(conn.getFreeMemory()) // MIB
-            except libvirt.libvirtError:
-                real_free = 0
+            real_free = 0
+            if not host.is_test_driver:
+                with contextlib.suppress(libvirt.libvirtError):
+                    real_free = int(conn.getFreeMemory()) // MIB
         running = [
-            e for e in entries.values() if e.state == "active" or e.state_message == "paused"
+            e
+            for e in entries.values()
+            if e.facts.managed and (e.state == "active" or e.state_message == "paused")
         ]
         committed = sum(e.facts.memory_mib for e in running)
-        free = memory_mib - committed
+        free = int(memory_mib * self.overcommit) - committed
         if real_free > 0:
             free = min(free, real_free)
         return HostLoad(
@@ -351,8 +357,8 @@ class LibvirtVMBackend(VMBackend):
         with self._placement_lock:
             try:
                 self._locate(vm_id)
-            except UnknownResource:
-                pass
+            except (UnknownResource, BackendUnavailable):
+                pass  # a host that is down cannot be asked; the gateway's UUIDs are fresh
             else:
                 raise InvalidState(f"compute {vm_id} already exists")
             host = self._place(vm_id, spec)
@@ -444,7 +450,8 @@ class LibvirtVMBackend(VMBackend):
 
     def events_live(self, uri: str) -> bool:
         """Whether the host's state is kept fresh by events (else describe polls)."""
-        return self.hosts[uri].cache.events_live
+        host = self.hosts[uri]
+        return host.reachable() and host.cache.events_live
 
     def act(self, vm_id: str, action: str, method: str = "", **params: str) -> VMInfo:
         """OCCI compute actions on the domain (see :mod:`backends.vm.states`).
