@@ -25,12 +25,8 @@ What differs between the ``test:///`` driver (embedded default, tests) and a rea
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import re
-import secrets
 import threading
 import time
-import uuid as uuidlib
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -46,32 +42,26 @@ from backends.interfaces import (
 from backends.model import (
     HealthReport,
     ImageTemplate,
-    NetworkInfo,
-    NetworkSpec,
-    StorageInfo,
-    StorageSpec,
     VMInfo,
     VMSpec,
 )
 from backends.vm import domain_xml, states
 from backends.vm.annotations import Annotations
-from backends.vm.domain_xml import DomainFacts, Link
+from backends.vm.checks import MIB, TEMPLATE_NAME, canonical_id, quietly
+from backends.vm.domain_xml import DomainFacts
 from backends.vm.events import CachedDomain, ensure_event_loop
 from backends.vm.hosts import Host, is_unsupported
+from backends.vm.links import DeviceLinks
+from backends.vm.networks import Networks
 from backends.vm.placement import POLICIES, HostLoad
+from backends.vm.storage import StorageVolumes
 
 try:  # the binding needs libvirt's C library; report its absence instead of failing imports
     import libvirt
 except ImportError:  # pragma: no cover - exercised only where libvirt-python is missing
     libvirt = None
 
-GIB = 1024**3
-MIB = 1024**2
 _FACTS_TTL = 30.0  # seconds facts are trusted on a host without events
-_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_DISK_TARGET = re.compile(r"^(vd|sd|hd|xvd)[a-z]{1,2}$")
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 _AUTO_POOLS = ("default", "default-pool")
 
 
@@ -86,14 +76,7 @@ def _size_pair(size: Any) -> tuple[int, int]:
     return int(size.cores), int(size.memory_mib)
 
 
-def _canonical_id(vm_id: str, what: str = "compute") -> str:
-    try:
-        return str(uuidlib.UUID(vm_id))
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidSpec(f"{what} id {vm_id!r} is not a UUID") from None
-
-
-class LibvirtVMBackend(VMBackend):
+class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
     """VMs, volumes and networks on one or more libvirt hosts (``vm.uris``)."""
 
     name = "libvirt"
@@ -239,7 +222,7 @@ class LibvirtVMBackend(VMBackend):
 
     def _locate(self, vm_id: str) -> tuple[Host, Any]:
         """The host and domain of a VM, trying the host it was last seen on first."""
-        vm_id = _canonical_id(vm_id)
+        vm_id = canonical_id(vm_id)
         ordered = sorted(self.hosts.values(), key=lambda h: vm_id not in h.cache.domains)
         down: list[str] = []
         for host in ordered:
@@ -352,7 +335,7 @@ class LibvirtVMBackend(VMBackend):
         Nothing stays behind when a step fails: the cloned disk and the definition are
         removed again before the error is raised.
         """
-        vm_id = _canonical_id(vm_id)
+        vm_id = canonical_id(vm_id)
         spec = self._resolve(spec)
         with self._placement_lock:
             try:
@@ -383,9 +366,9 @@ class LibvirtVMBackend(VMBackend):
                     dom.create()
                 except BaseException:
                     if dom is not None:
-                        _quietly(dom.undefine)
+                        quietly(dom.undefine)
                     if volume is not None:
-                        _quietly(volume.delete, 0)
+                        quietly(volume.delete, 0)
                     raise
                 entry = self._read(host, dom)
         return self._info(host, vm_id, entry)
@@ -410,7 +393,7 @@ class LibvirtVMBackend(VMBackend):
         shows the VMs last seen there in state ``error``, the message naming the URI; an
         asked id not found while a host is down raises :class:`BackendUnavailable`.
         """
-        wanted = None if vm_ids is None else {_canonical_id(v) for v in vm_ids}
+        wanted = None if vm_ids is None else {canonical_id(v) for v in vm_ids}
         result: dict[str, VMInfo] = {}
         down: list[str] = []
         for host in self.hosts.values():
@@ -440,7 +423,7 @@ class LibvirtVMBackend(VMBackend):
 
     def cached(self, vm_id: str) -> VMInfo | None:
         """What the event-fed cache says now, without asking libvirt (None: not cached)."""
-        vm_id = _canonical_id(vm_id)
+        vm_id = canonical_id(vm_id)
         for host in self.hosts.values():
             with host.cache.lock:
                 entry = host.cache.domains.get(vm_id)
@@ -548,7 +531,7 @@ class LibvirtVMBackend(VMBackend):
     ) -> None:
         vm_id = dom.UUIDString()
         name = name or f"{vm_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        if not _TEMPLATE_NAME.match(name) or name.startswith("xg-"):
+        if not TEMPLATE_NAME.match(name) or name.startswith("xg-"):
             raise InvalidSpec(
                 f"image template name {name!r}: use letters, digits, '.', '_', '-' "
                 "(at most 128, not starting with 'xg-')"
@@ -583,7 +566,7 @@ class LibvirtVMBackend(VMBackend):
             entry = host.cache.domains.get(uuid)
         if entry is not None and entry.facts.pending_save:
             threading.Thread(
-                target=_quietly,
+                target=quietly,
                 args=(self._complete_deferred_save, host, uuid),
                 name=f"deferred-save-{uuid}",
                 daemon=True,
@@ -686,396 +669,6 @@ class LibvirtVMBackend(VMBackend):
             raise BackendUnavailable("; ".join(down))
         return sorted(found.values(), key=lambda t: t.id)
 
-    # -- storage -------------------------------------------------------------------------
-    def _volumes(self) -> tuple[dict[str, tuple[Host, Any]], list[str]]:
-        """Every gateway storage volume on every reachable host, by storage id."""
-        found: dict[str, tuple[Host, Any]] = {}
-        down: list[str] = []
-        for host in self.hosts.values():
-            try:
-                with host.call("listing storage volumes") as conn:
-                    for vol in self._pool(host, conn).listAllVolumes(0):
-                        name = vol.name()
-                        if name.startswith(domain_xml.STORAGE_PREFIX):
-                            found[name[len(domain_xml.STORAGE_PREFIX) :]] = (host, vol)
-            except BackendUnavailable as exc:
-                down.append(str(exc))
-        return found, down
-
-    def _storage_info(self, storage_id: str, host: Host, vol: Any) -> StorageInfo:
-        offline = self.annotations.get(f"storage:{storage_id}").get("offline", False)
-        return StorageInfo(
-            id=storage_id,
-            state="offline" if offline else "online",
-            size_gib=round(vol.info()[1] / GIB, 3),
-            host=host.uri,
-        )
-
-    def _find_volume(self, storage_id: str) -> tuple[Host, Any]:
-        found, down = self._volumes()
-        if storage_id in found:
-            return found[storage_id]
-        if down:
-            raise BackendUnavailable(
-                f"storage {storage_id} is not on any reachable host; " + "; ".join(down)
-            )
-        raise UnknownResource(f"storage {storage_id} does not exist")
-
-    def create_storage(self, storage_id: str, spec: StorageSpec) -> StorageInfo:
-        """A raw volume on the reachable host whose pool has the most room."""
-        if not _ID.match(storage_id or ""):
-            raise InvalidSpec(f"storage id {storage_id!r}: letters, digits and '-' only")
-        if not 0 < spec.size_gib <= 64 * 1024:
-            raise InvalidSpec(f"storage size must be within (0, 65536] GiB (got {spec.size_gib})")
-        size = int(spec.size_gib * GIB)
-        found, down = self._volumes()
-        if storage_id in found:
-            raise InvalidState(f"storage {storage_id} already exists")
-        best: tuple[int, Host, Any] | None = None
-        for host in self.hosts.values():
-            try:
-                with host.call("reading pool space") as conn:
-                    pool = self._pool(host, conn)
-                    available = pool.info()[3]
-            except BackendUnavailable:
-                continue
-            if available >= size and (best is None or available > best[0]):
-                best = (available, host, pool)
-        if best is None:
-            if down and len(down) == len(self.hosts):
-                raise BackendUnavailable("no hypervisor is reachable: " + "; ".join(down))
-            raise BackendUnavailable(f"no storage pool has {spec.size_gib} GiB free")
-        _, host, pool = best
-        name = domain_xml.STORAGE_PREFIX + storage_id
-        with host.call(f"creating storage {storage_id}"):
-            vol = pool.createXML(domain_xml.build_volume(name, size, "raw"), 0)
-        return self._storage_info(storage_id, host, vol)
-
-    def describe_storage(self, ids: Iterable[str] | None = None) -> dict[str, StorageInfo]:
-        wanted = None if ids is None else set(ids)
-        found, down = self._volumes()
-        result = {
-            sid: self._storage_info(sid, host, vol)
-            for sid, (host, vol) in found.items()
-            if wanted is None or sid in wanted
-        }
-        if wanted and down and wanted - result.keys():
-            raise BackendUnavailable("; ".join(down))
-        return result
-
-    def act_storage(self, storage_id: str, action: str) -> StorageInfo:
-        """online | offline: offline storage cannot be attached; attached storage cannot
-        go offline (detach it first)."""
-        if action not in ("online", "offline"):
-            raise InvalidSpec(f"unknown storage action {action!r}; actions: online, offline")
-        host, vol = self._find_volume(storage_id)
-        info = self._storage_info(storage_id, host, vol)
-        if info.state == action:
-            raise InvalidState(f"storage {storage_id} is already {action}")
-        if action == "offline":
-            self._refuse_if_linked("storage", storage_id, "take it offline")
-        self.annotations.set(f"storage:{storage_id}", offline=True if action == "offline" else None)
-        return self._storage_info(storage_id, host, vol)
-
-    def delete_storage(self, storage_id: str) -> None:
-        host, vol = self._find_volume(storage_id)
-        self._refuse_if_linked("storage", storage_id, "delete it")
-        with host.call(f"deleting storage {storage_id}"):
-            vol.delete(0)
-        self.annotations.drop(f"storage:{storage_id}")
-
-    # -- networks ------------------------------------------------------------------------
-    def _validate_network(self, network_id: str, spec: NetworkSpec) -> None:
-        _canonical_id(network_id, "network")
-        if spec.vlan is not None and not 0 <= spec.vlan <= 4095:
-            raise InvalidSpec(f"vlan must be within 0..4095 (got {spec.vlan})")
-        if spec.allocation not in ("dynamic", "static"):
-            raise InvalidSpec(f"allocation must be dynamic or static (got {spec.allocation!r})")
-        if spec.gateway and not spec.address:
-            raise InvalidSpec("a gateway needs an address (the network's CIDR)")
-        if spec.address:
-            try:
-                subnet = ipaddress.ip_network(spec.address, strict=False)
-            except ValueError as exc:
-                raise InvalidSpec(
-                    f"address {spec.address!r} is not a CIDR network: {exc}"
-                ) from None
-            if spec.gateway:
-                try:
-                    gateway = ipaddress.ip_address(spec.gateway)
-                except ValueError as exc:
-                    raise InvalidSpec(f"gateway {spec.gateway!r}: {exc}") from None
-                if gateway not in subnet:
-                    raise InvalidSpec(f"gateway {spec.gateway} is outside {spec.address}")
-
-    def _all_hosts(self, what: str) -> list[Host]:
-        """Networks span every host: all must be reachable to change one."""
-        down = []
-        for host in self.hosts.values():
-            try:
-                host.connection()
-            except BackendUnavailable as exc:
-                down.append(str(exc))
-        if down:
-            raise BackendUnavailable(f"cannot {what} while a host is down: " + "; ".join(down))
-        return list(self.hosts.values())
-
-    def create_network(self, network_id: str, spec: NetworkSpec) -> NetworkInfo:
-        """Define and start the network on every host (same VLAN tag and subnet)."""
-        self._validate_network(network_id, spec)
-        network_id = _canonical_id(network_id, "network")
-        hosts = self._all_hosts(f"create network {network_id}")
-        if network_id in self._networks()[0]:
-            raise InvalidState(f"network {network_id} already exists")
-        xml = domain_xml.build_network(network_id, spec)
-        made: list[Any] = []
-        try:
-            for host in hosts:
-                with host.call(f"creating network {network_id}") as conn:
-                    net = conn.networkDefineXML(xml)
-                    made.append(net)
-                    net.create()
-        except BaseException:
-            for net in made:
-                _quietly(net.destroy)
-                _quietly(net.undefine)
-            raise
-        if spec.label:
-            self.annotations.set(f"network:{network_id}", label=spec.label)
-        return self.describe_networks([network_id])[network_id]
-
-    def _networks(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
-        """Gateway networks by id: {host uri: virNetwork} on each reachable host."""
-        found: dict[str, dict[str, Any]] = {}
-        down: list[str] = []
-        for host in self.hosts.values():
-            try:
-                with host.call("listing networks") as conn:
-                    for net in conn.listAllNetworks(0):
-                        if net.name().startswith(domain_xml.NETWORK_PREFIX):
-                            found.setdefault(net.UUIDString(), {})[host.uri] = net
-            except BackendUnavailable as exc:
-                down.append(str(exc))
-        return found, down
-
-    def _network_info(self, network_id: str, nets: dict[str, Any], down: list[str]) -> NetworkInfo:
-        first = next(iter(nets.values()))
-        facts = domain_xml.read_network(first.XMLDesc(0))
-        active = {uri: bool(net.isActive()) for uri, net in nets.items()}
-        missing = [uri for uri in self.hosts if uri not in nets]
-        reachable_missing = [u for u in missing if not any(u in d for d in down)]
-        if all(active.values()) and not reachable_missing:
-            state, message = "active", ""
-        elif not any(active.values()) and not reachable_missing:
-            state, message = "inactive", ""
-        else:
-            state = "error"
-            parts = [f"{'up' if up else 'down'} on {uri}" for uri, up in active.items()]
-            parts += [f"not defined on {uri}" for uri in reachable_missing]
-            message = "; ".join(parts)
-        if down:
-            message = "; ".join(filter(None, [message, *down]))
-        return NetworkInfo(
-            id=network_id,
-            state=state,
-            vlan=facts.vlan,
-            label=self.annotations.get(f"network:{network_id}").get("label", ""),
-            address=facts.address,
-            gateway=facts.gateway,
-            allocation=facts.allocation if facts.address else "dynamic",
-            state_message=message,
-            host=next(iter(nets)),
-        )
-
-    def describe_networks(self, ids: Iterable[str] | None = None) -> dict[str, NetworkInfo]:
-        wanted = None if ids is None else {_canonical_id(i, "network") for i in ids}
-        found, down = self._networks()
-        result = {
-            nid: self._network_info(nid, nets, down)
-            for nid, nets in found.items()
-            if wanted is None or nid in wanted
-        }
-        if wanted and down and wanted - result.keys():
-            raise BackendUnavailable("; ".join(down))
-        return result
-
-    def act_network(self, network_id: str, action: str) -> NetworkInfo:
-        """up = create() where it is down, down = destroy() where it is up, on all hosts."""
-        if action not in ("up", "down"):
-            raise InvalidSpec(f"unknown network action {action!r}; actions: up, down")
-        network_id = _canonical_id(network_id, "network")
-        self._all_hosts(f"bring network {network_id} {action}")
-        found, down = self._networks()
-        if network_id not in found:
-            raise UnknownResource(f"network {network_id} does not exist")
-        info = self._network_info(network_id, found[network_id], down)
-        target = "active" if action == "up" else "inactive"
-        if info.state == target:
-            raise InvalidState(f"network {network_id} is already {target}")
-        for uri, net in found[network_id].items():
-            with self.hosts[uri].call(f"network {network_id} {action}"):
-                if action == "up" and not net.isActive():
-                    net.create()
-                elif action == "down" and net.isActive():
-                    net.destroy()
-        return self.describe_networks([network_id])[network_id]
-
-    def delete_network(self, network_id: str) -> None:
-        network_id = _canonical_id(network_id, "network")
-        self._all_hosts(f"delete network {network_id}")
-        found, _ = self._networks()
-        if network_id not in found:
-            raise UnknownResource(f"network {network_id} does not exist")
-        self._refuse_if_linked("network", network_id, "delete it")
-        for uri, net in found[network_id].items():
-            with self.hosts[uri].call(f"deleting network {network_id}"):
-                if net.isActive():
-                    net.destroy()
-                net.undefine()
-        self.annotations.drop(f"network:{network_id}")
-
-    # -- links ---------------------------------------------------------------------------
-    def _links(self) -> dict[str, tuple[Host, str, Link]]:
-        """Every link on every reachable host: link id → (host, vm_id, link)."""
-        links: dict[str, tuple[Host, str, Link]] = {}
-        for host in self.hosts.values():
-            try:
-                entries = self._refresh(host)
-            except BackendUnavailable:
-                continue
-            for vm_id, entry in entries.items():
-                for link in entry.facts.links:
-                    links[link.id] = (host, vm_id, link)
-        return links
-
-    def _refuse_if_linked(self, kind: str, resource_id: str, doing: str) -> None:
-        for link_id, (_host, vm_id, link) in self._links().items():
-            if link.kind == kind and link.resource == resource_id:
-                raise InvalidState(
-                    f"{kind} {resource_id} is linked to compute {vm_id} (link {link_id}); "
-                    f"detach it before you {doing}"
-                )
-
-    def attach_storage(self, link_id: str, vm_id: str, storage_id: str, device: str = "") -> str:
-        """A storagelink: the volume becomes a virtio disk of the VM (same host only)."""
-        if not _ID.match(link_id or ""):
-            raise InvalidSpec(f"link id {link_id!r}: letters, digits and '-' only")
-        if device and not _DISK_TARGET.match(device):
-            raise InvalidSpec(f"device {device!r} is not a disk name like vdb or sdc")
-        host, dom = self._locate(vm_id)
-        vm_id = dom.UUIDString()
-        links = self._links()
-        if link_id in links:
-            raise InvalidState(f"link {link_id} already exists")
-        storage_host, vol = self._find_volume(storage_id)
-        if storage_host is not host:
-            raise InvalidState(
-                f"storage {storage_id} is on {storage_host.uri} but compute {vm_id} on "
-                f"{host.uri}; a storagelink needs both on one host"
-            )
-        if self._storage_info(storage_id, storage_host, vol).state == "offline":
-            raise InvalidState(f"storage {storage_id} is offline; bring it online first")
-        for other_id, (_h, other_vm, link) in links.items():
-            if link.kind == "storage" and link.resource == storage_id:
-                raise InvalidState(
-                    f"storage {storage_id} is already attached to compute {other_vm} "
-                    f"(link {other_id})"
-                )
-        with host.call(f"attaching storage {storage_id} to compute {vm_id}"):
-            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            if device and device in domain_xml.disk_targets(xml):
-                raise InvalidState(f"compute {vm_id} already has a disk {device}")
-            target = device or domain_xml.next_disk_target(xml)
-            fmt = domain_xml.volume_format(vol.XMLDesc(0)) or "raw"
-            disk = domain_xml.disk_device(vol.path(), target, fmt)
-            link = Link(link_id, "storage", storage_id, target)
-            self._change_device(host, dom, xml, disk, link, attach=True)
-        return target
-
-    def attach_network(
-        self, link_id: str, vm_id: str, network_id: str, mac: str = "", address: str = ""
-    ) -> str:
-        """A networkinterface on the VM's host's copy of the network; returns the MAC.
-        The ipnetworkinterface ``address`` is recorded with the link, not enforced (a
-        static lease needs the guest's cooperation)."""
-        if not _ID.match(link_id or ""):
-            raise InvalidSpec(f"link id {link_id!r}: letters, digits and '-' only")
-        mac = mac.lower()
-        if mac and not _MAC.match(mac):
-            raise InvalidSpec(f"mac {mac!r} is not a MAC address like 52:54:00:12:34:56")
-        if address:
-            try:
-                ipaddress.ip_address(address)
-            except ValueError as exc:
-                raise InvalidSpec(f"address {address!r}: {exc}") from None
-        network_id = _canonical_id(network_id, "network")
-        host, dom = self._locate(vm_id)
-        vm_id = dom.UUIDString()
-        if link_id in self._links():
-            raise InvalidState(f"link {link_id} already exists")
-        found, down = self._networks()
-        if network_id not in found:
-            if down:
-                raise BackendUnavailable("; ".join(down))
-            raise UnknownResource(f"network {network_id} does not exist")
-        if host.uri not in found[network_id]:
-            raise InvalidState(f"network {network_id} is not defined on {host.uri}")
-        mac = mac or "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-        with host.call(f"attaching network {network_id} to compute {vm_id}"):
-            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            iface = domain_xml.interface_device(domain_xml.network_name(network_id), mac)
-            link = Link(link_id, "network", network_id, mac, address)
-            self._change_device(host, dom, xml, iface, link, attach=True)
-        return mac
-
-    def detach(self, link_id: str) -> None:
-        found = self._links().get(link_id)
-        if found is None:
-            raise UnknownResource(f"link {link_id} does not exist")
-        host, vm_id, link = found
-        with host.call(f"detaching link {link_id} from compute {vm_id}") as conn:
-            dom = conn.lookupByUUIDString(vm_id)
-            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            device = domain_xml.find_device(xml, link)
-            self._change_device(
-                host, dom, xml, domain_xml.parse(device) if device else None, link, attach=False
-            )
-
-    def _change_device(
-        self, host: Host, dom: Any, xml: str, device: Any, link: Link, *, attach: bool
-    ) -> None:
-        """Attach or detach a device in the persistent definition, and in the running
-        domain where the driver can hotplug. Drivers without hotplug (the test driver)
-        answer "not supported": then only the persistent definition changes, with the
-        device and the link's metadata in one defineXML, and a running VM sees the change
-        at its next start."""
-        facts = domain_xml.read_facts(xml)
-        links = tuple(lk for lk in facts.links if lk.id != link.id)
-        if attach:
-            links += (link,)
-        device_xml = domain_xml.serialize(device) if device is not None else ""
-        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        if dom.isActive():
-            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-        try:
-            if device_xml:
-                if attach:
-                    dom.attachDeviceFlags(device_xml, flags)
-                else:
-                    dom.detachDeviceFlags(device_xml, flags)
-        except libvirt.libvirtError as exc:
-            if not is_unsupported(exc):
-                raise
-            new = (
-                domain_xml.add_device(xml, device)
-                if attach
-                else domain_xml.remove_device(xml, link)
-            )
-            dom.connect().defineXML(domain_xml.replace_metadata(new, links=links))
-        else:
-            self._set_metadata(dom, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), links=links)
-        self._read(host, dom)
-
     # -- health, shutdown ------------------------------------------------------------------
     def health(self) -> HealthReport:
         problems, figures = [], {}
@@ -1098,9 +691,3 @@ class LibvirtVMBackend(VMBackend):
     def close(self) -> None:
         for host in self.hosts.values():
             host.close()
-
-
-def _quietly(func: Any, *args: Any) -> None:
-    """Clean-up that must not hide the error being raised."""
-    with contextlib.suppress(Exception):  # best effort, the original error matters
-        func(*args)
