@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -363,10 +364,10 @@ def build_network(network_id: str, spec: NetworkSpec) -> str:
             net, "ip", address=str(gateway), prefix=str(subnet.prefixlen), family=_family(subnet)
         )
         if spec.allocation == "dynamic":
-            hosts = [h for h in _first_last(subnet) if h != gateway]
-            if len(hosts) == 2:
+            span = dhcp_range(subnet, gateway)
+            if span is not None:
                 dhcp = etree.SubElement(ip, "dhcp")
-                etree.SubElement(dhcp, "range", start=str(hosts[0]), end=str(hosts[1]))
+                etree.SubElement(dhcp, "range", start=str(span[0]), end=str(span[1]))
     return serialize(net)
 
 
@@ -374,11 +375,19 @@ def _family(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return "ipv6" if subnet.version == 6 else "ipv4"
 
 
-def _first_last(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list:
-    """First usable address after the gateway's usual place, and the last usable one."""
+def dhcp_range(subnet: Any, gateway: Any) -> tuple[Any, Any] | None:
+    """The larger run of usable addresses beside the gateway (None: subnet too small)."""
     if subnet.num_addresses < 4:
-        return []
-    return [subnet.network_address + 2, subnet.broadcast_address - 1]
+        return None
+    first, last = subnet.network_address + 1, subnet.broadcast_address - 1
+    if not first <= gateway <= last:
+        return first, last
+    below = (first, gateway - 1) if gateway > first else None
+    above = (gateway + 1, last) if gateway < last else None
+    sides = [s for s in (above, below) if s is not None]
+    if not sides:
+        return None
+    return max(sides, key=lambda s: int(s[1]) - int(s[0]))
 
 
 @dataclass(frozen=True)

@@ -548,6 +548,16 @@ def test_events_keep_the_cached_state_fresh(tmp_path, shared_pool):
         backend.hosts["test:///default"].cache.events_live = False
         outside.lookupByUUIDString(vm_id).resume()
         assert backend.describe([vm_id])[vm_id].state == "active"
+        backend.hosts["test:///default"].cache.events_live = True
+        # a deferred save completes when the guest stops by itself (seen as an event)
+        backend.act(vm_id, "save", "deferred", name="on-guest-shutdown")
+        outside.lookupByUUIDString(vm_id).shutdown()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if "on-guest-shutdown" in {t.id for t in backend.templates()}:
+                break
+            time.sleep(0.02)
+        assert "on-guest-shutdown" in {t.id for t in backend.templates()}
         backend.delete(vm_id)
     finally:
         outside.close()
