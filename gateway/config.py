@@ -94,7 +94,7 @@ class VMSettings(Section):
     # Domain type in the XML; "" picks "test" for test:// URIs and "kvm" otherwise
     # (set "qemu" for hosts without KVM, where QEMU emulates in software).
     domain_type: Literal["", "kvm", "qemu", "test", "xen", "lxc"] = ""
-    # Memory overcommit for placement: a host takes VMs up to memory × overcommit.
+    # Memory overcommit for placement: a host takes VMs up to memory * overcommit.
     overcommit: float = Field(1.0, ge=0.1, le=1000)
     # After a host fails to answer, calls fail at once for this long before a retry.
     retry_seconds: float = Field(10.0, ge=0, le=3600)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from backends.vm.domain_xml import DomainFacts
 
@@ -84,6 +85,7 @@ class CachedDomain:
     state_gen: int = 0  # the domain's event generation when the state was read
     facts_gen: int = 0  # its definition generation when the facts were read
     facts_read_at: float = 0.0  # monotonic time the facts were read
+    info: Any = None  # the VMInfo built from this entry (backends.vm.libvirt._info)
 
 
 @dataclass
@@ -97,6 +99,7 @@ class DomainCache:
     definitions: dict[str, int] = field(default_factory=dict)
     events_live: bool = False
     events_seen: int = 0
+    refreshed_at: float = 0.0  # monotonic time of the last full pass over the host
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_stopped: list = field(default_factory=list)  # callbacks(uri, uuid) on STOPPED
 

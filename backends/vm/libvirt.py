@@ -62,6 +62,7 @@ except ImportError:  # pragma: no cover - exercised only where libvirt-python is
     libvirt = None
 
 _FACTS_TTL = 30.0  # seconds facts are trusted on a host without events
+_LOAD_REFRESH = 5.0  # seconds placement trusts the event-fed cache without a full pass
 _AUTO_POOLS = ("default", "default-pool")
 
 
@@ -176,6 +177,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         with cache.lock:
             # entries an event touched while we read keep their older generation: dirty
             cache.domains = fresh
+            cache.refreshed_at = now
         return fresh
 
     @staticmethod
@@ -194,18 +196,24 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         }
 
     def _info(self, host: Host, vm_id: str, entry: CachedDomain) -> VMInfo:
-        facts = entry.facts
-        return VMInfo(
-            id=vm_id,
-            state=entry.state,
-            state_message=entry.state_message,
-            cores=facts.cores,
-            memory_mib=facts.memory_mib,
-            architecture=facts.architecture,
-            hostname=facts.hostname,
-            host=host.uri,
-            image=facts.image,
-        )
+        """The VMInfo of a cache entry, built once per entry (entries are replaced, not
+        changed, when libvirt is re-read; an event's hint drops it)."""
+        info = entry.info
+        if info is None or info.state != entry.state:
+            facts = entry.facts
+            info = VMInfo(
+                id=vm_id,
+                state=entry.state,
+                state_message=entry.state_message,
+                cores=facts.cores,
+                memory_mib=facts.memory_mib,
+                architecture=facts.architecture,
+                hostname=facts.hostname,
+                host=host.uri,
+                image=facts.image,
+            )
+            entry.info = info
+        return info
 
     def _read(self, host: Host, dom: Any) -> CachedDomain:
         """Re-read one domain now (after an action) and put it in the cache."""
@@ -267,7 +275,12 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         (virNodeGetFreeMemory, which counts every other process and domain) where it
         gives one. The test driver's figure is invented (0, or a few MiB on
         ``test:///default``), so there only the gateway's own VMs count."""
-        entries = self._refresh(host)
+        cache = host.cache
+        if cache.events_live and time.monotonic() - cache.refreshed_at < _LOAD_REFRESH:
+            with cache.lock:  # events kept it fresh; a full pass per create costs O(VMs)
+                entries = dict(cache.domains)
+        else:
+            entries = self._refresh(host)
         with host.call("reading host load") as conn:
             _model, memory_mib, cpus = conn.getInfo()[:3]
             real_free = 0
