@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from backends.interfaces import (
     BackendError,
@@ -62,8 +62,14 @@ except ImportError:  # pragma: no cover - exercised only where libvirt-python is
     libvirt = None
 
 _FACTS_TTL = 30.0  # seconds facts are trusted on a host without events
+_OCCI_ARCHITECTURES = {"x86": "i686", "x64": "x86_64"}  # OCCI compute.architecture
 _LOAD_REFRESH = 5.0  # seconds placement trusts the event-fed cache without a full pass
 _AUTO_POOLS = ("default", "default-pool")
+
+
+class _Saved(NamedTuple):
+    name: str
+    done: bool
 
 
 def _option(options: Any, name: str, default: Any) -> Any:
@@ -124,7 +130,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                 pool.create()
             return pool
         key = "vm.image_pool" if images and self.image_pool_name else "vm.pool"
-        raise BackendError(
+        raise BackendUnavailable(
             f"no storage pool {' or '.join(repr(n) for n in names)} on {host.uri}; "
             f"define it there or set {key}"
         )
@@ -255,6 +261,9 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
 
     # -- compute -----------------------------------------------------------------------
     def _resolve(self, spec: VMSpec) -> VMSpec:
+        """Size (resource_tpl) applied, OCCI's architecture words in libvirt's, checked."""
+        if spec.architecture in _OCCI_ARCHITECTURES:
+            spec = replace(spec, architecture=_OCCI_ARCHITECTURES[spec.architecture])
         if spec.size:
             if spec.size not in self.sizes:
                 known = ", ".join(sorted(self.sizes)) or "none configured"
@@ -328,12 +337,12 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                 down.append(str(exc))
         if not loads:
             if down and not without_image:
-                raise BackendUnavailable("no hypervisor is reachable: " + "; ".join(down))
+                raise BackendUnavailable("no hypervisor can take it: " + "; ".join(down))
             if spec.image:
                 raise InvalidSpec(
                     f"unknown os_tpl (image template) {spec.image!r} on every reachable host"
                 )
-            raise BackendUnavailable("no hypervisor is reachable: " + "; ".join(down))
+            raise BackendUnavailable("no hypervisor can take it: " + "; ".join(down))
         chosen = self.policy(loads, spec)
         if chosen is None:
             free = ", ".join(f"{h.uri}: {h.free_memory_mib} MiB" for h in loads)
@@ -407,6 +416,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         asked id not found while a host is down raises :class:`BackendUnavailable`.
         """
         wanted = None if vm_ids is None else {canonical_id(v) for v in vm_ids}
+        if wanted is not None and not wanted:
+            return {}
         result: dict[str, VMInfo] = {}
         down: list[str] = []
         for host in self.hosts.values():
@@ -488,12 +499,16 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
             elif action == "suspend":
                 dom.suspend() if method == "suspend" else dom.managedSave(0)
             else:
-                self._save(host, conn, dom, current, method, params.get("name", ""))
+                saved = self._save(host, conn, dom, current, method, params.get("name", ""))
             entry = self._read(host, dom)
             if action == "stop" and entry.state == "inactive" and entry.facts.pending_save:
                 self._complete_deferred_save(host, vm_id)
                 entry = self._read(host, dom)
-        return self._info(host, vm_id, entry)
+        info = self._info(host, vm_id, entry)
+        if action == "save":  # the caller learns the new os_tpl's id here
+            when = "saved" if saved.done else "to be saved when the compute stops"
+            info = replace(info, state_message=f"image template (os_tpl) {saved.name} {when}")
+        return info
 
     @staticmethod
     def _start(dom: Any, raw_state: int) -> None:
@@ -541,7 +556,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
 
     def _save(
         self, host: Host, conn: Any, dom: Any, current: CachedDomain, method: str, name: str
-    ) -> None:
+    ) -> _Saved:
         vm_id = dom.UUIDString()
         name = name or f"{vm_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         if not TEMPLATE_NAME.match(name) or name.startswith("xg-"):
@@ -561,8 +576,9 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         if method == "deferred" and current.state == "active":
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             self._set_metadata(dom, xml, pending_save=name)
-            return
+            return _Saved(name, done=False)
         self._clone_disk(host, conn, current.facts, name)
+        return _Saved(name, done=True)
 
     def _clone_disk(self, host: Host, conn: Any, facts: DomainFacts, name: str) -> None:
         pool = self._pool(host, conn)
@@ -689,7 +705,10 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
             try:
                 with host.call("reading host facts") as conn:
                     model, memory_mib, cpus = conn.getInfo()[:3]
+                    pool = self._pool(host, conn).name()
+                    self._pool(host, conn, images=True)
                 figures[uri] = {
+                    "pool": pool,
                     "cpus": cpus,
                     "memory_mib": memory_mib,
                     "model": model,

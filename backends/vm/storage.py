@@ -91,7 +91,7 @@ class StorageVolumes:
                 best = (available, host, pool)
         if best is None:
             if down and len(down) == len(self.hosts):
-                raise BackendUnavailable("no hypervisor is reachable: " + "; ".join(down))
+                raise BackendUnavailable("no hypervisor can take it: " + "; ".join(down))
             raise BackendUnavailable(f"no storage pool has {spec.size_gib} GiB free")
         _, host, pool = best
         name = domain_xml.STORAGE_PREFIX + storage_id

@@ -205,7 +205,8 @@ def test_create_refusals_leave_nothing_behind(backend, uri):
 
 def test_save_hot_makes_a_template_a_new_vm_can_start_from(backend):
     vm_id = new_vm(backend)
-    backend.act(vm_id, "save", "hot", name="golden")
+    saved = backend.act(vm_id, "save", "hot", name="golden")
+    assert saved.state_message == "image template (os_tpl) golden saved"
     templates = {t.id: t for t in backend.templates()}
     assert set(templates) == {TEMPLATE, "golden"}
     assert templates["golden"].size_bytes == templates[TEMPLATE].size_bytes
@@ -222,7 +223,8 @@ def test_save_hot_makes_a_template_a_new_vm_can_start_from(backend):
 
 def test_save_deferred_happens_when_the_vm_stops(backend):
     vm_id = new_vm(backend)
-    assert backend.act(vm_id, "save", "deferred", name="later").state == "active"
+    pending = backend.act(vm_id, "save", "deferred", name="later")
+    assert pending.state == "active" and "later to be saved when" in pending.state_message
     assert "later" not in {t.id for t in backend.templates()}
     assert "<xg:pending-save>later</xg:pending-save>" in domain(backend, vm_id).XMLDesc(
         libvirt.VIR_DOMAIN_XML_INACTIVE
@@ -268,6 +270,36 @@ def test_domains_the_gateway_did_not_make_are_not_computes(backend, uri):
     assert set(backend.describe()) == {mine}
     with pytest.raises(UnknownResource):
         backend.act(foreign, "start")
+
+
+def test_occi_architecture_words_are_accepted(backend):
+    assert backend.create(new_id(), VMSpec(name="a", architecture="x64")).architecture == "x86_64"
+    assert backend.create(new_id(), VMSpec(name="b", architecture="x86")).architecture == "i686"
+
+
+def test_configuration_reaches_the_backend(make_settings, uri, tmp_path):
+    """[vm] from the settings (pydantic models, as the gateway passes them)."""
+    from backends.vm.libvirt import LibvirtVMBackend as Backend
+
+    settings = make_settings(
+        vm={"uris": [uri], "pool": POOL, "sizes": {"tiny": {"cores": 1, "memory_mib": 256}}}
+    )
+    backend = Backend(BackendContext(None, tmp_path / "state", settings.vm))
+    try:
+        info = backend.create(new_id(), VMSpec(name="t", size="tiny", image=TEMPLATE))
+        assert (info.cores, info.memory_mib) == (1, 256)
+        assert backend.health().ok
+        assert backend.health().figures[uri]["pool"] == POOL
+    finally:
+        backend.close()
+    wrong = Backend(BackendContext(None, tmp_path / "state", make_settings(vm={"uris": [uri]}).vm))
+    try:
+        health = wrong.health()  # the preset has no pool "default" or "default-pool"
+        assert not health.ok and "set vm.pool" in health.detail
+        with pytest.raises(BackendUnavailable, match="no storage pool"):
+            wrong.create_storage(new_id(), StorageSpec(name="s"))
+    finally:
+        wrong.close()
 
 
 # -- storage ---------------------------------------------------------------------------
