@@ -85,6 +85,7 @@ class CachedDomain:
     state_gen: int = 0  # the domain's event generation when the state was read
     facts_gen: int = 0  # its definition generation when the facts were read
     facts_read_at: float = 0.0  # monotonic time the facts were read
+    state_read_at: float = 0.0  # monotonic time the state was read
     info: Any = None  # the VMInfo built from this entry (backends.vm.libvirt._info)
 
 

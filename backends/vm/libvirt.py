@@ -63,6 +63,7 @@ except ImportError:  # pragma: no cover - exercised only where libvirt-python is
 
 _FACTS_TTL = 30.0  # seconds facts are trusted on a host without events
 _OCCI_ARCHITECTURES = {"x86": "i686", "x64": "x86_64"}  # OCCI compute.architecture
+_BULK_STATES = 16  # more stale domains than this (and 5 %): all states in one call
 _LOAD_REFRESH = 5.0  # seconds placement trusts the event-fed cache without a full pass
 _AUTO_POOLS = ("default", "default-pool")
 
@@ -141,57 +142,70 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
     # -- the domain cache ----------------------------------------------------------------
     def _refresh(self, host: Host) -> dict[str, CachedDomain]:
         """All domains of one host in one pass: one listAllDomains, then libvirt is asked
-        only about domains whose cached state or facts an event (or age) invalidated."""
+        only about domains whose cached state or facts an event (or age) invalidated.
+
+        States are read in one call (getAllDomainStats) when the host has no events or
+        many entries are stale (a cold cache), else one by one for the few dirty ones.
+        Definitions are read per domain (libvirt has no bulk call for XML): that cost is
+        paid once per domain and again only after a "defined" event.
+        """
         cache = host.cache
-        now = time.monotonic()
+        started = time.monotonic()
         with host.call("listing domains") as conn:
-            domains = conn.listAllDomains(0)
-            polled: dict[str, tuple[int, int]] | None = None
-            saved: set[str] | None = None
             fresh: dict[str, CachedDomain] = {}
+            stale: list[tuple[str, Any, CachedDomain | None]] = []
+            domains = conn.listAllDomains(0)
             for dom in domains:
                 uuid = dom.UUIDString()
                 entry = cache.domains.get(uuid)
                 if cache.state_fresh(uuid, entry) and cache.facts_fresh(
-                    uuid, entry, now, _FACTS_TTL
+                    uuid, entry, started, _FACTS_TTL
                 ):
                     fresh[uuid] = entry  # type: ignore[assignment]
-                    continue
+                else:
+                    stale.append((uuid, dom, entry))
+            if stale:
+                many = len(stale) > _BULK_STATES and len(stale) * 20 > len(domains)
+                bulk = many or not cache.events_live
+                polled = self._poll_states(conn) if bulk else {}
+                saved = {
+                    d.UUIDString()
+                    for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)
+                }
+            for uuid, dom, entry in stale:
                 gen, def_gen = cache.generation(uuid)
-                if entry is not None and cache.facts_fresh(uuid, entry, now, _FACTS_TTL):
+                if entry is not None and cache.facts_fresh(uuid, entry, started, _FACTS_TTL):
                     facts, facts_gen, read_at = entry.facts, entry.facts_gen, entry.facts_read_at
                 else:
                     try:
                         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
                     except libvirt.libvirtError:
                         continue  # undefined meanwhile
-                    facts, facts_gen, read_at = domain_xml.read_facts(xml), def_gen, now
-                if polled is None:
-                    polled = self._poll_states(conn, cache.events_live)
-                    saved = {
-                        d.UUIDString()
-                        for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)
-                    }
+                    facts, facts_gen, read_at = domain_xml.read_facts(xml), def_gen, started
                 raw = polled.get(uuid)
                 if raw is None:
                     try:
                         raw = tuple(dom.state())
                     except libvirt.libvirtError:
                         continue
-                state, message = states.occi_state(raw[0], raw[1], uuid in (saved or ()))
-                fresh[uuid] = CachedDomain(facts, state, message, gen, facts_gen, read_at)
+                state, message = states.occi_state(raw[0], raw[1], uuid in saved)
+                fresh[uuid] = CachedDomain(
+                    facts, state, message, gen, facts_gen, read_at, state_read_at=started
+                )
         with cache.lock:
-            # entries an event touched while we read keep their older generation: dirty
+            # An action's own read (_read) that finished after this pass began is newer
+            # than what the pass saw: it wins. Entries an event touched meanwhile keep the
+            # generation read before libvirt was asked, so they stay dirty.
+            for uuid, entry in cache.domains.items():
+                if entry.state_read_at > started:
+                    fresh[uuid] = entry
             cache.domains = fresh
-            cache.refreshed_at = now
+            cache.refreshed_at = started
         return fresh
 
     @staticmethod
-    def _poll_states(conn: Any, events_live: bool) -> dict[str, tuple[int, int]]:
-        """States of all domains in one call where it pays (no events: every domain is
-        read); with events only the few dirty ones are asked one by one."""
-        if events_live:
-            return {}
+    def _poll_states(conn: Any) -> dict[str, tuple[int, int]]:
+        """States of all domains in one call ({} where the driver lacks the call)."""
         try:
             stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
         except libvirt.libvirtError:
@@ -229,7 +243,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         raw_state, reason = dom.state()
         saved = raw_state == states.SHUTOFF and bool(dom.hasManagedSaveImage(0))
         state, message = states.occi_state(raw_state, reason, saved)
-        entry = CachedDomain(facts, state, message, gen, def_gen, time.monotonic())
+        now = time.monotonic()
+        entry = CachedDomain(facts, state, message, gen, def_gen, now, state_read_at=now)
         with host.cache.lock:
             host.cache.domains[uuid] = entry
         return entry
