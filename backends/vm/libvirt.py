@@ -111,6 +111,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         self.annotations = Annotations(context.state_dir / "libvirt-annotations.json")
         self._placement_lock = threading.Lock()
         self._save_lock = threading.Lock()
+        self._link_lock = threading.Lock()
         for host in self.hosts.values():
             host.cache.on_stopped.append(self._on_stopped)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import threading
 from typing import TYPE_CHECKING, Any
 
 from backends.interfaces import (
@@ -34,6 +35,7 @@ class DeviceLinks:
     """Link part of :class:`LibvirtVMBackend` (a mixin)."""
 
     hosts: dict[str, Host]
+    _link_lock: threading.Lock  # one link change at a time: checks and change atomic
 
     def _links(self) -> dict[str, tuple[Host, str, Link]]:
         """Every link on every reachable host: link id → (host, vm_id, link)."""
@@ -58,6 +60,25 @@ class DeviceLinks:
 
     def attach_storage(self, link_id: str, vm_id: str, storage_id: str, device: str = "") -> str:
         """A storagelink: the volume becomes a virtio disk of the VM (same host only)."""
+        with self._link_lock:
+            return self._attach_storage(link_id, vm_id, storage_id, device)
+
+    def attach_network(
+        self, link_id: str, vm_id: str, network_id: str, mac: str = "", address: str = ""
+    ) -> str:
+        """A networkinterface on the VM's host's copy of the network; returns the MAC.
+        The ipnetworkinterface ``address`` is recorded with the link, not enforced (a
+        static lease needs the guest's cooperation)."""
+        with self._link_lock:
+            return self._attach_network(link_id, vm_id, network_id, mac, address)
+
+    def detach(self, link_id: str) -> None:
+        """Remove the device. On real QEMU a live disk detach completes when the guest
+        releases the device; the persistent definition changes at once."""
+        with self._link_lock:
+            self._detach(link_id)
+
+    def _attach_storage(self, link_id: str, vm_id: str, storage_id: str, device: str) -> str:
         plain_id(link_id, "link")
         if device and not DISK_TARGET.match(device):
             raise InvalidSpec(f"device {device!r} is not a disk name like vdb or sdc")
@@ -91,12 +112,9 @@ class DeviceLinks:
             self._change_device(host, dom, xml, disk, link, attach=True)
         return target
 
-    def attach_network(
-        self, link_id: str, vm_id: str, network_id: str, mac: str = "", address: str = ""
+    def _attach_network(
+        self, link_id: str, vm_id: str, network_id: str, mac: str, address: str
     ) -> str:
-        """A networkinterface on the VM's host's copy of the network; returns the MAC.
-        The ipnetworkinterface ``address`` is recorded with the link, not enforced (a
-        static lease needs the guest's cooperation)."""
         plain_id(link_id, "link")
         mac = mac.lower()
         if mac and not MAC.match(mac):
@@ -126,7 +144,7 @@ class DeviceLinks:
             self._change_device(host, dom, xml, iface, link, attach=True)
         return mac
 
-    def detach(self, link_id: str) -> None:
+    def _detach(self, link_id: str) -> None:
         found = self._links().get(link_id)
         if found is None:
             raise UnknownResource(f"link {link_id} does not exist")

@@ -9,6 +9,7 @@ left half-made). The label lives in the annotations: network metadata needs libv
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ class Networks:
 
     hosts: dict[str, Host]
     annotations: Annotations
+    _link_lock: threading.Lock
 
     def _validate_network(self, network_id: str, spec: NetworkSpec) -> None:
         canonical_id(network_id, "network")
@@ -179,10 +181,11 @@ class Networks:
         found, _ = self._networks()
         if network_id not in found:
             raise UnknownResource(f"network {network_id} does not exist")
-        self._refuse_if_linked("network", network_id, "delete it")
-        for uri, net in found[network_id].items():
-            with self.hosts[uri].call(f"deleting network {network_id}"):
-                if net.isActive():
-                    net.destroy()
-                net.undefine()
+        with self._link_lock:
+            self._refuse_if_linked("network", network_id, "delete it")
+            for uri, net in found[network_id].items():
+                with self.hosts[uri].call(f"deleting network {network_id}"):
+                    if net.isActive():
+                        net.destroy()
+                    net.undefine()
         self.annotations.drop(f"network:{network_id}")

@@ -7,6 +7,7 @@ libvirt; online/offline lives in the backend's annotations (see
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ class StorageVolumes:
 
     hosts: dict[str, Host]
     annotations: Annotations
+    _link_lock: threading.Lock
 
     def _volumes(self) -> tuple[dict[str, tuple[Host, Any]], list[str]]:
         """Every gateway storage volume on every reachable host, by storage id."""
@@ -120,14 +122,17 @@ class StorageVolumes:
         info = self._storage_info(storage_id, host, vol)
         if info.state == action:
             raise InvalidState(f"storage {storage_id} is already {action}")
-        if action == "offline":
-            self._refuse_if_linked("storage", storage_id, "take it offline")
-        self.annotations.set(f"storage:{storage_id}", offline=True if action == "offline" else None)
+        with self._link_lock:  # no attach between the check and the change
+            if action == "offline":
+                self._refuse_if_linked("storage", storage_id, "take it offline")
+            offline = True if action == "offline" else None
+            self.annotations.set(f"storage:{storage_id}", offline=offline)
         return self._storage_info(storage_id, host, vol)
 
     def delete_storage(self, storage_id: str) -> None:
         host, vol = self._find_volume(storage_id)
-        self._refuse_if_linked("storage", storage_id, "delete it")
-        with host.call(f"deleting storage {storage_id}"):
-            vol.delete(0)
+        with self._link_lock:
+            self._refuse_if_linked("storage", storage_id, "delete it")
+            with host.call(f"deleting storage {storage_id}"):
+                vol.delete(0)
         self.annotations.drop(f"storage:{storage_id}")
