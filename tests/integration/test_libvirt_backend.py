@@ -594,3 +594,27 @@ def test_events_keep_the_cached_state_fresh(tmp_path, shared_pool):
     finally:
         outside.close()
         backend.close()
+
+
+def test_concurrent_actions_and_listings_agree_with_libvirt(backend):
+    """Gateway workers call one backend from many threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [new_vm(backend, image="") for _ in range(8)]
+
+    def cycle(vm_id: str) -> str:
+        for action in ("suspend", "start", "stop", "start", "stop"):
+            backend.act(vm_id, action)
+        return backend.describe([vm_id])[vm_id].state
+
+    def listing(_: int) -> int:
+        return len(backend.describe())
+
+    with ThreadPoolExecutor(8) as pool:
+        listings = pool.map(listing, range(40))
+        states_after = list(pool.map(cycle, ids))
+        assert set(listings) == {8}
+    assert states_after == ["inactive"] * 8
+    for vm_id, info in backend.describe().items():
+        assert info.state == "inactive"
+        assert domain(backend, vm_id).state()[0] == libvirt.VIR_DOMAIN_SHUTOFF

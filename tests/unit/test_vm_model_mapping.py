@@ -134,3 +134,17 @@ def test_least_loaded_takes_most_free_memory_then_fewest_vms():
 def test_first_fit_packs_in_configuration_order():
     assert first_fit(HOSTS, VMSpec(name="v", memory_mib=512)).uri == "a"
     assert first_fit(HOSTS, VMSpec(name="v", memory_mib=2048)).uri == "b"
+
+
+def test_vm_config_errors_name_the_key():
+    from gateway.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            vm={"sizes": {"tiny": {"cores": 0, "memory_mib": 256}}, "placement": "random"}
+        )
+    text = str(error.value)
+    assert "vm.sizes.tiny.cores" in text and "XTREEMGATE_VM__SIZES__TINY__CORES" in text
+    assert "vm.placement" in text
+    sizes = load_settings().vm.sizes
+    assert (sizes["medium"].cores, sizes["medium"].memory_mib) == (2, 4096)
