@@ -60,15 +60,17 @@ def _run() -> None:
             log.exception("libvirt event loop iteration failed")
 
 
-# virDomainEventType → the OCCI state it implies (a hint until describe re-reads)
+# virDomainEventType → the OCCI state (and message) it implies: a hint until describe
+# re-reads the domain
 _EVENT_STATE = {
-    2: "active",  # STARTED
-    3: "suspended",  # SUSPENDED
-    4: "active",  # RESUMED
-    5: "inactive",  # STOPPED (detail SAVED: managed save → suspended, below)
-    7: "suspended",  # PMSUSPENDED
-    8: "error",  # CRASHED
+    2: ("active", ""),  # STARTED
+    3: ("suspended", "paused"),  # SUSPENDED
+    4: ("active", ""),  # RESUMED
+    5: ("inactive", ""),  # STOPPED (detail SAVED: managed save, below)
+    7: ("suspended", "suspended by guest power management"),  # PMSUSPENDED
+    8: ("error", "the domain crashed"),  # CRASHED
 }
+_HIBERNATED = ("suspended", "hibernated (memory saved to disk)")
 _EVENT_UNDEFINED = 1
 _EVENT_DEFINED = 0
 _EVENT_STOPPED = 5
@@ -103,6 +105,9 @@ class DomainCache:
     refreshed_at: float = 0.0  # monotonic time of the last full pass over the host
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_stopped: list = field(default_factory=list)  # callbacks(uri, uuid) on STOPPED
+    usage: dict[str, tuple[int, int]] = field(default_factory=dict)  # see _account
+    committed_mib: int = 0
+    committed_cores: int = 0
 
     def lifecycle(self, _conn: object, dom: object, event: int, detail: int, _opaque: object):
         """virConnectDomainEventCallback: runs in the event loop thread."""
@@ -115,11 +120,14 @@ class DomainCache:
             entry = self.domains.get(uuid)
             if event == _EVENT_UNDEFINED:
                 self.domains.pop(uuid, None)
+                self._account(uuid, None)
             elif entry is not None:
+                hint = _EVENT_STATE.get(event)
                 if event == _EVENT_STOPPED and detail == _STOPPED_SAVED:
-                    entry.state = "suspended"
-                elif event in _EVENT_STATE:
-                    entry.state = _EVENT_STATE[event]
+                    hint = _HIBERNATED
+                if hint is not None:
+                    entry.state, entry.state_message = hint
+                    self._account(uuid, entry)
         if event == _EVENT_STOPPED:
             for callback in list(self.on_stopped):
                 try:
@@ -150,6 +158,46 @@ class DomainCache:
     def forget(self, uuid: str) -> None:
         with self.lock:
             self.domains.pop(uuid, None)
+            self._account(uuid, None)
+
+    def put(self, uuid: str, entry: CachedDomain) -> None:
+        """An entry read just now (after an action)."""
+        with self.lock:
+            self.domains[uuid] = entry
+            self._account(uuid, entry)
+
+    def replace_all(self, fresh: dict[str, CachedDomain], started: float) -> None:
+        """The result of a full pass that began at ``started``. An action's own read that
+        finished after the pass began is newer than what the pass saw: it wins. Entries
+        an event touched meanwhile keep the generation read before libvirt was asked, so
+        they stay dirty."""
+        with self.lock:
+            for uuid, entry in self.domains.items():
+                if entry.state_read_at > started:
+                    fresh[uuid] = entry
+            self.domains = fresh
+            self.refreshed_at = started
+            self.usage.clear()
+            self.committed_mib = self.committed_cores = 0
+            for uuid, entry in fresh.items():
+                self._account(uuid, entry)
+
+    def _account(self, uuid: str, entry: CachedDomain | None) -> None:
+        """Keep the totals of what running VMs hold (lock held): placement reads them
+        in O(1) instead of summing thousands of entries per create."""
+        old = self.usage.pop(uuid, None)
+        if old is not None:
+            self.committed_mib -= old[0]
+            self.committed_cores -= old[1]
+        if entry is not None and entry.facts.managed and holds_memory(entry):
+            self.usage[uuid] = (entry.facts.memory_mib, entry.facts.cores)
+            self.committed_mib += entry.facts.memory_mib
+            self.committed_cores += entry.facts.cores
+
+    def committed(self) -> tuple[int, int, int]:
+        """(MiB, cores, VMs) held by the gateway's running or paused VMs on this host."""
+        with self.lock:
+            return self.committed_mib, self.committed_cores, len(self.usage)
 
     def lost(self) -> None:
         """The connection closed: nothing cached can be trusted until re-read, but the
@@ -159,3 +207,11 @@ class DomainCache:
             for uuid in self.domains:
                 self.generations[uuid] = self.generations.get(uuid, 0) + 1
                 self.definitions[uuid] = self.definitions.get(uuid, 0) + 1
+
+
+def holds_memory(entry: CachedDomain) -> bool:
+    """Running, paused and guest-suspended VMs keep their memory; hibernated ones not."""
+    return entry.state == "active" or entry.state_message in (
+        "paused",
+        "suspended by guest power management",
+    )

@@ -193,15 +193,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                 fresh[uuid] = CachedDomain(
                     facts, state, message, gen, facts_gen, read_at, state_read_at=started
                 )
-        with cache.lock:
-            # An action's own read (_read) that finished after this pass began is newer
-            # than what the pass saw: it wins. Entries an event touched meanwhile keep the
-            # generation read before libvirt was asked, so they stay dirty.
-            for uuid, entry in cache.domains.items():
-                if entry.state_read_at > started:
-                    fresh[uuid] = entry
-            cache.domains = fresh
-            cache.refreshed_at = started
+        cache.replace_all(fresh, started)
         return fresh
 
     @staticmethod
@@ -220,7 +212,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         """The VMInfo of a cache entry, built once per entry (entries are replaced, not
         changed, when libvirt is re-read; an event's hint drops it)."""
         info = entry.info
-        if info is None or info.state != entry.state:
+        if info is None or (info.state, info.state_message) != (entry.state, entry.state_message):
             facts = entry.facts
             info = VMInfo(
                 id=vm_id,
@@ -246,8 +238,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         state, message = states.occi_state(raw_state, reason, saved)
         now = time.monotonic()
         entry = CachedDomain(facts, state, message, gen, def_gen, now, state_read_at=now)
-        with host.cache.lock:
-            host.cache.domains[uuid] = entry
+        host.cache.put(uuid, entry)
         return entry
 
     def _locate(self, vm_id: str) -> tuple[Host, Any]:
@@ -301,24 +292,16 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         gives one. The test driver's figure is invented (0, or a few MiB on
         ``test:///default``), so there only the gateway's own VMs count."""
         cache = host.cache
-        if cache.events_live and time.monotonic() - cache.refreshed_at < _LOAD_REFRESH:
-            with cache.lock:  # events kept it fresh; a full pass per create costs O(VMs)
-                entries = dict(cache.domains)
-        else:
-            entries = self._refresh(host)
+        if not (cache.events_live and time.monotonic() - cache.refreshed_at < _LOAD_REFRESH):
+            self._refresh(host)  # else events kept the totals fresh
+        committed_mib, committed_cores, running = cache.committed()
         with host.call("reading host load") as conn:
             _model, memory_mib, cpus = conn.getInfo()[:3]
             real_free = 0
             if not host.is_test_driver:
                 with contextlib.suppress(libvirt.libvirtError):
                     real_free = int(conn.getFreeMemory()) // MIB
-        running = [
-            e
-            for e in entries.values()
-            if e.facts.managed and (e.state == "active" or e.state_message == "paused")
-        ]
-        committed = sum(e.facts.memory_mib for e in running)
-        free = int(memory_mib * self.overcommit) - committed
+        free = int(memory_mib * self.overcommit) - committed_mib
         if real_free > 0:
             free = min(free, real_free)
         return HostLoad(
@@ -326,8 +309,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
             memory_mib=memory_mib,
             free_memory_mib=free,
             cpus=cpus,
-            active_vms=len(running),
-            committed_cores=sum(e.facts.cores for e in running),
+            active_vms=running,
+            committed_cores=committed_cores,
         )
 
     def _has_image(self, host: Host, image: str) -> bool:
