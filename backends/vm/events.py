@@ -5,15 +5,21 @@ libvirt delivers domain lifecycle events only to connections opened *after*
 ``virEventRunDefaultImpl()``. :func:`ensure_event_loop` does both once per process, before
 the backend opens its first connection.
 
-Consistency (what :class:`DomainCache` guarantees to ``describe``): an event never
-becomes the state shown by itself. It marks the domain *dirty* (and records the state
-the event implies, for callers that only peek); the next ``describe`` re-reads the state
-of every dirty domain from libvirt. So a state shown is always one libvirt reported after
-the last event delivered for that domain, and never older than the last action this
-backend took (actions write the state they read back). A host whose connection has no
-event registration (driver without events, or reconnected) is *polled*: every describe
-reads all states in one call. Events can be late (the loop thread is behind) but not
-reordered per connection; a late event only causes one extra re-read.
+Consistency (what :class:`DomainCache` guarantees to ``describe``):
+
+* An event never becomes the state shown by itself. It bumps the domain's generation,
+  which makes its entry *dirty*, and records the state it implies as a hint (for
+  ``cached()`` peeks and placement's memory totals); the next ``describe`` re-reads
+  every dirty domain from libvirt.
+* So with events, a state shown was read from libvirt after the last event delivered
+  for that domain, and is never older than the last action this backend took (actions
+  store the state they read back, and such a read beats a listing pass that began
+  before it). A change whose event is still in flight shows once it is delivered:
+  staleness is bounded by event latency (milliseconds on a live connection).
+* A host without events (a driver that has none, or a connection being re-opened) is
+  *polled*: every describe reads all its states in one call (getAllDomainStats), and
+  definitions are re-read when older than a TTL.
+* Events are not reordered per connection; a late event costs one extra re-read.
 """
 
 from __future__ import annotations
