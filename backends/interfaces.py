@@ -49,6 +49,11 @@ class UnknownResource(BackendError):
     """No job, VM, volume or network has that id here (front ends answer 404 / unknown id)."""
 
 
+class InvalidSpec(BackendError, ValueError):
+    """What was asked cannot be built as given: an unknown size or image template, a bad
+    name or address (front ends answer 400 with the message)."""
+
+
 class InvalidState(BackendError):
     """The operation does not apply in the resource's current state (409, BES
     CantApplyOperationToCurrentState)."""
