@@ -59,9 +59,9 @@ def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
         if isinstance(outcome, AuthenticationFailed):
             detail = f"{outcome.mechanism}: {outcome.reason}"
             if outcome.status == 403:
-                raise ClientProblem(403, "Forbidden", detail)
+                raise ClientProblem(403, "Forbidden", detail=detail)
             if outcome.status >= 500:
-                raise ServerError(outcome.status, "Service Unavailable", detail)
+                raise ServerError(outcome.status, "Service Unavailable", detail=detail)
             raise OAuthProblem(detail=detail)
         if outcome is None:
             return NO_VALUE
