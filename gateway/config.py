@@ -117,7 +117,7 @@ class NegotiateSettings(Section):
     # Realm -> how its principals become user names: "strip" (alice@XG.TEST -> alice),
     # "keep" (the whole principal), or {match = regex, replace = template}. A principal
     # of a realm not listed here is refused (cross-realm users need their realm listed).
-    realms: dict[str, Literal["strip", "keep"] | RealmRule] = Field(default_factory=dict)
+    realms: dict[str, str | RealmRule] = Field(default_factory=dict)
     # Refuse (403) a Kerberos user who has no VO membership in the LDAP directory, at the
     # door; false lets them in with no memberships and leaves it to VO policy.
     require_vo_membership: bool = False

@@ -264,3 +264,21 @@ def test_config_check_reports_the_directory_and_the_keytab(kerberos_realms, slap
     assert "  ldap       NOT REACHABLE  LDAP server ldap://127.0.0.1:" in bad.stdout
     assert "unreachable: Can't contact LDAP server" in bad.stdout
     assert "  negotiate  NOT REACHABLE  no key for HTTP@elsewhere.example" in bad.stdout
+
+
+def test_a_directory_outage_is_a_503_not_a_refusal(
+    gateway_server, kerberos_realms, fresh_slapd, curl, tmp_path
+):
+    env = gateway_env(kerberos_realms, fresh_slapd, tmp_path / "state", {REALM: "strip"}, True)
+    url = gateway_server(env).replace("127.0.0.1", "localhost")
+    alice = kerberos_realms.kinit(f"alice@{REALM}", tmp_path / "alice.cc")
+    assert curl_negotiate(curl, alice, whoami(url))[0] == 200
+    fresh_slapd.stop()
+    status, _, body = curl_negotiate(curl, alice, whoami(url))
+    assert status == 503
+    assert body["detail"].startswith(
+        f"negotiate: cannot look alice up in the directory now: LDAP server {fresh_slapd.url} "
+        "unreachable"
+    )
+    fresh_slapd.start()
+    assert curl_negotiate(curl, alice, whoami(url))[0] == 200  # back without a restart
