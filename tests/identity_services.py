@@ -133,32 +133,85 @@ def slapd_settings(url: str, **overrides: object) -> dict[str, object]:
     }
 
 
+def make_ca_and_server_cert(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate it signed for 127.0.0.1 and localhost:
+    (CA certificate, server certificate, server key), PEM files in ``directory``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tuple(directory / f"{name}-{part}.pem" for part in ("ca", "cert", "key"))
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
 @dataclass
 class Slapd:
-    """A running slapd; ``restart`` brings it back on the same port with the same data."""
+    """A running slapd; ``restart`` brings it back on the same port with the same data.
+    With TLS it also listens for ldaps:// on ``tls_port`` and offers StartTLS."""
 
     directory: Path
     port: int
     binary: str
     service: services.Service | None = None
+    tls_port: int | None = None
+    ca_file: Path | None = None
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
     def start(self) -> None:
+        listen = self.url + "/" + (f" {self.ldaps_url}/" if self.tls_port else "")
+        config = str(self.directory / "slapd.conf")
         # -d 0: stay in the foreground (the PID we hold is the server), log nothing extra
         self.service = services.start(
             "slapd",
-            [
-                self.binary,
-                "-d",
-                "0",
-                "-f",
-                str(self.directory / "slapd.conf"),
-                "-h",
-                self.url + "/",
-            ],
+            [self.binary, "-d", "0", "-f", config, "-h", listen],
             directory=self.directory,
             port=self.port,
             ready=services.port_answers(self.port),
@@ -174,8 +227,9 @@ class Slapd:
         self.start()
 
 
-def make_slapd(directory: Path) -> Slapd:
-    """Write slapd.conf and the schema, load the LDIF offline (slapadd), start slapd."""
+def make_slapd(directory: Path, *, tls: bool = False) -> Slapd:
+    """Write slapd.conf and the schema, load the LDIF offline (slapadd), start slapd;
+    with ``tls``, a certificate from a throw-away CA for StartTLS and ldaps://."""
     bins = services.require(
         "slapd",
         "slapadd",
@@ -186,6 +240,13 @@ def make_slapd(directory: Path) -> Slapd:
         services.missing("the OpenLDAP schema files", "install the Debian package slapd")
     (directory / "db").mkdir(parents=True)
     (directory / "eduperson.schema").write_text(EDUPERSON_SCHEMA)
+    tls_config, ca_file = "", None
+    if tls:
+        ca_file, cert, key = make_ca_and_server_cert(directory, "slapd")
+        tls_config = (
+            f"TLSCACertificateFile {ca_file}\nTLSCertificateFile {cert}\n"
+            f"TLSCertificateKeyFile {key}\n"
+        )
     includes = "\n".join(
         f"include {SCHEMA_DIR / name}.schema" for name in ("core", "cosine", "inetorgperson", "nis")
     )
@@ -197,7 +258,7 @@ moduleload back_mdb
 pidfile {directory / "slapd.pid"}
 argsfile {directory / "slapd.args"}
 loglevel none
-database mdb
+{tls_config}database mdb
 maxsize 10485760
 suffix "{SUFFIX}"
 rootdn "{ROOT_DN}"
@@ -220,7 +281,13 @@ access to * by dn.exact="{GATEWAY_DN}" read by * none
         check=True,
         capture_output=True,
     )
-    slapd = Slapd(directory, services.free_port(), bins["slapd"])
+    slapd = Slapd(
+        directory,
+        services.free_port(),
+        bins["slapd"],
+        tls_port=services.free_port() if tls else None,
+        ca_file=ca_file,
+    )
     slapd.start()
     return slapd
 

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.service
 
 
 def directory_for(server, **overrides) -> Directory:
-    return Directory(DirectoryConfig.of(slapd_settings(server.url, **overrides)))
+    url = overrides.pop("url", server.url)
+    return Directory(DirectoryConfig.of(slapd_settings(url, **overrides)))
 
 
 @pytest.fixture
@@ -178,3 +179,33 @@ def test_a_directory_that_stops_answering_times_out(fresh_slapd):
     finally:
         os.kill(fresh_slapd.service.pid, signal.SIGCONT)
     assert directory.user_by_uid("alice").uid == "alice"  # the stuck connection was dropped
+
+
+@pytest.fixture
+def tls_slapd(tmp_path):
+    from tests.identity_services import make_slapd
+
+    server = make_slapd(tmp_path / "tls-slapd", tls=True)
+    yield server
+    server.stop()
+
+
+def test_starttls_and_ldaps_verify_the_server_against_ca_file(tls_slapd):
+    over_starttls = directory_for(tls_slapd, start_tls=True, ca_file=str(tls_slapd.ca_file))
+    assert over_starttls.user_by_uid("alice").uid == "alice"
+    assert "answers over StartTLS" in over_starttls.health().detail
+    over_ldaps = directory_for(tls_slapd, url=tls_slapd.ldaps_url, ca_file=str(tls_slapd.ca_file))
+    assert over_ldaps.user_by_uid("alice").uid == "alice"
+
+
+def test_a_server_certificate_from_another_ca_is_refused(tls_slapd, tmp_path):
+    from tests.identity_services import make_ca_and_server_cert
+
+    other_ca, _, _ = make_ca_and_server_cert(tmp_path, "other")
+    starttls = directory_for(tls_slapd, start_tls=True, ca_file=str(other_ca))
+    with pytest.raises(DirectoryUnavailable, match="StartTLS refused by") as refused:
+        starttls.user_by_uid("alice")
+    assert "does not verify against ca_file" in str(refused.value)
+    ldaps = directory_for(tls_slapd, url=tls_slapd.ldaps_url, ca_file=str(other_ca))
+    with pytest.raises(DirectoryUnavailable, match=f"LDAP server {tls_slapd.ldaps_url} unreach"):
+        ldaps.user_by_uid("alice")
