@@ -27,6 +27,8 @@ def describe(exc: ldap.LDAPError) -> str:
     info = args.get("info")
     if isinstance(info, bytes):
         info = info.decode("utf-8", errors="replace")
+    if info == "(unknown error code)":  # libldap's filler when TLS failed: says nothing
+        info = ""
     return f"{desc} ({info})" if info else str(desc)
 
 
@@ -63,8 +65,11 @@ def connect(config: DirectoryConfig) -> ldap.ldapobject.LDAPObject:
             ) from exc
     except ldap.SERVER_DOWN as exc:
         conn_close(conn)
+        hint = ""
+        if "ldaps://" in config.url:
+            hint = " (or its TLS certificate does not verify against ca_file)"
         raise DirectoryUnavailable(
-            f"LDAP server {config.url} unreachable: {describe(exc)}"
+            f"LDAP server {config.url} unreachable: {describe(exc)}{hint}"
         ) from exc
     except ldap.TIMEOUT as exc:
         conn_close(conn)
