@@ -212,3 +212,15 @@ def test_a_server_certificate_from_another_ca_is_refused(tls_slapd, tmp_path):
     ) as e:
         ldaps.user_by_uid("alice")
     assert str(e.value).endswith("(or its TLS certificate does not verify against ca_file)")
+
+
+def test_concurrent_lookups_share_a_bounded_pool(slapd):
+    from concurrent.futures import ThreadPoolExecutor
+
+    directory = directory_for(slapd, pool_size=3)
+    names = ["alice", "partner-bob", "dave", "nobody"] * 25
+    with ThreadPoolExecutor(max_workers=8) as workers:
+        found = list(workers.map(directory.user_by_uid, names))
+    assert [u.uid if u else None for u in found] == [n if n != "nobody" else None for n in names]
+    assert 1 <= directory.pool.opened <= 3  # never more connections than pool_size
+    directory.close()

@@ -96,6 +96,22 @@ def curl_negotiate(curl: str, env: dict, url: str, *extra: str) -> tuple[int, di
     return int(status_line.split()[0]), headers, json.loads(body) if body else {}
 
 
+def client_token(env: dict, monkeypatch) -> str:
+    """A Negotiate token for HTTP@localhost from the ticket cache in ``env`` (the MIT
+    client library through the ``kerberos`` package, as a program would make it)."""
+    import kerberos
+
+    monkeypatch.setenv("KRB5_CONFIG", env["KRB5_CONFIG"])
+    monkeypatch.setenv("KRB5CCNAME", env["KRB5CCNAME"])
+    _, context = kerberos.authGSSClientInit(
+        "HTTP@localhost", gssflags=kerberos.GSS_C_MUTUAL_FLAG | kerberos.GSS_C_SEQUENCE_FLAG
+    )
+    kerberos.authGSSClientStep(context, "")
+    token = kerberos.authGSSClientResponse(context)
+    kerberos.authGSSClientClean(context)
+    return token
+
+
 def whoami(url: str) -> str:
     return f"{url}/api/v1/whoami"
 
@@ -182,18 +198,9 @@ def test_without_the_requirement_no_vo_gets_in_and_an_unlisted_realm_is_refused(
 
 
 def test_an_expired_ticket_is_refused(gateway, kerberos_realms, curl, tmp_path, monkeypatch):
-    import kerberos
-
     env = kerberos_realms.kinit(f"alice@{REALM}", tmp_path / "short.cc", lifetime="2s")
-    monkeypatch.setenv("KRB5_CONFIG", env["KRB5_CONFIG"])
-    monkeypatch.setenv("KRB5CCNAME", env["KRB5CCNAME"])
     # a real client's token, made while the ticket was valid, presented after it expired
-    _, context = kerberos.authGSSClientInit(
-        "HTTP@localhost", gssflags=kerberos.GSS_C_MUTUAL_FLAG | kerberos.GSS_C_SEQUENCE_FLAG
-    )
-    kerberos.authGSSClientStep(context, "")
-    token = kerberos.authGSSClientResponse(context)
-    kerberos.authGSSClientClean(context)
+    token = client_token(env, monkeypatch)
     time.sleep(4.5)  # 2 s of ticket, 1 s of allowed skew, and a margin
     result = subprocess.run(
         [curl, "-4", "-s", "-H", f"Authorization: Negotiate {token}", whoami(gateway)],
@@ -210,6 +217,22 @@ def test_an_expired_ticket_is_refused(gateway, kerberos_realms, curl, tmp_path, 
     assert status == 401
     assert body["detail"].startswith("no credentials: send ")
     assert "Negotiate" in headers["www-authenticate"][0]
+
+
+def test_a_replayed_token_is_refused(gateway, kerberos_realms, curl, tmp_path, monkeypatch):
+    env = kerberos_realms.kinit(f"alice@{REALM}", tmp_path / "alice.cc")
+    token = client_token(env, monkeypatch)
+    answers = [
+        subprocess.run(
+            [curl, "-4", "-s", "-H", f"Authorization: Negotiate {token}", whoami(gateway)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert json.loads(answers[0])["name"] == "alice"
+    assert json.loads(answers[1])["detail"] == "negotiate: Request is a replay"
 
 
 @pytest.mark.parametrize(
