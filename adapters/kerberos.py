@@ -162,7 +162,8 @@ def make_rule(rule: str | Mapping[str, str] | Any) -> Rule:
 
 class PrincipalMapper:
     """Per realm, how a principal becomes a user name: ``strip`` the realm
-    (alice@XG.TEST -> alice), ``keep`` it whole, or a regex with a replacement."""
+    (alice@XG.TEST -> alice; alice/admin@XG.TEST is refused), ``keep`` it whole, or a
+    regex with a replacement."""
 
     def __init__(self, rules: Mapping[str, Rule]) -> None:
         self.rules = dict(rules)
@@ -181,6 +182,11 @@ class PrincipalMapper:
                 f"rule: {known})"
             )
         if rule == "strip":
+            if "/" in name:  # as krb5's default auth_to_local: alice/admin is not alice
+                raise KerberosError(
+                    f"{principal}: 'strip' maps only one-component principals of {realm} "
+                    "(a {match, replace} rule can map instances such as alice/admin)"
+                )
             user = name
         elif rule == "keep":
             user = principal

@@ -107,6 +107,8 @@ def test_principal_mapping_rules_per_realm():
         mapper.map("eve@OTHER.TEST")
     with pytest.raises(KerberosError, match="does not match the mapping rule of realm PARTNER"):
         mapper.map("bob/admin@PARTNER.TEST")
+    with pytest.raises(KerberosError, match="'strip' maps only one-component principals"):
+        mapper.map("HTTP/localhost@XG.TEST")  # a service is not the user "HTTP/localhost"
     with pytest.raises(KerberosError, match="maps to no usable user name"):
         mapper.map("@XG.TEST")
     with pytest.raises(KerberosError, match=r"realm xg\.test is not accepted"):
