@@ -14,7 +14,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.problem import problem
 
 from gateway import runtime as runtime_module
-from gateway.auth.security import security_map
+from gateway.auth.security import AuthResponseHeaders, security_map
 from gateway.config import Settings, load_settings
 from gateway.logs import configure_logging
 from gateway.observability import Metrics, ObservabilityMiddleware
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         metrics=metrics,
         access_log=settings.logging.access_log,
     )
+    app.add_middleware(AuthResponseHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
     challenges = rt.chain.challenges()
 
     def unauthorized(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -134,6 +134,13 @@ def config_check(ctx: click.Context) -> None:
             report(kind, False, str(exc))
         except Exception as exc:
             report(kind, False, f"{kind}: {exc}")
+    if rt.directory is not None:
+        health = rt.directory.health()
+        report("ldap", health.ok, health.detail)
+    negotiate = next((a for a in rt.chain.authenticators if a.mechanism == "negotiate"), None)
+    if negotiate is not None:
+        health = negotiate.acceptor.health()
+        report("negotiate", health.ok, health.detail)
     rt.close()
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")

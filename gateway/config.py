@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "XTREEMGATE_"
@@ -121,14 +128,112 @@ class TokenSettings(Section):
     key_passphrase: str = ""
 
 
+class RealmRule(Section):
+    """A principal of the realm must match ``match`` (whole); the user is ``replace``
+    with \\1 / \\g<name> filled in."""
+
+    match: str
+    replace: str
+
+
+class NegotiateSettings(Section):
+    """HTTP Negotiate (SPNEGO, RFC 4559) with Kerberos: ``negotiate`` in auth.chain."""
+
+    # The service's keytab (KRB5_KTNAME for the whole process); "" = the environment's
+    # KRB5_KTNAME, else the system default /etc/krb5.keytab.
+    keytab: str = ""
+    # GSS host-based service name, "HTTP@<host>"; "" = HTTP@<host of server.public_url,
+    # else this machine's FQDN>; "*" = any service key in the keytab.
+    service: str = ""
+    # Realm -> how its principals become user names: "strip" (alice@XG.TEST -> alice),
+    # "keep" (the whole principal), or {match = regex, replace = template}. A principal
+    # of a realm not listed here is refused (cross-realm users need their realm listed).
+    realms: dict[str, str | RealmRule] = Field(default_factory=dict)
+    # Refuse (403) a Kerberos user who has no VO membership in the LDAP directory, at the
+    # door; false lets them in with no memberships and leaves it to VO policy.
+    require_vo_membership: bool = False
+
+    @field_validator("realms")
+    @classmethod
+    def _rules_usable(cls, realms: dict[str, Any]) -> dict[str, Any]:
+        from adapters.kerberos import make_rule
+
+        for realm, rule in realms.items():
+            try:
+                make_rule(rule)
+            except ValueError as exc:
+                raise ValueError(f"realm {realm}: {exc}") from exc
+        return realms
+
+
 class AuthSettings(Section):
     # Authenticators tried in this order; the first that finds its credential decides.
-    chain: list[Literal["bearer", "basic"]] = Field(default_factory=lambda: ["bearer", "basic"])
+    chain: list[Literal["bearer", "basic", "negotiate"]] = Field(
+        default_factory=lambda: ["bearer", "basic"]
+    )
     realm: str = "xtreemgate"
     # A verified Basic credential is remembered this long, so the KDF runs once, not per
     # request. 0 disables the cache.
     basic_cache_seconds: int = Field(60, ge=0, le=3600)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    negotiate: NegotiateSettings = Field(default_factory=NegotiateSettings)
+
+    @model_validator(mode="after")
+    def _negotiate_has_realms(self) -> AuthSettings:
+        if "negotiate" in self.chain and not self.negotiate.realms:
+            raise ValueError(
+                "auth.chain has negotiate but auth.negotiate.realms maps no realm: every "
+                'Kerberos user would be refused (add e.g. "EXAMPLE.ORG" = "strip")'
+            )
+        return self
+
+
+class LdapSettings(Section):
+    """[ldap]: the site's LDAP directory (adapters.ldap); off while ``url`` is empty.
+
+    Field names are those of ``adapters.ldap.DirectoryConfig``, documented there and in
+    xtreemgate.example.toml.
+    """
+
+    url: str = ""
+    bind_dn: str = ""
+    bind_password: str = ""
+    start_tls: bool = False
+    ca_file: str = ""
+    network_timeout: float = Field(5.0, gt=0, le=300, description="seconds")
+    timeout: float = Field(10.0, gt=0, le=600, description="seconds")
+    pool_size: int = Field(4, ge=1, le=100)
+    user_base: str = ""
+    user_filter: str = "(objectClass=posixAccount)"
+    eppn_attribute: str = "eduPersonPrincipalName"
+    group_base: str = ""
+    group_filter: str = (
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
+    )
+    vo_groups: dict[str, str] = Field(default_factory=dict)
+    vo_group_pattern: str = ""
+    pool_base: str = ""
+    pool_filter: str = "(objectClass=posixAccount)"
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_scheme(cls, value: str) -> str:
+        for url in value.split():
+            if not url.startswith(("ldap://", "ldaps://", "ldapi://")):
+                raise ValueError(f"{url!r} is not an ldap://, ldaps:// or ldapi:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _mapping_usable(self) -> LdapSettings:
+        from adapters.ldap.mapping import GroupMapping, MappingError
+
+        try:
+            GroupMapping.from_config(self.vo_groups, self.vo_group_pattern)
+        except MappingError as exc:
+            raise ValueError(f"VO group mapping: {exc}") from exc
+        if self.url and not self.user_base:
+            raise ValueError("ldap.url is set but ldap.user_base is empty")
+        return self
 
 
 class LoggingSettings(Section):
@@ -155,6 +260,7 @@ class Settings(BaseSettings):
     vm: VMSettings = Field(default_factory=VMSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
@@ -183,6 +289,19 @@ class Settings(BaseSettings):
         return (self.server.public_url or f"http://{self.server.host}:{self.server.port}").rstrip(
             "/"
         )
+
+    @property
+    def negotiate_service(self) -> str:
+        """The GSS service name Negotiate accepts tickets for ("" = any in the keytab)."""
+        service = self.auth.negotiate.service
+        if service == "*":
+            return ""
+        if service:
+            return service
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.server.public_url).hostname if self.server.public_url else None
+        return f"HTTP@{host or socket.getfqdn()}"
 
     @property
     def token_issuer(self) -> str:

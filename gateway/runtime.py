@@ -7,6 +7,7 @@ it through :func:`current`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import flask
 
@@ -29,6 +30,7 @@ class Runtime:
     tokens: TokenService
     chain: AuthChain
     backends: dict[str, Backend] = field(default_factory=dict)
+    directory: Any = None  # adapters.ldap.Directory when [ldap] url is set
 
     def health(self) -> dict[str, HealthReport]:
         """Every dependency tried for real; a check that raises counts as failed."""
@@ -43,11 +45,15 @@ class Runtime:
                 checks[kind] = backend.health()
             except Exception as exc:
                 checks[kind] = HealthReport(False, f"{backend.name} health check failed: {exc}")
+        if self.directory is not None:
+            checks["ldap"] = self.directory.health()
         return checks
 
     def close(self) -> None:
         for backend in self.backends.values():
             backend.close()
+        if self.directory is not None:
+            self.directory.close()
         self.db.dispose()
 
 
@@ -70,16 +76,41 @@ def load_backends(settings: Settings, db: Database) -> dict[str, Backend]:
     return {kind: load_backend(settings, db, kind) for kind in KINDS}
 
 
+def open_directory(settings: Settings) -> Any:
+    """The site's LDAP directory, or None when [ldap] has no url."""
+    if not settings.ldap.url:
+        return None
+    from adapters.ldap import Directory, DirectoryConfig
+
+    return Directory(DirectoryConfig.of(settings.ldap))
+
+
+def negotiate_authenticator(settings: Settings, directory: Any) -> Authenticator:
+    from adapters.kerberos import PrincipalMapper, SPNEGOAcceptor
+    from gateway.auth.negotiate import NegotiateAuthenticator
+
+    options = settings.auth.negotiate
+    return NegotiateAuthenticator(
+        SPNEGOAcceptor(settings.negotiate_service, options.keytab),
+        PrincipalMapper.from_config(options.realms),
+        directory,
+        require_vo_membership=options.require_vo_membership,
+    )
+
+
 def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     db = open_database(settings)
     keyring = KeyRing(db, settings.auth.tokens)
     tokens = TokenService(keyring, settings.auth.tokens, settings.token_issuer)
+    directory = open_directory(settings)
     by_name: dict[str, Authenticator] = {
         "bearer": BearerAuthenticator(tokens, settings.auth.realm),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
     }
+    if "negotiate" in settings.auth.chain:
+        by_name["negotiate"] = negotiate_authenticator(settings, directory)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
-    runtime = Runtime(settings, db, keyring, tokens, chain)
+    runtime = Runtime(settings, db, keyring, tokens, chain, directory=directory)
     if with_backends:
         runtime.backends = load_backends(settings, db)
     return runtime

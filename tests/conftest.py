@@ -86,6 +86,16 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def gateway_server() -> Iterator[Callable[..., str]]:
     """Start real ``xtreemgate serve`` processes (after ``db upgrade``); gives their URLs."""
+    yield from _gateway_processes()
+
+
+@pytest.fixture(scope="module")
+def module_gateway_server() -> Iterator[Callable[..., str]]:
+    """The same, kept for a whole test module (a gateway takes seconds to start)."""
+    yield from _gateway_processes()
+
+
+def _gateway_processes() -> Iterator[Callable[..., str]]:
     import socket
     import subprocess
     import sys
@@ -213,3 +223,52 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+# -- the site's identity services: slapd and two Kerberos realms (identity_services.py) --
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Any]:
+    """One slapd for the session, loaded with people, groups and pool accounts. Tests
+    that stop or pause a directory use ``fresh_slapd`` instead."""
+    import tempfile
+
+    from tests import identity_services
+
+    directory = Path(tempfile.mkdtemp(prefix="xg-slapd-"))
+    server = identity_services.make_slapd(directory)
+    try:
+        yield server
+    finally:
+        server.stop()
+        identity_services.remove(directory)
+
+
+@pytest.fixture
+def fresh_slapd(tmp_path: Path) -> Iterator[Any]:
+    """A slapd of the test's own (it starts in a fraction of a second)."""
+    from tests import identity_services
+
+    server = identity_services.make_slapd(tmp_path / "slapd")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kerberos_realms() -> Iterator[Any]:
+    """XG.TEST and PARTNER.TEST, each with its own running KDC, trusting each other;
+    an HTTP/localhost keytab in XG.TEST."""
+    import tempfile
+
+    from tests import identity_services
+
+    directory = Path(tempfile.mkdtemp(prefix="xg-krb5-"))
+    realms = identity_services.make_realms(directory)
+    try:
+        yield realms
+    finally:
+        realms.stop()
+        identity_services.remove(directory)

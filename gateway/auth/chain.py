@@ -26,12 +26,15 @@ from gateway.auth.users import check_password
 
 
 class AuthenticationFailed(Exception):
-    """Credentials were presented and refused: answer 401 with ``reason``."""
+    """Credentials were presented and refused: answer ``status`` (401 unless told) with
+    ``reason``. 403: the credentials are good but the site refuses this caller at the
+    door; 503: a service needed to decide (the directory) did not answer."""
 
-    def __init__(self, reason: str, mechanism: str) -> None:
+    def __init__(self, reason: str, mechanism: str, status: int = 401) -> None:
         super().__init__(reason)
         self.reason = reason
         self.mechanism = mechanism
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class AuthRequest:
     remote_addr: str = ""
     transport_secure: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Headers an authenticator asks the front end to send with a successful answer,
+    # names lower case (e.g. the Negotiate mutual-authentication token, RFC 4559 §5).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def authorization(self, scheme: str) -> str | None:
         """The credentials after ``Authorization: <scheme> `` (scheme case-insensitive)."""

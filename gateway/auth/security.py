@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from connexion.exceptions import OAuthProblem
+from connexion.exceptions import ClientProblem, OAuthProblem, ServerError
 from connexion.lifecycle import ConnexionRequest
 from connexion.security import NO_VALUE, AbstractSecurityHandler
 
@@ -17,6 +17,9 @@ from backends.model import Principal
 from gateway.auth.chain import AuthChain, AuthenticationFailed, AuthRequest
 
 SCOPE_KEY = "xtreemgate.auth"
+# Headers the authenticator wants on the answer; a dict the middleware below puts in the
+# scope and reads back (connexion copies the scope, not this dict).
+RESPONSE_HEADERS_KEY = "xtreemgate.auth.response_headers"
 
 
 def unused(*_args: Any) -> None:
@@ -51,8 +54,15 @@ def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
             except AuthenticationFailed as exc:
                 outcome = exc
             scope[SCOPE_KEY] = outcome
+            if outcome is not None and not isinstance(outcome, AuthenticationFailed):
+                scope.get(RESPONSE_HEADERS_KEY, {}).update(view.response_headers)
         if isinstance(outcome, AuthenticationFailed):
-            raise OAuthProblem(detail=f"{outcome.mechanism}: {outcome.reason}")
+            detail = f"{outcome.mechanism}: {outcome.reason}"
+            if outcome.status == 403:
+                raise ClientProblem(403, "Forbidden", detail=detail)
+            if outcome.status >= 500:
+                raise ServerError(outcome.status, "Service Unavailable", detail=detail)
+            raise OAuthProblem(detail=detail)
         if outcome is None:
             return NO_VALUE
         return {"sub": outcome.name, "principal": outcome}
@@ -61,7 +71,34 @@ def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
         def get_fn(self, security_scheme: dict, required_scopes: list) -> Any:
             return verify
 
-    return {"basic": ChainSecurityHandler, "bearer": ChainSecurityHandler}
+    return {
+        "basic": ChainSecurityHandler,
+        "bearer": ChainSecurityHandler,
+        "negotiate": ChainSecurityHandler,
+    }
+
+
+class AuthResponseHeaders:
+    """ASGI middleware: adds the headers an authenticator asked for to the answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra: dict[str, str] = {}
+        scope[RESPONSE_HEADERS_KEY] = extra
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start" and extra:
+                headers = list(message.get("headers", []))
+                headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def current_principal() -> Principal:
