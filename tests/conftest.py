@@ -96,47 +96,48 @@ def module_gateway_server() -> Iterator[Callable[..., str]]:
 
 
 def _gateway_processes() -> Iterator[Callable[..., str]]:
-    import socket
+    import shutil
     import subprocess
     import sys
-    import time
+    import tempfile
     import urllib.request
 
-    started: list[subprocess.Popen] = []
+    from tests import services
+
+    started: list[services.Service] = []
+    logs = Path(tempfile.mkdtemp(prefix="xg-gateways-"))
     xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
 
+    def answers(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
     def start(env: dict[str, str]) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        """``env`` is the whole environment of the process (not merged with ours)."""
+        port = services.free_port()
         subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
-        proc = subprocess.Popen(
-            [xtreemgate, "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        started.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"xtreemgate serve exited: {proc.stderr.read().decode()}")
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    return url
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("xtreemgate serve did not answer /healthz within 30 s")
+        folder = logs / str(port)  # the log goes to a file: a pipe nobody reads would stall
+        folder.mkdir()
+        started.append(
+            services.start(
+                "xtreemgate",
+                [xtreemgate, "serve", "--port", str(port)],
+                directory=folder,
+                port=port,
+                ready=lambda: answers(url),
+                popen={"env": env},
+            )
+        )
+        return url
 
     yield start
-    for proc in started:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    for service in started:
+        service.stop()
+    shutil.rmtree(logs, ignore_errors=True)
 
 
 # -- a throw-away PostgreSQL cluster ---------------------------------------------------

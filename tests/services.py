@@ -150,17 +150,16 @@ def start(
     tail of the service's log.
     """
     log = directory / f"{name}.log"
-    full_env = {**os.environ, **(env or {})}
+    options = {"env": {**os.environ, **(env or {})}, **(popen or {})}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             list(argv),
             cwd=directory,
-            env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **(popen or {}),
+            **options,
         )
     service = Service(name, port, directory, proc.pid, log, env or {})
     deadline = time.monotonic() + timeout
