@@ -1,0 +1,167 @@
+"""What every part of the JSDL reader shares: namespaces, the fault, element names.
+
+Faults name elements the way the JSDL specifications print them (``jsdl:DataStaging``,
+``jsdl-posix:Executable``), whatever prefix the submitter's document happened to use, so
+a person can find the element in the specification and in their own document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from lxml import etree
+
+JSDL = "http://schemas.ggf.org/jsdl/2005/11/jsdl"
+POSIX = "http://schemas.ggf.org/jsdl/2005/11/jsdl-posix"
+HPCPA = "http://schemas.ggf.org/jsdl/2006/07/jsdl-hpcpa"
+# GFD.111 was published under ggf.org; UNICORE, ARC and GenesisII write the ogf.org
+# spelling. Both name the same element set, so both are read.
+HPCPA_OGF = "http://schemas.ogf.org/jsdl/2006/07/jsdl-hpcpa"
+SPMD = "http://schemas.ogf.org/jsdl/2007/02/jsdl-spmd"
+SWEEP = "http://schemas.ogf.org/jsdl/2009/03/sweep"
+SWEEP_FUNC = "http://schemas.ogf.org/jsdl/2009/03/sweep/functions"
+# Credentials in a DataStaging element (HPC Basic Profile file staging extension): the
+# 2007/01 "fs" and the 2007/11 "ac" drafts both carry a wsse:UsernameToken.
+HPCP_FS = "http://schemas.ogf.org/hpcp/2007/01/fs"
+HPCP_AC = "http://schemas.ogf.org/hpcp/2007/11/ac"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+UNICORE = "http://www.unicore.eu/unicore/jsdl-extensions"
+
+JSDL_NAMESPACES = frozenset({JSDL, POSIX, HPCPA, HPCPA_OGF, SPMD, SWEEP, SWEEP_FUNC})
+
+PREFIXES = {
+    JSDL: "jsdl",
+    POSIX: "jsdl-posix",
+    HPCPA: "jsdl-hpcpa",
+    HPCPA_OGF: "jsdl-hpcpa",
+    SPMD: "jsdl-spmd",
+    SWEEP: "sweep",
+    SWEEP_FUNC: "sweepfunc",
+    HPCP_FS: "hpcp-fs",
+    HPCP_AC: "hpcp-ac",
+    WSSE: "wsse",
+    UNICORE: "unicore",
+}
+
+INVALID = "InvalidRequestMessage"
+UNSUPPORTED = "UnsupportedFeature"
+
+
+class JSDLFault(Exception):
+    """A JSDL document the gateway will not run, in OGSA-BES fault terms.
+
+    ``fault`` is the BES fault name (``InvalidRequestMessage`` for a document that is
+    wrong, ``UnsupportedFeature`` for a correct one asking for something this gateway
+    does not do), ``element`` the offending element as the specification names it, and
+    ``message`` a sentence that says where it is, what is wrong and what to do instead.
+    """
+
+    def __init__(self, fault: str, element: str, message: str) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.element = element
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"JSDLFault({self.fault!r}, {self.element!r}, {self.message!r})"
+
+
+def qname(namespace: str | None, local: str) -> str:
+    """``jsdl-posix:Executable`` for a JSDL name; ``{urn:x}Foo`` for a foreign one."""
+    if namespace is None:
+        return local
+    prefix = PREFIXES.get(namespace)
+    return f"{prefix}:{local}" if prefix else f"{{{namespace}}}{local}"
+
+
+def split(element: etree._Element) -> tuple[str | None, str]:
+    parsed = etree.QName(element)
+    return parsed.namespace, parsed.localname
+
+
+def name_of(element: etree._Element) -> str:
+    return qname(*split(element))
+
+
+def path_of(element: etree._Element) -> str:
+    """Where an element is, from the JobDefinition down: ``jsdl:DataStaging[2]/jsdl:URI``."""
+    steps: list[str] = []
+    node: etree._Element | None = element
+    while node is not None:
+        step = name_of(node)
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in elements(parent) if c.tag == node.tag]
+            if len(same) > 1:
+                step += f"[{same.index(node) + 1}]"
+        steps.append(step)
+        node = parent
+    return "/".join(reversed(steps))
+
+
+def elements(parent: etree._Element) -> Iterator[etree._Element]:
+    """Child elements only: comments and processing instructions are not content."""
+    for child in parent:
+        if isinstance(child.tag, str):
+            yield child
+
+
+def child_name(child: etree._Element, default_namespace: str) -> tuple[str, str]:
+    """The child's (namespace, local name); an unqualified child is read as if it were in
+    ``default_namespace`` (its parent's vocabulary): real clients forget the prefix on
+    elements such as jsdl:URI, and the meaning is not in doubt."""
+    namespace, local = split(child)
+    return (namespace or default_namespace), local
+
+
+def invalid(element: etree._Element, problem: str, fix: str = "") -> JSDLFault:
+    """An InvalidRequestMessage fault about ``element``: ``problem`` says what is wrong."""
+    return _fault(INVALID, element, problem, fix)
+
+
+def unsupported(element: etree._Element, problem: str, fix: str = "") -> JSDLFault:
+    """An UnsupportedFeature fault naming ``element``."""
+    return _fault(UNSUPPORTED, element, problem, fix)
+
+
+def _fault(kind: str, element: etree._Element, problem: str, fix: str) -> JSDLFault:
+    name = name_of(element)
+    where = path_of(element)
+    message = f"{name} {problem} (at {where})."
+    if fix:
+        message += f" {fix}"
+    return JSDLFault(kind, name, message)
+
+
+def simple_text(element: etree._Element, *, required: bool = True) -> str:
+    """The text of an element that must hold text only, stripped of surrounding white
+    space (which XML tools add freely and no JSDL value means)."""
+    inner = next(elements(element), None)
+    if inner is not None:
+        raise invalid(element, f"must hold text only, not the element {name_of(inner)}")
+    value = "".join(element.itertext()).strip()
+    if required and not value:
+        raise invalid(element, "is empty", "Give it a value or leave the element out.")
+    return value
+
+
+def boolean(element: etree._Element) -> bool:
+    value = simple_text(element)
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise invalid(element, f"must be true or false (xsd:boolean), not {value!r}")
+
+
+def attribute(element: etree._Element, *names: str) -> str | None:
+    """An unqualified attribute, matched case-insensitively against ``names`` (GFD.115
+    spells actualtotalcpucount in lower case, UNICORE in camel case)."""
+    wanted = {n.lower() for n in names}
+    for key, value in element.attrib.items():
+        if not key.startswith("{") and key.lower() in wanted:
+            return value
+    return None
