@@ -339,6 +339,13 @@ class _JobReader:
                 spmd[local] = child
                 continue
             if namespace != names_namespace or local not in allowed:
+                if namespace in JSDL_NAMESPACES and local in allowed:
+                    raise invalid(
+                        child,
+                        f"is in the wrong namespace for a child of {name_of(body)}",
+                        f"Write it as {qname(names_namespace, local)} (namespace "
+                        f"{names_namespace}); check the prefix or the default xmlns.",
+                    )
                 if namespace in JSDL_NAMESPACES:
                     raise unsupported(
                         child, f"is not an element of {name_of(body)} this gateway knows"

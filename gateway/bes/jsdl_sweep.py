@@ -115,7 +115,12 @@ def _assign(document: etree._Element, assignment: _Assignment, value: str) -> No
         try:
             selected = parameter.xpath(document)
         except etree.XPathError as exc:
-            raise invalid(parameter.match, f"cannot be evaluated ({exc})") from None
+            raise invalid(
+                parameter.match,
+                f"({parameter.xpath.path.strip()}) cannot be evaluated: {exc}",
+                "Bind every prefix it uses with a sweep:NamespaceBinding; only XPath 1.0 "
+                "core functions are available.",
+            ) from None
         if not isinstance(selected, list) or not selected:
             raise invalid(
                 parameter.match,
