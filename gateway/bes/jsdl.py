@@ -80,6 +80,11 @@ APPLICATION_TEXT = ("Executable", "Input", "Output", "Error", "WorkingDirectory"
 APPLICATION_COMMON = (*APPLICATION_TEXT, "Argument", "Environment", "UserName")
 POSIX_APPLICATION = (*APPLICATION_COMMON, "GroupName", "PipeSizeLimit", *POSIX_LIMITS)
 SPMD_ELEMENTS = ("NumberOfProcesses", "ProcessesPerHost", "ThreadsPerProcess", "SPMDVariation")
+APPLICATION_BODIES = {
+    "POSIXApplication": POSIX,
+    "HPCProfileApplication": HPCPA,
+    "SPMDApplication": SPMD,
+}
 # GFD.115 §4.5: the variation URIs the specification defines, and the name a backend uses
 SPMD_VARIATIONS = (
     "MPI",
@@ -254,6 +259,8 @@ class _JobReader:
         for child in elements(element):
             namespace, local = child_name(child, JSDL)
             if namespace == JSDL and local == "ApplicationName":
+                if app_name is not None:
+                    raise invalid(child, "appears twice in one jsdl:Application")
                 app_name = child
             elif namespace == JSDL and local == "ApplicationVersion":
                 app_version = child
@@ -272,6 +279,15 @@ class _JobReader:
                         "A jsdl:Application holds one.",
                     )
                 body = child
+            elif local in APPLICATION_BODIES and (
+                namespace in JSDL_NAMESPACES or not split(child)[0]
+            ):
+                raise invalid(
+                    child,
+                    "is in the wrong namespace",
+                    f"Write it as {qname(APPLICATION_BODIES[local], local)} (namespace "
+                    f"{APPLICATION_BODIES[local]}); check the prefix or the default xmlns.",
+                )
             elif namespace in JSDL_NAMESPACES:
                 raise unsupported(child, "is not a JSDL Application element this gateway knows")
             elif local == "MPIApplication":
@@ -356,7 +372,10 @@ class _JobReader:
                     "it could change what runs, so it is not ignored",
                 )
             if local == "Argument":
-                arguments.append(simple_text(child, required=False))
+                value = simple_text(child, required=False)
+                if names_namespace == POSIX:  # xsd:normalizedString: tabs, newlines → space
+                    value = value.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+                arguments.append(value)
             elif local == "Environment":
                 name = (child.get("name") or "").strip()
                 if not name:

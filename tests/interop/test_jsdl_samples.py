@@ -522,3 +522,17 @@ def test_inline_data_is_refused_naming_it_once_the_application_is_given(
     with pytest.raises(JSDLFault) as caught:
         read_job_definition(root)
     assert (caught.value.fault, caught.value.element) == (UF, "unicore:InlineData")
+
+
+def test_resource_requirements_of_the_samples_against_a_linux_site(jsdl_dir: Path) -> None:
+    """What CreateActivity answers on a Linux x86_64 site after reading (jsdl_match.fit)."""
+    from gateway.bes.jsdl_match import ResourceOffer, fit
+
+    offer = ResourceOffer(2, 2**32, "LINUX", "x86_64", ("node1",))
+    (windows,) = read_job_definition(load(jsdl_dir, "unicore/jsdl_sample_with_hpc_ext.jsdl"))
+    with pytest.raises(JSDLFault) as caught:
+        fit(windows, offer)
+    assert (caught.value.fault, caught.value.element) == (UF, "jsdl:OperatingSystemName")
+    assert "WINNT" in str(caught.value) and "LINUX" in str(caught.value)
+    (netstat,) = read_job_definition(load(jsdl_dir, "gridsam/bes-netstat.jsdl"))
+    assert fit(netstat, offer).total_cpu_count == 1

@@ -590,3 +590,34 @@ def test_fault_renders_for_people_and_programs() -> None:
     assert str(caught) == caught.message
     assert caught.message.startswith("jsdl-posix:Executable 'a|b' is a shell command line")
     assert repr(caught).startswith("JSDLFault('InvalidRequestMessage', 'jsdl-posix:Executable'")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<POSIXApplication><Executable>/bin/true</Executable></POSIXApplication>",
+        '<POSIXApplication xmlns=""><Executable>/bin/true</Executable></POSIXApplication>',
+    ],
+    ids=["jsdl-namespace", "unqualified"],
+)
+def test_an_application_body_in_the_wrong_namespace_gets_the_fix(body: str) -> None:
+    caught = refused(job(f"<Application>{body}</Application>"))
+    assert caught.fault == "InvalidRequestMessage"
+    assert (
+        "Write it as jsdl-posix:POSIXApplication (namespace http://schemas.ggf.org/jsdl/2005/11/jsdl-posix)"
+        in str(caught)
+    )
+
+
+def test_posix_arguments_are_normalized_strings() -> None:
+    spec = read(posix(EXE + "<posix:Argument>\n  a\tb\n</posix:Argument>"))
+    assert spec.arguments == ("a b",)
+
+
+def test_application_name_twice_is_refused() -> None:
+    caught = refused(
+        job(
+            "<Application><ApplicationName>a</ApplicationName><ApplicationName>b</ApplicationName></Application>"
+        )
+    )
+    assert (caught.fault, caught.element) == ("InvalidRequestMessage", "jsdl:ApplicationName")
