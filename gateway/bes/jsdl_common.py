@@ -130,7 +130,7 @@ def unsupported(element: etree._Element, problem: str, fix: str = "") -> JSDLFau
 def _fault(kind: str, element: etree._Element, problem: str, fix: str) -> JSDLFault:
     name = name_of(element)
     where = path_of(element)
-    message = f"{name} {problem} (at {where})."
+    message = f"{name} {problem}" + (f" (at {where})." if where != name else ".")
     if fix:
         message += f" {fix}"
     return JSDLFault(kind, name, message)
