@@ -129,6 +129,7 @@ ARCHITECTURES = (
     "arm",
     "other",
 )
+LARGEST = 2**63 - 1  # setrlimit's rlim_t, and every batch system's counters
 # characters that make an Executable a shell command line rather than a program's name
 SHELL_SYNTAX = set(";|&$`<>\n\t")
 
@@ -600,9 +601,12 @@ def _executable(element: etree._Element) -> str:
 
 def _non_negative_integer(element: etree._Element) -> int:
     text = simple_text(element)
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise invalid(element, f"must be a whole number of at least 0, not {text!r}")
-    return int(text)
+    value = int(text)
+    if value > LARGEST:
+        raise invalid(element, f"is {text}, more than any limit a system can set ({LARGEST})")
+    return value
 
 
 def _positive_integer(element: etree._Element) -> int:

@@ -15,7 +15,9 @@ repaired copies, since their Executable is refused first.
 
 from __future__ import annotations
 
+import copy
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from gateway.xmlsafe import parse
 INTEROP = Path(__file__).resolve().parents[2] / ".." / "shared" / "interop"
 JSDL_DIR = INTEROP / "jsdl"
 POSIX = "{http://schemas.ggf.org/jsdl/2005/11/jsdl-posix}"
+JSDL_NS = "http://schemas.ggf.org/jsdl/2005/11/jsdl"
 
 
 @pytest.fixture(scope="module")
@@ -536,3 +539,60 @@ def test_resource_requirements_of_the_samples_against_a_linux_site(jsdl_dir: Pat
     assert "WINNT" in str(caught.value) and "LINUX" in str(caught.value)
     (netstat,) = read_job_definition(load(jsdl_dir, "gridsam/bes-netstat.jsdl"))
     assert fit(netstat, offer).total_cpu_count == 1
+
+
+WEIRD = ("", "-1", "0", "1e309", "nan", "x" * 300, "http://", "ftp://h:0/x", "../x", "2.5",
+         "a;b", "99999999999999999999999", "http://[::1/", "true")  # fmt: skip
+
+
+def _mutate(root: etree._Element, rnd: random.Random) -> None:
+    """One random, schema-breaking change: remove, duplicate, retext, unqualify, move,
+    add a foreign child, set an odd attribute, or rename into another JSDL namespace."""
+    nodes = [e for e in root.iter() if isinstance(e.tag, str)]
+    node = rnd.choice(nodes)
+    parent = node.getparent()
+    op = rnd.randrange(8)
+    if op == 0 and parent is not None:
+        parent.remove(node)
+    elif op == 1 and parent is not None:
+        node.addnext(copy.deepcopy(node))
+    elif op == 2:
+        for child in list(node):
+            node.remove(child)
+        node.text = rnd.choice(WEIRD)
+    elif op == 3:
+        node.tag = etree.QName(node).localname
+    elif op == 4:
+        other = rnd.choice(nodes)
+        if parent is not None and other is not node and node not in other.iterancestors():
+            other.append(node)
+    elif op == 5:
+        etree.SubElement(node, "{urn:foreign}X").text = "y"
+    elif op == 6:
+        attribute = rnd.choice(["name", "filesystemName", "actualTotalCPUCount", "start", "step"])
+        node.set(attribute, rnd.choice(WEIRD))
+    else:
+        namespace = rnd.choice([JSDL_NS, POSIX[1:-1], "http://schemas.ogf.org/jsdl/2009/03/sweep"])
+        node.tag = f"{{{namespace}}}{etree.QName(node).localname}"
+
+
+def test_mutated_samples_give_job_specs_or_faults_and_nothing_else(jsdl_dir: Path) -> None:
+    """Broken documents must never escape as anything but a JSDLFault (no 500s)."""
+    files = sorted(OUTCOMES)
+    originals = {name: (jsdl_dir / name).read_bytes() for name in files}
+    outcomes = {"accepted": 0, "refused": 0}
+    for seed in range(1500):
+        rnd = random.Random(seed)
+        root = parse(originals[rnd.choice(files)])
+        for _ in range(rnd.randint(1, 3)):
+            _mutate(root, rnd)
+        try:
+            specs = read_job_definition(root)
+        except JSDLFault as fault:
+            assert fault.fault in (IRM, UF)
+            assert fault.element and str(fault).startswith(fault.element), seed
+            outcomes["refused"] += 1
+        else:
+            assert specs and all(isinstance(s, JobSpec) for s in specs), seed
+            outcomes["accepted"] += 1
+    assert outcomes["accepted"] > 100 and outcomes["refused"] > 100

@@ -621,3 +621,11 @@ def test_application_name_twice_is_refused() -> None:
         )
     )
     assert (caught.fault, caught.element) == ("InvalidRequestMessage", "jsdl:ApplicationName")
+
+
+def test_limits_larger_than_a_system_can_set_are_refused() -> None:
+    caught = refused(posix(EXE + f"<posix:WallTimeLimit>{2**63}</posix:WallTimeLimit>"))
+    assert caught.element == "jsdl-posix:WallTimeLimit"
+    assert "more than any limit" in str(caught)
+    caught = refused(posix(EXE + "<posix:CPUTimeLimit>\u0663</posix:CPUTimeLimit>"))  # Arabic 3
+    assert "whole number" in str(caught)
