@@ -3,25 +3,31 @@
 A sweep:Sweep (a child of jsdl:JobDefinition) holds Assignments, which advance in
 lockstep (so they must yield equally many values), and nested Sweeps, each run in full
 for every point of the enclosing one, one after the other: a Sweep's size is
-``len(values) * sum(size(nested))`` (``* 1`` without nested ones). Several Sweeps directly under
-the JobDefinition are likewise run one after the other.
+``len(values) * sum(size(nested))`` (``* 1`` without nested ones). Several Sweeps
+directly under the JobDefinition are likewise run one after the other.
 
-An Assignment's DocumentNode is an XPath 1.0 Match (prefixes from its NamespaceBindings,
+An Assignment's DocumentNode is an XPath Match (prefixes from its NamespaceBindings,
 then from the namespaces in scope where the Match is written). Every node it selects
 takes the value: an element's text, an attribute's value or a text node. A Match that
 selects nothing, or something else (a number, an element with children), is refused.
 
-Bounded before anything is built: the number of points is computed arithmetically
-(LoopInteger over a billion values costs nothing) and refused above ``max_sweep``; nested
-Sweeps deeper than :data:`MAX_DEPTH` and Match expressions longer than
-:data:`MAX_MATCH` are refused; XPath runs without EXSLT regular expressions (no
-catastrophic backtracking) on a private copy of the document.
+Everything is bounded before anything is built, because one request can otherwise ask
+for unbounded work:
+  * the number of points is computed arithmetically (a LoopInteger over a trillion
+    values costs nothing) and refused above ``max_sweep``;
+  * points x elements of the swept job definition is at most :data:`MAX_SWEEP_WORK`, and
+    the job definition at most :data:`MAX_SWEPT_ELEMENTS` elements;
+  * Sweeps nest at most :data:`MAX_DEPTH` deep;
+  * a Match is at most :data:`MAX_MATCH` characters of a linear-time XPath subset
+    (:func:`simple_xpath`), evaluated without EXSLT regular expressions on a private
+    copy of the document. A Match outside the subset is UnsupportedFeature.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +49,56 @@ from gateway.bes.jsdl_common import (
 
 MAX_DEPTH = 8
 MAX_MATCH = 1024
+
+MAX_SWEPT_ELEMENTS = 2000  # a JobDefinition with a sweep is copied once per point
+MAX_SWEEP_WORK = 100_000  # points x elements per point: about a second of reading
+MAX_UNION = 8
+
+# The XPath this gateway evaluates: location paths of child steps (name tests, wildcards,
+# attributes, text(), node(), "." and ".."), at most one "//" each, joined by at most
+# MAX_UNION "|"; predicates hold a position, last(), a position() comparison, or an
+# attribute, child or text() compared with a literal. That covers every Match seen in
+# practice, and keeps one evaluation linear in the document: libxml2 needs seconds for
+# //*//* on a few thousand elements, and a path inside a predicate (//*[count(//*)]) is
+# quadratic or worse.
+_NAME = r"[A-Za-z_][\w.\-]*"
+_QNAME = rf"(?:{_NAME}:\*|(?:{_NAME}:)?{_NAME}|\*)"
+_TEST = rf"(?:text\(\)|node\(\)|{_QNAME})"
+_LITERAL = r"""(?:'[^']*'|"[^"]*"|-?\d+(?:\.\d+)?)"""
+_OPERAND = rf"(?:@{_QNAME}|text\(\)|\.|{_QNAME})"
+_PREDICATE = (
+    rf"\[\s*(?:\d+|last\(\)|position\(\)\s*(?:!=|<=|>=|=|<|>)\s*\d+"
+    rf"|{_OPERAND}(?:\s*(?:!=|=)\s*{_LITERAL})?)\s*\]"
+)
+_STEP = rf"(?:\.\.|\.|@{_QNAME}|(?:child::)?{_TEST}(?:\s*{_PREDICATE})*)"
+_PATH = re.compile(rf"\s*(?://?\s*)?{_STEP}(?:\s*//?\s*{_STEP})*\s*")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def simple_xpath(expression: str) -> bool:
+    """Whether ``expression`` is in the subset above (see the comment there)."""
+    if _QUOTED.sub("", expression).count("|") >= MAX_UNION:  # literals may hold "|"
+        return False
+    return all(
+        _PATH.fullmatch(branch) and _QUOTED.sub("", branch).count("//") <= 1
+        for branch in _split_union(expression)
+    )
+
+
+def _split_union(expression: str) -> list[str]:
+    parts, depth_quote, current = [], "", []
+    for ch in expression:
+        if depth_quote:
+            depth_quote = "" if ch == depth_quote else depth_quote
+        elif ch in "'\"":
+            depth_quote = ch
+        elif ch == "|":
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return parts
 
 
 @dataclass(frozen=True)
@@ -74,6 +130,16 @@ def expand_sweep(job_definition: etree._Element, *, max_sweep: int) -> list[etre
     sweeps = [c for c in elements(job_definition) if split(c) == (SWEEP, "Sweep")]
     if not sweeps:
         return [job_definition]
+    size = sum(1 for _ in job_definition.iter(etree.Element)) - sum(
+        1 for s in sweeps for _ in s.iter(etree.Element)
+    )
+    if size > MAX_SWEPT_ELEMENTS:
+        raise unsupported(
+            sweeps[0],
+            f"sweeps a job definition of {size} elements; this gateway sweeps job "
+            f"definitions of at most {MAX_SWEPT_ELEMENTS} (the sweep itself not counted)",
+            "Split the job into smaller documents.",
+        )
     parsed = tuple(_read_sweep(s, depth=1) for s in sweeps)
     total = sum(s.size for s in parsed)
     if total > max_sweep:
@@ -83,6 +149,14 @@ def expand_sweep(job_definition: etree._Element, *, max_sweep: int) -> list[etre
             f"sweep:Sweep expands to {total} jobs (at {path_of(sweeps[0])}); this gateway "
             f"accepts at most {max_sweep} from one document. Split the sweep over several "
             "documents or narrow its ranges.",
+        )
+    if total * size > MAX_SWEEP_WORK:
+        raise unsupported(
+            sweeps[0],
+            f"would build {total} job definitions of {size} elements each "
+            f"({total * size} elements); this gateway builds at most {MAX_SWEEP_WORK} "
+            "from one request",
+            "Sweep fewer points per document, or keep the swept job definition small.",
         )
     base = copy.deepcopy(job_definition)
     for node in [c for c in elements(base) if split(c) == (SWEEP, "Sweep")]:
@@ -238,6 +312,15 @@ def _read_document_node(element: etree._Element) -> _Parameter:
         xpath = etree.XPath(expression, namespaces={**in_scope, **bindings}, regexp=False)
     except etree.XPathSyntaxError as exc:
         raise invalid(match, f"is not a valid XPath 1.0 expression ({exc}): {expression}") from None
+    if not simple_xpath(expression):
+        raise unsupported(
+            match,
+            f"({expression}) uses XPath beyond the location paths this gateway evaluates",
+            "Select the nodes with a path of names and at most one //, such as "
+            "//jsdl-posix:Argument[2], //jsdl:Source/jsdl:URI or "
+            "//jsdl-posix:Environment[@name='X']; predicates may hold a position, "
+            "last(), or an attribute, child or text() compared with a literal.",
+        )
     return _Parameter(match, xpath)
 
 

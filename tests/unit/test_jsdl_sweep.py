@@ -209,17 +209,17 @@ def test_deep_nesting_is_refused() -> None:
         ),
         (
             sweep(assignment("count(//p:Argument)", values("v"))),
-            "InvalidRequestMessage",
+            "UnsupportedFeature",
             "sweep:Match",
-            "selects nothing",
+            "beyond the location paths",
         ),
         (
             sweep(assignment("//*[re:test(., 'A')]", values("v"))).replace(
                 "<sweep:Match>", '<sweep:Match xmlns:re="http://exslt.org/regular-expressions">'
             ),
-            "InvalidRequestMessage",
+            "UnsupportedFeature",
             "sweep:Match",
-            "cannot be evaluated",
+            "at most one //",
         ),
         (
             sweep(
@@ -309,3 +309,53 @@ def test_a_fault_in_a_swept_document_says_which_point() -> None:
 def test_a_long_match_is_refused() -> None:
     caught = refused(document(sweep(assignment("//p:Argument" + "[1]" * 400, values("v")))))
     assert (caught.fault, caught.element) == ("UnsupportedFeature", "sweep:Match")
+
+
+def test_attribute_predicates_select_one_environment_variable() -> None:
+    specs = read(document(sweep(assignment("//p:Environment[@name='MODE']", values("a", "b")))))
+    assert [s.environment for s in specs] == [{"MODE": "a"}, {"MODE": "b"}]
+
+
+@pytest.mark.parametrize(
+    "match",
+    ["//*//*", "//*[count(//*) > 0]", "//p:Argument/following-sibling::*", "//a | " * 8 + "//a"],
+)
+def test_costly_xpath_is_refused_before_it_runs(match: str) -> None:
+    many = "".join(f"<posix:Argument>{i}</posix:Argument>" for i in range(1500))
+    data = document(sweep(assignment(match, values("v")))).replace(
+        b"<posix:Argument>A</posix:Argument>", many.encode()
+    )
+    started = time.perf_counter()
+    caught = refused(data)
+    assert time.perf_counter() - started < 0.5
+    assert (caught.fault, caught.element) == ("UnsupportedFeature", "sweep:Match")
+
+
+def test_a_large_swept_document_is_refused() -> None:
+    many = "".join(f"<posix:Argument>{i}</posix:Argument>" for i in range(2100))
+    data = document(sweep(assignment("//p:Argument[1]", values("v")))).replace(
+        b"<posix:Argument>A</posix:Argument>", many.encode()
+    )
+    caught = refused(data)
+    assert (caught.fault, caught.element) == ("UnsupportedFeature", "sweep:Sweep")
+    assert "at most 2000" in str(caught)
+
+
+def test_points_times_elements_is_bounded_and_the_bound_is_quick_to_reach() -> None:
+    many = "".join(f"<posix:Argument>{i}</posix:Argument>" for i in range(190))
+    loop = '<fn:LoopInteger start="1" end="1000"/>'
+    data = document(sweep(assignment("//p:Argument[1]", loop))).replace(
+        b"<posix:Argument>A</posix:Argument>", many.encode()
+    )
+    caught = refused(data)
+    assert (caught.fault, caught.element) == ("UnsupportedFeature", "sweep:Sweep")
+    assert "at most 100000" in str(caught)
+    # just under the bound: built and read in well under the CreateActivity budget
+    loop = '<fn:LoopInteger start="1" end="490"/>'
+    data = document(sweep(assignment("//p:Argument[1]", loop))).replace(
+        b"<posix:Argument>A</posix:Argument>", many.encode()
+    )
+    started = time.perf_counter()
+    specs = read(data)
+    assert len(specs) == 490 and specs[-1].arguments[0] == "490"
+    assert time.perf_counter() - started < 5
