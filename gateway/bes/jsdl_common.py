@@ -86,19 +86,23 @@ def name_of(element: etree._Element) -> str:
     return qname(*split(element))
 
 
+JOB_DEFINITION = f"{{{JSDL}}}JobDefinition"
+
+
 def path_of(element: etree._Element) -> str:
-    """Where an element is, from the JobDefinition down: ``jsdl:DataStaging[2]/jsdl:URI``."""
+    """Where an element is, from the JobDefinition down: ``jsdl:DataStaging[2]/jsdl:URI``
+    (the JobDefinition may sit inside a SOAP message; the path starts at it)."""
     steps: list[str] = []
     node: etree._Element | None = element
     while node is not None:
         step = name_of(node)
         parent = node.getparent()
-        if parent is not None:
+        if parent is not None and node.tag != JOB_DEFINITION:
             same = [c for c in elements(parent) if c.tag == node.tag]
             if len(same) > 1:
                 step += f"[{same.index(node) + 1}]"
         steps.append(step)
-        node = parent
+        node = None if node.tag == JOB_DEFINITION else parent
     return "/".join(reversed(steps))
 
 

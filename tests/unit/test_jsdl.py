@@ -629,3 +629,36 @@ def test_limits_larger_than_a_system_can_set_are_refused() -> None:
     assert "more than any limit" in str(caught)
     caught = refused(posix(EXE + "<posix:CPUTimeLimit>\u0663</posix:CPUTimeLimit>"))  # Arabic 3
     assert "whole number" in str(caught)
+
+
+def test_a_job_definition_inside_a_create_activity_message() -> None:
+    """The SOAP front end hands over the JobDefinition element of its request."""
+    envelope = parse(
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        b'<bes:CreateActivity xmlns:bes="http://schemas.ggf.org/bes/2006/08/bes-factory">'
+        b"<bes:ActivityDocument>"
+        + posix("<posix:Executable>a;b</posix:Executable>")
+        + b"</bes:ActivityDocument></bes:CreateActivity></s:Body></s:Envelope>"
+    )
+    (definition,) = envelope.iter("{http://schemas.ggf.org/jsdl/2005/11/jsdl}JobDefinition")
+    caught = refused_element(definition)
+    assert "(at jsdl:JobDefinition/jsdl:JobDescription/jsdl:Application/" in str(caught)
+    assert "Envelope" not in str(caught)
+    sweep = (
+        '<sweep:Sweep xmlns:sweep="http://schemas.ogf.org/jsdl/2009/03/sweep" '
+        'xmlns:fn="http://schemas.ogf.org/jsdl/2009/03/sweep/functions"><sweep:Assignment>'
+        "<sweep:DocumentNode><sweep:Match>//posix:Executable</sweep:Match></sweep:DocumentNode>"
+        "<fn:Values><fn:Value>/bin/true</fn:Value><fn:Value>/bin/false</fn:Value></fn:Values>"
+        "</sweep:Assignment></sweep:Sweep>"
+    )
+    definition.append(parse(sweep.encode()))
+    specs = read_job_definition(definition)
+    assert [s.executable for s in specs] == ["/bin/true", "/bin/false"]
+    # the request itself is left as it came (GetActivityDocuments returns it)
+    assert definition.find(".//{*}Executable").text == "a;b"
+
+
+def refused_element(element: object) -> JSDLFault:
+    with pytest.raises(JSDLFault) as caught:
+        read_job_definition(element)  # type: ignore[arg-type]
+    return caught.value
