@@ -14,7 +14,9 @@ Tolerated, because real clients send them and the meaning is not in doubt:
     the gateway always stages in after the activity is accepted and before it runs, and
     stages out after it ends, so the hint changes nothing; any other value is refused.
 
-Credentials for one transfer come as a wsse:UsernameToken inside an HPC Basic Profile
+Credentials for one transfer come in the URL (ftp://user:password@host/...; they are moved
+out of it into the StagingSpec's username and password, kept out of repr), as a
+wsse:UsernameToken inside an HPC Basic Profile
 Credential element (both the 2007/01 ``fs`` and 2007/11 ``ac`` namespaces), or as
 UNICORE's BearerToken. An empty token (a client template nobody filled in) is no
 credential. PasswordDigest is refused: a digest cannot log in to an FTP or HTTP server.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lxml import etree
 
@@ -157,18 +159,36 @@ def read_data_staging(
                 "Keep only one of them.",
             )
 
-    def spec(**where: str) -> StagingSpec:
+    def spec(url: str, side: str) -> StagingSpec:
+        url, login = _split_userinfo(url)
+        given = login or credential
         return StagingSpec(
             filename=filename,
             creation_flag=flag,
             delete_on_termination=delete,
-            username=credential.username,
-            password=credential.password,
-            bearer_token=credential.bearer_token,
-            **where,
+            username=given.username,
+            password=given.password,
+            bearer_token=given.bearer_token,
+            **{side: url},
         )
 
-    return (spec(source=source) if source else None, spec(target=target) if target else None)
+    return (
+        spec(source, "source") if source else None,
+        spec(target, "target") if target else None,
+    )
+
+
+def _split_userinfo(url: str) -> tuple[str, _Credential | None]:
+    """``ftp://user:pw@host/f`` → (``ftp://host/f``, user/pw): a login written into the
+    URL travels like any other staging credential, so it never shows in a repr or log."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), _Credential(
+        username=unquote(username), password=unquote(password)
+    )
 
 
 def _endpoint(element: etree._Element | None) -> str:

@@ -81,9 +81,12 @@ def out(filename: str, url: str, **kw: Any) -> StagingSpec:
     return StagingSpec(filename=filename, target=url, **kw)
 
 
-GRIDSAM_FTP = "ftp://anonymous:anonymous@gridsam.lesc.doc.ic.ac.uk:45521/public"
+GRIDSAM_FTP = "ftp://gridsam.lesc.doc.ic.ac.uk:45521/public"
+# logins written into URLs are moved into the spec's username/password (kept out of repr)
+ANON = {"username": "anonymous", "password": "anonymous"}
 HELLO = "http://gridsam.sourceforge.net/test_data/download/helloworld.txt"
-OMII = "ftp://ftpuser:ftpuser@orion.omii.ac.uk/home/ftpuser/testfile"
+OMII = "ftp://orion.omii.ac.uk/home/ftpuser/testfile"
+FTPUSER = {"username": "ftpuser", "password": "ftpuser"}
 URN = "urn:unknown-urn:iamfeelinglucky"
 SHELL = "is a shell command line"
 REGISTRY = "no application registry"
@@ -146,9 +149,9 @@ OUTCOMES: dict[str, Accept | Refuse] = {
         },
         stage_in=(
             into("dir1/file1.txt", HELLO),
-            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input-file.txt"),
+            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input-file.txt", **ANON),
         ),
-        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/stdout.txt"),),
+        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/stdout.txt", **ANON),),
     ),
     "gridsam/cat.jsdl": Accept(
         {
@@ -160,9 +163,9 @@ OUTCOMES: dict[str, Accept | Refuse] = {
         },
         stage_in=(
             into("dir1/file1.txt", HELLO),
-            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input/file.txt"),
+            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input/file.txt", **ANON),
         ),
-        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/file.txt"),),
+        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/file.txt", **ANON),),
     ),
     "gridsam/date.jsdl": Accept(
         {"executable": "/bin/date", "arguments": ("-u",), "stdout": "stdout.txt"},
@@ -178,11 +181,13 @@ OUTCOMES: dict[str, Accept | Refuse] = {
         stage_out=(
             out(
                 "stdout.txt",
-                "ftp://anonymous:anonymous@example-ftp-server.com/public/output/echo-env.txt",
+                "ftp://example-ftp-server.com/public/output/echo-env.txt",
+                **ANON,
             ),
             out(
                 "stderr.txt",
-                "ftp://anonymous:anonymous@example-ftp-server.com/public/output/stderr.txt",
+                "ftp://example-ftp-server.com/public/output/stderr.txt",
+                **ANON,
             ),
         ),
     ),
@@ -212,8 +217,8 @@ OUTCOMES: dict[str, Accept | Refuse] = {
     "gridsam/jsdl_ok_onlystagein.jsdl": Accept(
         {"executable": "", "name": "cat job"},  # staging only: nothing runs
         stage_in=(
-            into("dir1/file1.txt", f"{OMII}/file1.txt"),
-            into("dir2/subdir1/file2.txt", f"{OMII}/file2.txt"),
+            into("dir1/file1.txt", f"{OMII}/file1.txt", **FTPUSER),
+            into("dir2/subdir1/file2.txt", f"{OMII}/file2.txt", **FTPUSER),
         ),
     ),
     # GridSAM ran this "ok" document through a shell; JSDL names one program here
@@ -235,9 +240,9 @@ OUTCOMES: dict[str, Accept | Refuse] = {
         stage_in=(
             into("bin/concat", "http://gridsam.sourceforge.net/test_data/download/concat.sh"),
             into("dir1/file1.txt", HELLO),
-            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input-file.txt"),
+            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input-file.txt", **ANON),
         ),
-        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/stdout.txt"),),
+        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/stdout.txt", **ANON),),
     ),
     "gridsam/sleep.jsdl": Accept(
         {"executable": "/bin/sleep", "arguments": ("5",), "project": "gridsam", "name": ""}
@@ -248,17 +253,17 @@ OUTCOMES: dict[str, Accept | Refuse] = {
         {"executable": ""},
         stage_in=(
             into("dir1/file1.txt", HELLO),
-            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input/file.txt"),
+            into("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/input/file.txt", **ANON),
         ),
         stage_out=(
-            out("dir1/file1.txt", f"{GRIDSAM_FTP}/output/file-purestaging-1.txt"),
-            out("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/output/file-purestaging-2.txt"),
+            out("dir1/file1.txt", f"{GRIDSAM_FTP}/output/file-purestaging-1.txt", **ANON),
+            out("dir2/subdir1/file2.txt", f"{GRIDSAM_FTP}/output/file-purestaging-2.txt", **ANON),
         ),
     ),
     # the MyProxy element is foreign client bookkeeping under JobDefinition: ignored
     "gridsam/test-globus-myproxy.jsdl": Accept(
         {"executable": "/bin/sleep", "arguments": ("120",), "stdout": "stdout.txt"},
-        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/stdout.txt"),),
+        stage_out=(out("stdout.txt", f"{GRIDSAM_FTP}/output/stdout.txt", **ANON),),
     ),
     "gridsam/uname.jsdl": Accept(
         {"executable": "/usr/bin/uname", "arguments": ("-a",)},
@@ -266,7 +271,7 @@ OUTCOMES: dict[str, Accept | Refuse] = {
     ),
     "gridsam/unknown-output-staging.jsdl": Accept(
         {"executable": "/bin/echo", "stdout": "stdout.txt"},
-        stage_out=(out("unknown-file.txt", f"{GRIDSAM_FTP}/subdir/output-file.txt"),),
+        stage_out=(out("unknown-file.txt", f"{GRIDSAM_FTP}/subdir/output-file.txt", **ANON),),
         fails_at="stage-out: the job never writes unknown-file.txt, so there is nothing "
         "to send; the activity ends Failed naming the file",
     ),
@@ -501,7 +506,8 @@ def test_jsdl_error_documents_fail_where_gridsam_meant_them_to(jsdl_dir: Path) -
     assert spec.stage_in[0].source == f"{OMII}/file1-not-exist.txt"
     # a login with an empty password: fails at stage-out when the server refuses it
     spec = _repaired(jsdl_dir, "gridsam/jsdl_error_wrong-stageout-url.jsdl")
-    assert spec.stage_out[0].target.startswith("ftp://ftpuser:@orion.omii.ac.uk/")
+    assert spec.stage_out[0].target == f"{OMII}/cat_env_result.txt"
+    assert (spec.stage_out[0].username, spec.stage_out[0].password) == ("ftpuser", "")
     # a 1 GB stage-in, a missing file and a target without write permission: fails at
     # stage-in (the missing file), and would at stage-out (no permission)
     spec = _repaired(jsdl_dir, "gridsam/jsdl_error_deleteFailedFileJob-stagein.jsdl")

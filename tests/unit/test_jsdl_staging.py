@@ -43,7 +43,6 @@ def target(url: str) -> str:
     [
         "http://example.org/a.txt",
         "https://example.org:8443/a?x=1",
-        "ftp://user:pw@ftp.example.org/pub/a.txt",
         "file:///srv/data/a.txt",
         "file://localhost/srv/data/a.txt",
         "HTTP://EXAMPLE.ORG/a",
@@ -58,6 +57,15 @@ def test_supported_urls_both_ways(url: str) -> None:
     assert spec.stage_in == (StagingSpec("a.txt", source=url),)
     assert spec.stage_out == (StagingSpec("a.txt", target=url),)
     assert spec.executable == ""
+
+
+def test_a_login_in_the_url_moves_into_the_credential_fields() -> None:
+    url = "ftp://us%40er:p%3Aw@ftp.example.org:2121/pub/a.txt"
+    spec = read(staging(f"<FileName>a.txt</FileName>{source(url)}"))
+    (stage,) = spec.stage_in
+    assert stage.source == "ftp://ftp.example.org:2121/pub/a.txt"
+    assert (stage.username, stage.password) == ("us@er", "p:w")
+    assert "p:w" not in repr(spec) and "p%3Aw" not in repr(spec)
 
 
 @pytest.mark.parametrize(
