@@ -53,6 +53,7 @@ from gateway.bes.jsdl_common import (
     qname,
     simple_text,
     split,
+    unknown_jsdl,
     unsupported,
 )
 from gateway.bes.jsdl_range import read_range_value
@@ -85,6 +86,24 @@ APPLICATION_BODIES = {
     "HPCProfileApplication": HPCPA,
     "SPMDApplication": SPMD,
 }
+JOB_DESCRIPTION_CHILDREN = dict.fromkeys(
+    ("JobIdentification", "Application", "Resources", "DataStaging"), JSDL
+)
+JOB_IDENTIFICATION_CHILDREN = dict.fromkeys(
+    ("JobName", "Description", "JobAnnotation", "JobProject"), JSDL
+)
+APPLICATION_CHILDREN = {
+    **dict.fromkeys(("ApplicationName", "ApplicationVersion", "Description"), JSDL),
+    **APPLICATION_BODIES,
+}
+RESOURCES_CHILDREN = dict.fromkeys(
+    """CandidateHosts FileSystem ExclusiveExecution OperatingSystem CPUArchitecture
+    IndividualCPUSpeed IndividualCPUTime IndividualCPUCount IndividualNetworkBandwidth
+    IndividualPhysicalMemory IndividualVirtualMemory IndividualDiskSpace TotalCPUTime
+    TotalCPUCount TotalPhysicalMemory TotalVirtualMemory TotalDiskSpace
+    TotalResourceCount""".split(),  # noqa: SIM905 - the schema's order, kept readable
+    JSDL,
+)
 # GFD.115 §4.5: the variation URIs the specification defines, and the name a backend uses
 SPMD_VARIATIONS = (
     "MPI",
@@ -186,7 +205,7 @@ class _JobReader:
             elif namespace == JSDL and local == "DataStaging":
                 stagings.append(child)
             elif namespace in JSDL_NAMESPACES:
-                raise unsupported(child, "is not a JSDL JobDescription element this gateway knows")
+                raise unknown_jsdl(child, "jsdl:JobDescription", JOB_DESCRIPTION_CHILDREN)
             else:
                 raise unsupported(
                     child,
@@ -227,7 +246,7 @@ class _JobReader:
                     raise invalid(child, "appears twice; a JobDefinition describes one job")
                 found = child
             elif namespace in JSDL_NAMESPACES:
-                raise unsupported(child, "is not a JSDL JobDefinition element this gateway knows")
+                raise unknown_jsdl(child, "jsdl:JobDefinition", {"JobDescription": JSDL})
             # foreign children of JobDefinition: client bookkeeping, ignored (module doc)
         if found is None:
             raise invalid(self.root, "has no jsdl:JobDescription", "Every JSDL job needs one.")
@@ -247,9 +266,7 @@ class _JobReader:
             elif namespace == JSDL and local in ("Description", "JobAnnotation"):
                 continue  # for people; nothing to run
             elif namespace in JSDL_NAMESPACES:
-                raise unsupported(
-                    child, "is not a JSDL JobIdentification element this gateway knows"
-                )
+                raise unknown_jsdl(child, "jsdl:JobIdentification", JOB_IDENTIFICATION_CHILDREN)
             # foreign children of JobIdentification: descriptive, ignored (module doc)
 
     # -- Application -------------------------------------------------------------------
@@ -280,17 +297,8 @@ class _JobReader:
                         "A jsdl:Application holds one.",
                     )
                 body = child
-            elif local in APPLICATION_BODIES and (
-                namespace in JSDL_NAMESPACES or not split(child)[0]
-            ):
-                raise invalid(
-                    child,
-                    "is in the wrong namespace",
-                    f"Write it as {qname(APPLICATION_BODIES[local], local)} (namespace "
-                    f"{APPLICATION_BODIES[local]}); check the prefix or the default xmlns.",
-                )
             elif namespace in JSDL_NAMESPACES:
-                raise unsupported(child, "is not a JSDL Application element this gateway knows")
+                raise unknown_jsdl(child, "jsdl:Application", APPLICATION_CHILDREN)
             elif local == "MPIApplication":
                 raise unsupported(
                     child,
@@ -356,17 +364,11 @@ class _JobReader:
                 spmd[local] = child
                 continue
             if namespace != names_namespace or local not in allowed:
-                if namespace in JSDL_NAMESPACES and local in allowed:
-                    raise invalid(
-                        child,
-                        f"is in the wrong namespace for a child of {name_of(body)}",
-                        f"Write it as {qname(names_namespace, local)} (namespace "
-                        f"{names_namespace}); check the prefix or the default xmlns.",
-                    )
                 if namespace in JSDL_NAMESPACES:
-                    raise unsupported(
-                        child, f"is not an element of {name_of(body)} this gateway knows"
-                    )
+                    expected = dict.fromkeys(allowed, names_namespace)
+                    if is_spmd:
+                        expected.update(dict.fromkeys(SPMD_ELEMENTS, SPMD))
+                    raise unknown_jsdl(child, name_of(body), expected)
                 raise unsupported(
                     child,
                     f"is an extension of {name_of(body)} this gateway does not understand; "
@@ -525,7 +527,7 @@ class _JobReader:
                     "Leave it out.",
                 )
             elif namespace in JSDL_NAMESPACES:
-                raise unsupported(child, "is not a JSDL Resources element this gateway knows")
+                raise unknown_jsdl(child, "jsdl:Resources", RESOURCES_CHILDREN)
             else:
                 raise unsupported(
                     child,

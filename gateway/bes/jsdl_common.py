@@ -140,6 +140,23 @@ def _fault(kind: str, element: etree._Element, problem: str, fix: str) -> JSDLFa
     return JSDLFault(kind, name, message)
 
 
+def unknown_jsdl(child: etree._Element, parent: str, expected: dict[str, str]) -> JSDLFault:
+    """The fault for a JSDL-namespace (or unqualified) child that ``parent`` does not
+    define. ``expected`` maps the local names ``parent`` does define to their namespace,
+    so that the commonest mistake, the right name in the wrong namespace (a prefix or
+    default xmlns slip), gets the exact fix rather than a shrug."""
+    namespace, local = split(child)
+    if local in expected and namespace != expected[local]:
+        right = expected[local]
+        return invalid(
+            child,
+            f"is in the wrong namespace for a child of {parent}",
+            f"Write it as {qname(right, local)} (namespace {right}); check the prefix or "
+            "the default xmlns.",
+        )
+    return unsupported(child, f"is not a child of {parent} that this gateway knows")
+
+
 def simple_text(element: etree._Element, *, required: bool = True) -> str:
     """The text of an element that must hold text only, stripped of surrounding white
     space (which XML tools add freely and no JSDL value means)."""

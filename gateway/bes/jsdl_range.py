@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from lxml import etree
 
 from backends.model import Bounds
-from gateway.bes.jsdl_common import JSDL, child_name, elements, invalid, simple_text
+from gateway.bes.jsdl_common import (
+    JSDL,
+    child_name,
+    elements,
+    invalid,
+    name_of,
+    simple_text,
+    unknown_jsdl,
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,13 @@ def read_range_value(element: etree._Element) -> RangeValue:
     intervals: list[Interval] = []
     for child in elements(element):
         namespace, local = child_name(child, JSDL)
+        if namespace != JSDL and local in (
+            "Exact",
+            "UpperBoundedRange",
+            "LowerBoundedRange",
+            "Range",
+        ):
+            raise unknown_jsdl(child, name_of(element), dict.fromkeys((local,), JSDL))
         if namespace != JSDL:
             raise invalid(child, "is not part of a JSDL RangeValue")
         if local == "Exact":

@@ -44,10 +44,23 @@ from gateway.bes.jsdl_common import (
     invalid,
     name_of,
     simple_text,
+    unknown_jsdl,
     unsupported,
 )
 
 SCHEMES = ("http", "https", "ftp", "file")
+DATA_STAGING_CHILDREN = dict.fromkeys(
+    (
+        "FileName",
+        "FilesystemName",
+        "CreationFlag",
+        "DeleteOnTermination",
+        "Source",
+        "Target",
+        "StagingSchedule",  # UNICORE's, tolerated (module docstring)
+    ),
+    JSDL,
+)
 CREATION_FLAGS = {"overwrite": "overwrite", "append": "append", "dontoverwrite": "dontOverwrite"}
 STAGING_SCHEDULES = ("BeforeSubmission", "AfterSubmission")
 WSS_USERNAME_PROFILE = (
@@ -72,15 +85,7 @@ def read_data_staging(
     credential_element: etree._Element | None = None
     for child in elements(element):
         namespace, local = child_name(child, JSDL)
-        if namespace == JSDL and local in (
-            "FileName",
-            "FilesystemName",
-            "CreationFlag",
-            "DeleteOnTermination",
-            "Source",
-            "Target",
-            "StagingSchedule",
-        ):
+        if namespace == JSDL and local in DATA_STAGING_CHILDREN:
             if local in found:
                 raise invalid(child, "appears twice in one jsdl:DataStaging")
             found[local] = child
@@ -96,7 +101,7 @@ def read_data_staging(
                 "Put the file on an http, https or ftp server and name it in jsdl:Source.",
             )
         elif namespace in JSDL_NAMESPACES:
-            raise unsupported(child, "is not a JSDL DataStaging element this gateway knows")
+            raise unknown_jsdl(child, "jsdl:DataStaging", DATA_STAGING_CHILDREN)
         else:
             raise unsupported(
                 child,

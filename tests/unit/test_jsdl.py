@@ -213,7 +213,7 @@ def test_job_identification_keeps_name_and_first_project_and_ignores_foreign() -
             EXE + "<posix:Frobnicate>1</posix:Frobnicate>",
             "UnsupportedFeature",
             "jsdl-posix:Frobnicate",
-            "not an element of jsdl-posix:POSIXApplication",
+            "is not a child of jsdl-posix:POSIXApplication that this gateway knows",
         ),
         (
             EXE + '<x:Hook xmlns:x="urn:x">1</x:Hook>',
@@ -563,7 +563,7 @@ def test_spmd_counts_taken_from_resources(attribute: str) -> None:
             "<spmd:Topology>ring</spmd:Topology>" + VARIATION,
             "UnsupportedFeature",
             "jsdl-spmd:Topology",
-            "not an element",
+            "not a child of jsdl-spmd:SPMDApplication",
         ),
     ],
 )
@@ -662,3 +662,42 @@ def refused_element(element: object) -> JSDLFault:
     with pytest.raises(JSDLFault) as caught:
         read_job_definition(element)  # type: ignore[arg-type]
     return caught.value
+
+
+@pytest.mark.parametrize(
+    ("document", "element", "fix"),
+    [
+        (job("<posix:Application/>"), "jsdl-posix:Application", "Write it as jsdl:Application"),
+        (
+            job("<JobIdentification><posix:JobName>x</posix:JobName></JobIdentification>"),
+            "jsdl-posix:JobName",
+            "Write it as jsdl:JobName",
+        ),
+        (
+            job("<DataStaging><posix:FileName>f</posix:FileName></DataStaging>"),
+            "jsdl-posix:FileName",
+            "Write it as jsdl:FileName",
+        ),
+        (
+            resources("<TotalCPUCount><posix:Exact>1</posix:Exact></TotalCPUCount>"),
+            "jsdl-posix:Exact",
+            "Write it as jsdl:Exact",
+        ),
+        (
+            resources("<posix:TotalCPUCount><Exact>1</Exact></posix:TotalCPUCount>"),
+            "jsdl-posix:TotalCPUCount",
+            "Write it as jsdl:TotalCPUCount",
+        ),
+        (
+            spmd("<posix:NumberOfProcesses>2</posix:NumberOfProcesses>" + VARIATION),
+            "jsdl-posix:NumberOfProcesses",
+            "Write it as jsdl-spmd:NumberOfProcesses",
+        ),
+    ],
+)
+def test_the_right_name_in_the_wrong_namespace_gets_the_fix(
+    document: bytes, element: str, fix: str
+) -> None:
+    caught = refused(document)
+    assert (caught.fault, caught.element) == ("InvalidRequestMessage", element)
+    assert fix in str(caught)

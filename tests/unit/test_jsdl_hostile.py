@@ -36,7 +36,7 @@ def test_dtd_tricks_are_refused_by_the_parser_cheaply(document: bytes) -> None:
     started = time.perf_counter()
     with pytest.raises(UnsafeXML, match="DOCTYPE"):
         parse(document)
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 0.5
 
 
 def test_an_oversized_document_is_refused_before_parsing() -> None:
@@ -83,6 +83,6 @@ def test_a_sweep_past_the_bound_is_refused_before_any_copy() -> None:
     started = time.perf_counter()
     with pytest.raises(JSDLFault) as caught:
         read_job_definition(parse(document))
-    assert time.perf_counter() - started < 0.2
+    assert time.perf_counter() - started < 0.5
     assert caught.value.element == "sweep:Sweep"
     assert "at most 1000" in str(caught.value)
