@@ -44,6 +44,7 @@ from gateway.bes.jsdl_common import (
     path_of,
     simple_text,
     split,
+    unknown_jsdl,
     unsupported,
 )
 
@@ -53,6 +54,12 @@ MAX_MATCH = 1024
 MAX_SWEPT_ELEMENTS = 2000  # a JobDefinition with a sweep is copied once per point
 MAX_SWEEP_WORK = 100_000  # points x elements per point: about a second of reading
 MAX_UNION = 8
+ASSIGNMENT_CHILDREN = {
+    "DocumentNode": SWEEP,
+    "Values": SWEEP_FUNC,
+    "LoopInteger": SWEEP_FUNC,
+    "LoopDouble": SWEEP_FUNC,
+}
 
 # The XPath this gateway evaluates: location paths of child steps (name tests, wildcards,
 # attributes, text(), node(), "." and ".."), at most one "//" each, joined by at most
@@ -244,6 +251,8 @@ def _read_sweep(element: etree._Element, *, depth: int) -> _Sweep:
             assignments.append(_read_assignment(child))
         elif (namespace, local) == (SWEEP, "Sweep"):
             nested.append(_read_sweep(child, depth=depth + 1))
+        elif namespace in (SWEEP, SWEEP_FUNC):
+            raise unknown_jsdl(child, "sweep:Sweep", {"Assignment": SWEEP, "Sweep": SWEEP})
         else:
             raise invalid(child, "does not belong in a sweep:Sweep")
     if not assignments:
@@ -273,8 +282,8 @@ def _read_assignment(element: etree._Element) -> _Assignment:
             if function is not None:
                 raise invalid(child, "is a second function in one sweep:Assignment")
             function = child
-        elif namespace in (SWEEP_FUNC, SWEEP):
-            raise unsupported(child, "is not a sweep parameter or function this gateway knows")
+        elif namespace in (SWEEP_FUNC, SWEEP, None):
+            raise unknown_jsdl(child, "sweep:Assignment", ASSIGNMENT_CHILDREN)
         else:
             raise unsupported(child, "is a sweep extension this gateway does not understand")
     if not parameters:

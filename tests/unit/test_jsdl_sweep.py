@@ -288,7 +288,7 @@ def test_deep_nesting_is_refused() -> None:
             sweep(assignment("//p:Argument", "<fn:Random/>")),
             "UnsupportedFeature",
             "sweepfunc:Random",
-            "not a sweep",
+            "not a child of sweep:Assignment",
         ),
     ],
 )
@@ -359,3 +359,10 @@ def test_points_times_elements_is_bounded_and_the_bound_is_quick_to_reach() -> N
     specs = read(data)
     assert len(specs) == 490 and specs[-1].arguments[0] == "490"
     assert time.perf_counter() - started < 5
+
+
+def test_a_function_in_the_sweep_namespace_gets_the_fix() -> None:
+    wrong = "<sweep:Values><fn:Value>v</fn:Value></sweep:Values>"
+    caught = refused(document(sweep(assignment("//p:Argument[1]", wrong))))
+    assert (caught.fault, caught.element) == ("InvalidRequestMessage", "sweep:Values")
+    assert "Write it as sweepfunc:Values" in str(caught)
