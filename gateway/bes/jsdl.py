@@ -11,6 +11,16 @@ parent's vocabulary), the ogf.org spelling of the HPC Profile namespace, white s
 around values, a missing CreationFlag, UNICORE's StagingSchedule. Exact about the rest:
 every refusal is a :class:`JSDLFault` naming the element, where it is and what to do.
 
+Use, in CreateActivity::
+
+    specs = read_job_definition(job_definition)      # JSDLFault → the BES fault
+    specs = [fit(s, offer) for s in specs]            # gateway.bes.jsdl_match
+
+``JSDLFault.fault`` is the BES fault name (InvalidRequestMessage or UnsupportedFeature),
+``.element`` the JSDL element it is about and ``str()`` the sentence for the client. The
+job spec's ``user_name``/``group_name`` (jsdl-posix:UserName/GroupName) are what the
+submitter asked to run as: the caller must check them against the mapped account.
+
 The rule for elements this reader does not know:
 
 * in a JSDL namespace (jsdl, jsdl-posix, jsdl-hpcpa, jsdl-spmd, sweep): always

@@ -78,8 +78,12 @@ def qname(namespace: str | None, local: str) -> str:
 
 
 def split(element: etree._Element) -> tuple[str | None, str]:
-    parsed = etree.QName(element)
-    return parsed.namespace, parsed.localname
+    """(namespace or None, local name) of an element, from its Clark-notation tag."""
+    tag = element.tag
+    if tag[0] == "{":
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return None, tag
 
 
 def name_of(element: etree._Element) -> str:

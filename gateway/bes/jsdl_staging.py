@@ -24,6 +24,7 @@ credential. PasswordDigest is refused: a digest cannot log in to an FTP or HTTP 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -49,6 +50,7 @@ from gateway.bes.jsdl_common import (
 )
 
 SCHEMES = ("http", "https", "ftp", "file")
+_BAD_URL_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f]")
 DATA_STAGING_CHILDREN = dict.fromkeys(
     (
         "FileName",
@@ -220,7 +222,7 @@ def _endpoint(element: etree._Element | None) -> str:
 
 def check_url(element: etree._Element, url: str) -> str:
     """``url`` if the gateway can stage to or from it; otherwise a fault naming ``element``."""
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+    if _BAD_URL_CHARACTERS.search(url):
         raise invalid(element, f"{url!r} contains white space or control characters")
     try:
         parts = urlsplit(url)
