@@ -463,12 +463,12 @@ class _JobReader:
         to when its actual...CPUCount attribute is true (None: one per granted CPU)."""
         actual = attribute(element, *flag)
         if actual is not None and actual.strip() in ("true", "1"):
-            text = simple_text(element, required=False)
+            given = _positive_integer(element) if simple_text(element, required=False) else None
             value = self.fields.get(resource)
-            if text and value is not None and int(text) != value:
+            if given is not None and value is not None and given != value:
                 raise invalid(
                     element,
-                    f"says {text} and also to use {resource_name} ({value})",
+                    f"says {given} and also to use {resource_name} ({value})",
                     "Give one of them.",
                 )
             return value

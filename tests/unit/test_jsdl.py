@@ -701,3 +701,26 @@ def test_the_right_name_in_the_wrong_namespace_gets_the_fix(
     caught = refused(document)
     assert (caught.fault, caught.element) == ("InvalidRequestMessage", element)
     assert fix in str(caught)
+
+
+def test_spmd_count_with_the_actual_flag_and_a_bad_value() -> None:
+    caught = refused(
+        spmd(
+            '<spmd:NumberOfProcesses actualTotalCPUCount="true">many</spmd:NumberOfProcesses>'
+            + VARIATION,
+            "<TotalCPUCount><Exact>4</Exact></TotalCPUCount>",
+        )
+    )
+    assert (caught.fault, caught.element) == (
+        "InvalidRequestMessage",
+        "jsdl-spmd:NumberOfProcesses",
+    )
+    assert "'many'" in str(caught)
+    spec = read(
+        spmd(
+            '<spmd:NumberOfProcesses actualTotalCPUCount="true">4</spmd:NumberOfProcesses>'
+            + VARIATION,
+            "<TotalCPUCount><Exact>4</Exact></TotalCPUCount>",
+        )
+    )
+    assert spec.spmd_processes == 4
