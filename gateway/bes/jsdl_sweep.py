@@ -153,7 +153,7 @@ def expand_sweep(job_definition: etree._Element, *, max_sweep: int) -> list[etre
         raise JSDLFault(
             "UnsupportedFeature",
             "sweep:Sweep",
-            f"sweep:Sweep expands to {total} jobs (at {path_of(sweeps[0])}); this gateway "
+            f"sweep:Sweep expands to {_count(total)} jobs (at {path_of(sweeps[0])}); this gateway "
             f"accepts at most {max_sweep} from one document. Split the sweep over several "
             "documents or narrow its ranges.",
         )
@@ -176,6 +176,10 @@ def expand_sweep(job_definition: etree._Element, *, max_sweep: int) -> list[etre
                 _assign(document, assignment, value)
             documents.append(document)
     return documents
+
+
+def _count(number: int) -> str:
+    return str(number) if number < 10**15 else "more than 10**15"
 
 
 def _points(sweep: _Sweep) -> Iterator[list[tuple[_Assignment, str]]]:
@@ -397,7 +401,7 @@ def _loop(function: etree._Element, *, integral: bool) -> tuple[float, float, fl
                 function,
                 f"has {name}={text!r}, which is not {'an integer' if integral else 'a number'}",
             ) from None
-        if not math.isfinite(value):
+        if not integral and not math.isfinite(value):
             raise invalid(function, f"has {name}={text!r}, which is not finite")
         return value
 
@@ -417,24 +421,32 @@ def _loop(function: etree._Element, *, integral: bool) -> tuple[float, float, fl
 
 
 def _loop_count(function: etree._Element, start: float, end: float, step: float) -> int:
-    if all(isinstance(v, int) for v in (start, end, step)):
-        span: float = (int(end) - int(start)) // int(step)  # exact for any size
-    else:
-        span = (end - start) / step
+    """How many values start, start+step, ... up to end (inclusive) are: exact for
+    integers of any size, and refused when a double loop's count is not even finite."""
+    integral = all(isinstance(v, int) for v in (start, end, step))
+    span = (int(end) - int(start)) // int(step) if integral else (end - start) / step
     if span < 0:
         raise invalid(
             function,
-            f"counts from {start:g} by {step:g} away from its end {end:g}",
+            f"counts from {start} by {step} away from its end {end}",
             "Swap start and end or change the sign of step.",
         )
+    if integral:
+        return int(span) + 1
+    if not math.isfinite(span):
+        raise unsupported(function, "yields more values than can be counted")
     return math.floor(span + 1e-9) + 1
 
 
 def _on_loop(value: float, start: float, step: float, count: int, *, integral: bool) -> bool:
+    """Whether the Exception ``value`` is one of the loop's values."""
+    if integral:
+        offset, remainder = divmod(int(value) - int(start), int(step))
+        return remainder == 0 and 0 <= offset < count
     offset = (value - start) / step
+    if not math.isfinite(offset):
+        return False
     index = round(offset)
     if not 0 <= index < count:
         return False
-    if integral:
-        return start + index * step == value
     return math.isclose(start + index * step, value, rel_tol=1e-12, abs_tol=1e-12)

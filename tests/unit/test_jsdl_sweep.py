@@ -366,3 +366,49 @@ def test_a_function_in_the_sweep_namespace_gets_the_fix() -> None:
     caught = refused(document(sweep(assignment("//p:Argument[1]", wrong))))
     assert (caught.fault, caught.element) == ("InvalidRequestMessage", "sweep:Values")
     assert "Write it as sweepfunc:Values" in str(caught)
+
+
+@pytest.mark.parametrize(
+    ("function", "fault", "says"),
+    [
+        (
+            '<fn:LoopDouble start="-1e308" end="1e308" step="1"/>',
+            "UnsupportedFeature",
+            "more values than can be counted",
+        ),
+        (
+            f'<fn:LoopInteger start="0" end="{10**400}"/>',
+            "UnsupportedFeature",
+            "more than 10**15 jobs",
+        ),
+        (
+            '<fn:LoopDouble start="0" end="1" step="1e-300"/>',
+            "UnsupportedFeature",
+            "more than 10**15 jobs",
+        ),
+        (
+            '<fn:LoopInteger start="1" end="9999"><fn:Exception>'
+            + "9" * 400
+            + "</fn:Exception></fn:LoopInteger>",
+            "UnsupportedFeature",
+            "9999 jobs",
+        ),
+        (
+            '<fn:LoopDouble start="-1e308" end="0"><fn:Exception>1e308</fn:Exception></fn:LoopDouble>',
+            "UnsupportedFeature",
+            "jobs",
+        ),
+        ('<fn:LoopInteger start="0" end="1e3"/>', "InvalidRequestMessage", "not an integer"),
+    ],
+)
+def test_extreme_loops_are_refused_with_a_reason(function: str, fault: str, says: str) -> None:
+    caught = refused(document(sweep(assignment("//p:Argument[1]", function))))
+    assert caught.fault == fault
+    assert says in str(caught)
+
+
+def test_integer_exceptions_are_exact_for_big_numbers() -> None:
+    big = 10**30
+    loop = f'<fn:LoopInteger start="{big}" end="{big + 4}" step="2"><fn:Exception>{big + 2}</fn:Exception></fn:LoopInteger>'
+    specs = read(document(sweep(assignment("//p:Argument[1]", loop))))
+    assert [s.arguments[0] for s in specs] == [str(big), str(big + 4)]
