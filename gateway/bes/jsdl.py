@@ -61,6 +61,7 @@ from gateway.bes.jsdl_common import (
     invalid,
     name_of,
     qname,
+    shown,
     simple_text,
     split,
     unknown_jsdl,
@@ -336,7 +337,7 @@ class _JobReader:
                 where = f"{executable} inside the {name_of(body)}"
             raise unsupported(
                 app_name,
-                f"asks for the application {name!r}"
+                f"asks for the application {shown(name)}"
                 + (f" version {version}" if version else "")
                 + " by name, and this gateway has no application registry to look it up in",
                 f"Name the program itself in {where}.",
@@ -396,7 +397,9 @@ class _JobReader:
                 if name in environment:
                     raise invalid(child, f"sets {name} a second time")
                 if "=" in name or "\0" in name:
-                    raise invalid(child, f"has the name {name!r}, which is not a variable name")
+                    raise invalid(
+                        child, f"has the name {shown(name)}, which is not a variable name"
+                    )
                 environment[name] = simple_text(child, required=False)
             elif local in seen:
                 raise invalid(child, f"appears twice in {name_of(body)}")
@@ -473,7 +476,7 @@ class _JobReader:
                 )
             return value
         if actual is not None and actual.strip() not in ("false", "0"):
-            raise invalid(element, f"has {flag[0]}={actual!r}; it must be true or false")
+            raise invalid(element, f"has {flag[0]}={shown(actual)}; it must be true or false")
         return _positive_integer(element)
 
     @staticmethod
@@ -481,7 +484,7 @@ class _JobReader:
         if element.get("filesystemName") is not None:
             raise unsupported(
                 element,
-                f"refers to the file system {element.get('filesystemName')!r} "
+                f"refers to the file system {shown(element.get('filesystemName') or '')} "
                 "(filesystemName); this gateway offers no named file systems",
                 "Give paths relative to the job's working directory instead.",
             )
@@ -600,10 +603,10 @@ def _executable(element: etree._Element) -> str:
     value = simple_text(element)
     syntax = sorted(SHELL_SYNTAX.intersection(value))
     if syntax:
-        shown = " ".join(repr(c) for c in syntax)
+        listed = " ".join(repr(c) for c in syntax)
         raise invalid(
             element,
-            f"{value!r} is a shell command line (it contains {shown}), not a program",
+            f"{shown(value)} is a shell command line (it contains {listed}), not a program",
             "Put the program's path in Executable and each word in its own Argument; "
             "for shell syntax use Executable /bin/sh with the Arguments -c and the "
             "command line.",
@@ -614,10 +617,12 @@ def _executable(element: etree._Element) -> str:
 def _non_negative_integer(element: etree._Element) -> int:
     text = simple_text(element)
     if not (text.isascii() and text.isdigit()):
-        raise invalid(element, f"must be a whole number of at least 0, not {text!r}")
-    value = int(text)
+        raise invalid(element, f"must be a whole number of at least 0, not {shown(text)}")
+    value = int(text) if len(text) <= 20 else LARGEST + 1  # int() refuses 4300+ digits
     if value > LARGEST:
-        raise invalid(element, f"is {text}, more than any limit a system can set ({LARGEST})")
+        raise invalid(
+            element, f"is {shown(text)}, more than any limit a system can set ({LARGEST})"
+        )
     return value
 
 
@@ -635,7 +640,7 @@ def _enumerated(element: etree._Element, allowed: tuple[str, ...]) -> str:
             return value
     raise invalid(
         element,
-        f"is {text!r}, which JSDL does not define",
+        f"is {shown(text)}, which JSDL does not define",
         f"Use one of: {', '.join(allowed)}.",
     )
 
@@ -647,6 +652,6 @@ def _spmd_variation(element: etree._Element) -> str:
             return uri[len(base) :]
     raise unsupported(
         element,
-        f"is {uri!r}, which is not an SPMD variation of GFD.115",
+        f"is {shown(uri)}, which is not an SPMD variation of GFD.115",
         f"Use {SPMD_VARIATION_BASES[0]}<name> with one of: {', '.join(SPMD_VARIATIONS)}.",
     )

@@ -173,13 +173,20 @@ def simple_text(element: etree._Element, *, required: bool = True) -> str:
     return value
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A value from the document, quoted for a message, cut short if it is long."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 def boolean(element: etree._Element) -> bool:
     value = simple_text(element)
     if value in ("true", "1"):
         return True
     if value in ("false", "0"):
         return False
-    raise invalid(element, f"must be true or false (xsd:boolean), not {value!r}")
+    raise invalid(element, f"must be true or false (xsd:boolean), not {shown(value)}")
 
 
 def attribute(element: etree._Element, *names: str) -> str | None:

@@ -28,6 +28,7 @@ from gateway.bes.jsdl_common import (
     elements,
     invalid,
     name_of,
+    shown,
     simple_text,
     unknown_jsdl,
 )
@@ -155,9 +156,9 @@ def _number(element: etree._Element) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise invalid(element, f"must be a number (xsd:double), not {text!r}") from None
+        raise invalid(element, f"must be a number (xsd:double), not {shown(text)}") from None
     if not math.isfinite(value) or value < 0:
-        raise invalid(element, f"must be a finite number of at least 0, not {text!r}")
+        raise invalid(element, f"must be a finite number of at least 0, not {shown(text)}")
     return value
 
 
@@ -167,4 +168,4 @@ def _exclusive(element: etree._Element) -> bool:
         return True
     if value in ("false", "0"):
         return False
-    raise invalid(element, f"has exclusiveBound={value!r}; it must be true or false")
+    raise invalid(element, f"has exclusiveBound={shown(value)}; it must be true or false")

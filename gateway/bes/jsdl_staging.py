@@ -44,6 +44,7 @@ from gateway.bes.jsdl_common import (
     elements,
     invalid,
     name_of,
+    shown,
     simple_text,
     unknown_jsdl,
     unsupported,
@@ -135,7 +136,7 @@ def read_data_staging(
         if text.lower() not in CREATION_FLAGS:
             raise invalid(
                 found["CreationFlag"],
-                f"is {text!r}",
+                f"is {shown(text)}",
                 "It must be overwrite, append or dontOverwrite.",
             )
         flag = CREATION_FLAGS[text.lower()]
@@ -147,7 +148,7 @@ def read_data_staging(
         if schedule not in STAGING_SCHEDULES:
             raise invalid(
                 found["StagingSchedule"],
-                f"is {schedule!r}",
+                f"is {shown(schedule)}",
                 "UNICORE's StagingSchedule takes BeforeSubmission or AfterSubmission; "
                 "it can also be left out.",
             )
@@ -223,37 +224,37 @@ def _endpoint(element: etree._Element | None) -> str:
 def check_url(element: etree._Element, url: str) -> str:
     """``url`` if the gateway can stage to or from it; otherwise a fault naming ``element``."""
     if _BAD_URL_CHARACTERS.search(url):
-        raise invalid(element, f"{url!r} contains white space or control characters")
+        raise invalid(element, f"{shown(url)} contains white space or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise invalid(element, f"{url!r} is not a valid URL ({exc})") from None
+        raise invalid(element, f"{shown(url)} is not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     if not scheme:
         raise invalid(
             element,
-            f"{url!r} is not an absolute URL",
+            f"{shown(url)} is not an absolute URL",
             "Give a full URL such as https://host/path/file.",
         )
     if scheme not in SCHEMES:
         raise unsupported(
             element,
-            f"uses the URL scheme {scheme!r} ({url})",
+            f"uses the URL scheme {shown(scheme)} in {shown(url)}",
             "This gateway stages files over http, https, ftp and file URLs.",
         )
     if scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise invalid(
                 element,
-                f"{url!r} is not a local file URL",
+                f"{shown(url)} is not a local file URL",
                 "Write file:///absolute/path (no host name).",
             )
         return url
     if not parts.hostname:
-        raise invalid(element, f"{url!r} names no host")
+        raise invalid(element, f"{shown(url)} names no host")
     if port == 0:
-        raise invalid(element, f"{url!r} names port 0")
+        raise invalid(element, f"{shown(url)} names port 0")
     return url
 
 
@@ -264,7 +265,7 @@ def _filename(element: etree._Element) -> str:
     if "\0" in name or path.is_absolute() or ".." in path.parts:
         raise invalid(
             element,
-            f"is {name!r}, which leaves the job's working directory",
+            f"is {shown(name)}, which leaves the job's working directory",
             "Give a relative path without '..', e.g. dir1/file1.txt.",
         )
     return name
@@ -304,7 +305,7 @@ def _username_token(token: etree._Element) -> _Credential:
         if kind != PASSWORD_TEXT:
             raise unsupported(
                 parts["Password"],
-                f"has Type {kind!r}",
+                f"has Type {shown(kind)}",
                 "Staging servers need the password itself: send it as PasswordText "
                 "(the document travels over TLS).",
             )

@@ -42,6 +42,7 @@ from gateway.bes.jsdl_common import (
     invalid,
     name_of,
     path_of,
+    shown,
     simple_text,
     split,
     unknown_jsdl,
@@ -399,10 +400,11 @@ def _loop(function: etree._Element, *, integral: bool) -> tuple[float, float, fl
         except ValueError:
             raise invalid(
                 function,
-                f"has {name}={text!r}, which is not {'an integer' if integral else 'a number'}",
+                f"has {name}={shown(text)}, which is not "
+                + ("an integer" if integral else "a number"),
             ) from None
         if not integral and not math.isfinite(value):
-            raise invalid(function, f"has {name}={text!r}, which is not finite")
+            raise invalid(function, f"has {name}={shown(text)}, which is not finite")
         return value
 
     start, end, step = number("start"), number("end"), number("step", "1")
@@ -416,7 +418,7 @@ def _loop(function: etree._Element, *, integral: bool) -> tuple[float, float, fl
         try:
             exceptions.add(kind(text))
         except ValueError:
-            raise invalid(child, f"is {text!r}, which is not a number") from None
+            raise invalid(child, f"is {shown(text)}, which is not a number") from None
     return start, end, step, exceptions
 
 

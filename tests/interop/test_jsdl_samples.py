@@ -411,7 +411,7 @@ OUTCOMES: dict[str, Accept | Refuse] = {
     "unicore/sweep-example1.xml": Accept(
         {"executable": "/bin/echo"}, count=3, check=_sweep_arguments
     ),
-    "unicore/sweep-stage-ins.xml": Refuse(UF, "jsdl:URI", "'test' (test://foo1)"),
+    "unicore/sweep-stage-ins.xml": Refuse(UF, "jsdl:URI", "scheme 'test' in 'test://foo1'"),
     "unicore/testConditional.jsdl": Refuse(UF, "jsdl:ApplicationName", "'TestConditionalArgs'"),
     "unicore/testConditional2.jsdl": Refuse(UF, "jsdl:ApplicationName", REGISTRY),
 }

@@ -627,6 +627,8 @@ def test_limits_larger_than_a_system_can_set_are_refused() -> None:
     caught = refused(posix(EXE + f"<posix:WallTimeLimit>{2**63}</posix:WallTimeLimit>"))
     assert caught.element == "jsdl-posix:WallTimeLimit"
     assert "more than any limit" in str(caught)
+    caught = refused(posix(EXE + f"<posix:CPUTimeLimit>{'9' * 5000}</posix:CPUTimeLimit>"))
+    assert "more than any limit" in str(caught)
     caught = refused(posix(EXE + "<posix:CPUTimeLimit>\u0663</posix:CPUTimeLimit>"))  # Arabic 3
     assert "whole number" in str(caught)
 
@@ -724,3 +726,9 @@ def test_spmd_count_with_the_actual_flag_and_a_bad_value() -> None:
         )
     )
     assert spec.spmd_processes == 4
+
+
+def test_long_values_are_cut_short_in_messages() -> None:
+    caught = refused(posix(f"<posix:Executable>/bin/x;{'y' * 5000}</posix:Executable>"))
+    assert "... (5007 characters)" in str(caught)
+    assert len(str(caught)) < 600
