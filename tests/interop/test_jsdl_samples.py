@@ -37,17 +37,32 @@ POSIX = "{http://schemas.ggf.org/jsdl/2005/11/jsdl-posix}"
 JSDL_NS = "http://schemas.ggf.org/jsdl/2005/11/jsdl"
 
 
-@pytest.fixture(scope="module")
-def jsdl_dir() -> Path:
-    if not JSDL_DIR.is_dir():
-        message = (
-            f"the interop JSDL samples are not at {JSDL_DIR} "
-            "(they are always present under CI=true)"
-        )
+def interop_folder(path: Path) -> Path:
+    """``path`` if it is there; else skip locally, and fail under CI=true where the
+    interop data is always present."""
+    if not path.is_dir():
+        message = f"the interop JSDL samples are not at {path} (always present under CI=true)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message + "; run under CI or check out ../shared/interop")
-    return JSDL_DIR
+    return path
+
+
+@pytest.fixture(scope="module")
+def jsdl_dir() -> Path:
+    return interop_folder(JSDL_DIR)
+
+
+def test_missing_samples_skip_locally_and_fail_under_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-interop"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="CI=true"):
+        interop_folder(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="always present under CI=true"):
+        interop_folder(missing)
 
 
 def load(jsdl_dir: Path, name: str) -> etree._Element:
