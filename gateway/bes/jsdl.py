@@ -327,14 +327,14 @@ class _JobReader:
             self._application_body(body)
         if self.fields.get("executable"):
             return
+        where = "a jsdl-posix:Executable inside a jsdl-posix:POSIXApplication"
+        if body is not None:
+            namespace, local = split(body)
+            executable = qname(POSIX if local == "SPMDApplication" else namespace, "Executable")
+            where = f"a {executable} inside the {name_of(body)}"
         if app_name is not None:
             name = simple_text(app_name, required=False)
             version = simple_text(app_version, required=False) if app_version is not None else ""
-            where = "a jsdl-posix:Executable inside a jsdl-posix:POSIXApplication"
-            if body is not None:
-                namespace, local = split(body)
-                executable = qname(POSIX if local == "SPMDApplication" else namespace, "Executable")
-                where = f"{executable} inside the {name_of(body)}"
             raise unsupported(
                 app_name,
                 f"asks for the application {shown(name)}"
@@ -345,7 +345,7 @@ class _JobReader:
         raise invalid(
             body if body is not None else element,
             "names no program to run",
-            "Add a jsdl-posix:Executable with the program's path.",
+            f"Give the program's path in {where}.",
         )
 
     def _application_body(self, body: etree._Element) -> None:
