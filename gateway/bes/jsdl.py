@@ -523,10 +523,7 @@ class _JobReader:
             elif namespace == JSDL and local in ranges:
                 key, bounds_key, integral = ranges[local]
                 value = read_range_value(child)
-                request = value.request(child, integral=integral)
-                if integral and request < 1:
-                    raise invalid(child, "asks for fewer than 1")
-                self.fields[key] = request
+                self.fields[key] = value.request(child, integral=integral)
                 if bounds_key and not value.is_exact:
                     self.fields[bounds_key] = value.bounds()
             elif namespace == JSDL and local in (

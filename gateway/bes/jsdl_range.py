@@ -5,13 +5,17 @@ job spec needs one concrete request, so :meth:`RangeValue.request` picks one by 
 rule (below), and :meth:`RangeValue.bounds` keeps the hull of the whole set so that a
 backend with less to offer can still choose a value the submitter accepts.
 
-The rule for the concrete request, in order:
+The rule for the concrete request: each part of the range proposes one value, and the
+smallest proposal is asked for (the least that satisfies the submitter costs least):
 
-1. exact values: the smallest one (each is acceptable; the smallest costs least);
-2. intervals or a lower bound: the smallest value they allow (a lower bound is what the
-   job needs; more is not asked for);
-3. only an upper bound: that bound ("up to 10 CPUs" asks for 10 when they are there;
-   the bounds say that fewer will do).
+* an Exact value proposes itself;
+* a Range or a LowerBoundedRange proposes the least value it allows (a lower bound is
+  what the job needs; more is not asked for);
+* an UpperBoundedRange proposes its bound ("up to 10 CPUs" asks for 10 when they are
+  there; the bounds kept beside the request say that fewer will do).
+
+For counts (``integral``), exclusive bounds step to the next whole number and a
+fractional Exact value is an error.
 """
 
 from __future__ import annotations
@@ -50,28 +54,29 @@ class RangeValue:
     intervals: tuple[Interval, ...] = ()
 
     def request(self, element: etree._Element, *, integral: bool) -> int:
-        """The concrete value to ask for (see the module docstring), as an int.
-
-        ``integral`` is for counts (CPUs, hosts): a fractional exact value is an error
-        there, and exclusive bounds step to the next whole number.
-        """
-        if self.exact:
-            value = min(self.exact)
+        """The concrete value to ask for (see the module docstring), as an int."""
+        proposals: list[int] = []
+        for value in self.exact:
             if integral and value != int(value):
                 raise invalid(element, f"asks for {value:g}, which is not a whole number of units")
-            return int(value)
-        lowers = [i for i in self.intervals if i.lower is not None]
-        if lowers:
-            first = min(lowers, key=lambda i: i.lower)  # type: ignore[arg-type,return-value]
-            assert first.lower is not None
-            value = math.floor(first.lower) + 1 if first.lower_exclusive else math.ceil(first.lower)
-            return int(value)
-        upper = max(i.upper for i in self.intervals if i.upper is not None)
-        exclusive = any(i.upper == upper and i.upper_exclusive for i in self.intervals)
-        value = math.ceil(upper) - 1 if exclusive else math.floor(upper)
-        if value < (1 if integral else 0):
-            raise invalid(element, f"allows no usable value (at most {upper:g})")
-        return int(value)
+            proposals.append(int(value))
+        for interval in self.intervals:
+            if interval.lower is not None:
+                low = interval.lower
+                proposals.append(
+                    math.floor(low) + 1 if interval.lower_exclusive else math.ceil(low)
+                )
+            else:
+                assert interval.upper is not None
+                high = interval.upper
+                proposals.append(
+                    math.ceil(high) - 1 if interval.upper_exclusive else math.floor(high)
+                )
+        least = 1 if integral else 0  # a count of nothing is no request
+        usable = [p for p in proposals if p >= least]
+        if not usable:
+            raise invalid(element, f"asks for fewer than {least}")
+        return min(usable)
 
     def bounds(self) -> Bounds:
         """The smallest interval holding every allowed value (None where unbounded)."""

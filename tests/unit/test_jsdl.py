@@ -347,11 +347,17 @@ def test_resources_in_full() -> None:
     [
         ("<Exact>4</Exact>", 4, None),
         ("<Exact>8</Exact><Exact>2</Exact>", 2, Bounds(2.0, 8.0)),
+        ("<Exact>0</Exact><Exact>2</Exact>", 2, Bounds(0.0, 2.0)),
+        (
+            "<UpperBoundedRange>4</UpperBoundedRange><LowerBoundedRange>10</LowerBoundedRange>",
+            4,
+            Bounds(None, None),
+        ),
         ('<LowerBoundedRange exclusiveBound="true">2</LowerBoundedRange>', 3, Bounds(2.0, None)),
         ('<UpperBoundedRange exclusiveBound="true">8</UpperBoundedRange>', 7, Bounds(None, 8.0)),
         (
             "<Range><LowerBound>6</LowerBound><UpperBound>9</UpperBound></Range><Exact>12</Exact>",
-            12,
+            6,
             Bounds(6.0, 12.0),
         ),
         (
@@ -424,7 +430,7 @@ def test_cpu_count_ranges(inner: str, wanted: int, bounds: Bounds | None) -> Non
             '<TotalCPUCount><UpperBoundedRange exclusiveBound="true">1</UpperBoundedRange></TotalCPUCount>',
             "InvalidRequestMessage",
             "jsdl:TotalCPUCount",
-            "no usable value",
+            "fewer than 1",
         ),
         (
             "<TotalCPUCount><Exact>1</Exact></TotalCPUCount><TotalCPUCount><Exact>1</Exact></TotalCPUCount>",
