@@ -89,18 +89,48 @@ class JobState(enum.Enum):
 
 @dataclass(frozen=True)
 class StagingSpec:
-    """One file to copy in before the job or out after it."""
+    """One file to copy in before the job or out after it.
+
+    ``filename`` is relative to the job's working directory. Credentials, when the
+    submitter gave some for this one transfer (JSDL: a wsse UsernameToken or a bearer
+    token in the DataStaging element), are kept out of ``repr`` so logs never show them.
+    """
 
     filename: str
     source: str = ""  # URL, for stage-in
     target: str = ""  # URL, for stage-out
     creation_flag: str = "overwrite"  # overwrite | append | dontOverwrite
     delete_on_termination: bool = True
+    username: str = ""  # for this transfer only (HTTP basic auth, FTP login)
+    password: str = field(default="", repr=False)
+    bearer_token: str = field(default="", repr=False)  # HTTP Authorization: Bearer
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """An inclusive interval a backend may choose a value from; ``None`` is unbounded.
+
+    A job spec carries a concrete request (e.g. ``total_cpu_count``) and, when the
+    submitter gave a range rather than one value, the range it came from, so that a
+    backend with fewer resources can still pick a value the submitter accepts.
+    """
+
+    lower: float | None = None
+    upper: float | None = None
+
+    def allows(self, value: float) -> bool:
+        return (self.lower is None or value >= self.lower) and (
+            self.upper is None or value <= self.upper
+        )
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What to run and with what resources, independent of JSDL or any batch system."""
+    """What to run and with what resources, independent of JSDL or any batch system.
+
+    An empty ``executable`` is a data-staging-only job (JSDL allows a job without an
+    Application): stage in, stage out, nothing runs in between.
+    """
 
     executable: str
     arguments: tuple[str, ...] = ()
@@ -115,14 +145,46 @@ class JobSpec:
     file_size_limit: int | None = None  # bytes
     process_count_limit: int | None = None
     thread_count_limit: int | None = None
-    total_cpu_count: int | None = None
+    total_cpu_count: int | None = None  # CPUs over all hosts
     exclusive: bool = False
     candidate_hosts: tuple[str, ...] = ()
     stage_in: tuple[StagingSpec, ...] = ()
     stage_out: tuple[StagingSpec, ...] = ()
-    spmd_variation: str = ""
-    spmd_processes: int | None = None
+    spmd_variation: str = ""  # "" (not SPMD) or MPICH2, OpenMPI, ... (GFD.115 names)
+    spmd_processes: int | None = None  # None with an SPMD variation: one per granted CPU
     name: str = ""
+    # -- added for JSDL (GFD.56/GFD.111/GFD.115); every one optional --
+    project: str = ""  # jsdl:JobProject (accounting), "" if none
+    # POSIX limits beyond the ones above (setrlimit names in the comments)
+    virtual_memory_limit: int | None = None  # bytes, RLIMIT_AS
+    core_dump_limit: int | None = None  # bytes, RLIMIT_CORE
+    data_segment_limit: int | None = None  # bytes, RLIMIT_DATA
+    locked_memory_limit: int | None = None  # bytes, RLIMIT_MEMLOCK
+    open_descriptors_limit: int | None = None  # RLIMIT_NOFILE
+    stack_size_limit: int | None = None  # bytes, RLIMIT_STACK
+    # the local account the submitter asked to run as (jsdl-posix:UserName/GroupName);
+    # the front end must refuse the job unless the caller may act as that account
+    user_name: str = ""
+    group_name: str = ""
+    # resource requirements (jsdl:Resources): the concrete request, and its range
+    total_cpu_count_bounds: Bounds | None = None
+    individual_cpu_count: int | None = None  # CPUs on each host
+    individual_cpu_count_bounds: Bounds | None = None
+    total_resource_count: int | None = None  # hosts
+    individual_physical_memory: int | None = None  # bytes per host
+    total_physical_memory: int | None = None  # bytes over all hosts
+    individual_virtual_memory: int | None = None  # bytes per host
+    total_virtual_memory: int | None = None  # bytes over all hosts
+    individual_cpu_time: int | None = None  # seconds per host
+    total_cpu_time: int | None = None  # seconds over all hosts
+    individual_disk_space: int | None = None  # bytes per host
+    total_disk_space: int | None = None  # bytes over all hosts
+    operating_system: str = ""  # JSDL OperatingSystemTypeEnumeration, e.g. LINUX
+    operating_system_version: str = ""
+    cpu_architecture: str = ""  # JSDL ProcessorArchitectureEnumeration, e.g. x86_64
+    # SPMD (GFD.115)
+    processes_per_host: int | None = None
+    threads_per_process: int | None = None
 
 
 @dataclass(frozen=True)
