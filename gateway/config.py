@@ -262,6 +262,20 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    # The site's installed applications, for JSDL that names one instead of a program
+    # (UNICORE style): name -> version -> absolute path ("default" when none is asked).
+    applications: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("applications")
+    @classmethod
+    def _absolute_executables(cls, value: dict[str, dict[str, str]]) -> dict:
+        for name, versions in value.items():
+            for version, path in versions.items():
+                if not path.startswith("/"):
+                    raise ValueError(
+                        f"applications.{name}.{version}: {path!r} must be an absolute path"
+                    )
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -46,6 +46,7 @@ from typing import Any
 from lxml import etree
 
 from backends.model import JobSpec, StagingSpec
+from gateway.bes.jsdl_applications import ApplicationRegistry, UnknownApplication
 from gateway.bes.jsdl_common import (
     HPCPA,
     HPCPA_OGF,
@@ -164,11 +165,17 @@ LARGEST = 2**63 - 1  # setrlimit's rlim_t, and every batch system's counters
 SHELL_SYNTAX = set(";|&$`<>\n\t")
 
 
-def read_job_definition(job_definition: etree._Element, *, max_sweep: int = 1000) -> list[JobSpec]:
+def read_job_definition(
+    job_definition: etree._Element,
+    *,
+    max_sweep: int = 1000,
+    applications: ApplicationRegistry | None = None,
+) -> list[JobSpec]:
     """The job specs a jsdl:JobDefinition asks for: one, or one per sweep point.
 
     Raises :class:`JSDLFault` for anything the gateway will not run; a parameter sweep
-    that would yield more than ``max_sweep`` jobs is refused before any is built.
+    that would yield more than ``max_sweep`` jobs is refused before any is built. An
+    application asked for by name is looked up in ``applications`` (the site's registry).
     """
     namespace, local = split(job_definition)
     if namespace != JSDL or local != "JobDefinition":
@@ -178,12 +185,13 @@ def read_job_definition(job_definition: etree._Element, *, max_sweep: int = 1000
             f"The document element must be JobDefinition in the namespace {JSDL}.",
         )
     documents = expand_sweep(job_definition, max_sweep=max_sweep)
+    registry = applications or ApplicationRegistry()
     if len(documents) == 1:
-        return [_JobReader(documents[0]).job_spec()]
+        return [_JobReader(documents[0], registry).job_spec()]
     specs = []
     for number, document in enumerate(documents, start=1):
         try:
-            specs.append(_JobReader(document).job_spec())
+            specs.append(_JobReader(document, registry).job_spec())
         except JSDLFault as fault:
             fault.message += (
                 f" This is in sweep point {number} of {len(documents)}, after the "
@@ -199,6 +207,7 @@ class _JobReader:
     """Reads one (swept, if it was a sweep) JobDefinition; fields collect as it goes."""
 
     root: etree._Element
+    applications: ApplicationRegistry = field(default_factory=ApplicationRegistry)
     fields: dict[str, Any] = field(default_factory=dict)
     stage_in: list[StagingSpec] = field(default_factory=list)
     stage_out: list[StagingSpec] = field(default_factory=list)
@@ -333,15 +342,23 @@ class _JobReader:
             executable = qname(POSIX if local == "SPMDApplication" else namespace, "Executable")
             where = f"a {executable} inside the {name_of(body)}"
         if app_name is not None:
-            name = simple_text(app_name, required=False)
+            name = simple_text(app_name, required=False) or ""
             version = simple_text(app_version, required=False) if app_version is not None else ""
-            raise unsupported(
-                app_name,
-                f"asks for the application {shown(name)}"
-                + (f" version {version}" if version else "")
-                + " by name, and this gateway has no application registry to look it up in",
-                f"Name the program itself in {where}.",
-            )
+            if not self.applications.entries:
+                raise unsupported(
+                    app_name,
+                    f"asks for the application {shown(name)}"
+                    + (f" version {version}" if version else "")
+                    + " by name, and this gateway has no application registry to look it up in",
+                    f"Name the program itself in {where}.",
+                )
+            try:
+                self.fields["executable"] = self.applications.resolve(name, version or "")
+            except UnknownApplication as exc:
+                raise unsupported(
+                    app_name, f"cannot be run: {exc}", f"Or name the program itself in {where}."
+                ) from exc
+            return
         raise invalid(
             body if body is not None else element,
             "names no program to run",
