@@ -90,14 +90,44 @@ class TokenSettings(Section):
     key_passphrase: str = ""
 
 
+class WSSecuritySettings(Section):
+    """WS-Security UsernameToken on the SOAP endpoint."""
+
+    # PasswordText sends the password itself: accept it only over TLS ("tls"), over TLS
+    # or from the loopback interface ("tls-or-loopback"), or never.
+    password_text: Literal["tls", "tls-or-loopback", "never"] = "tls-or-loopback"  # noqa: S105
+    # A token's wsu:Created may be this old (and this far in the future, for clock skew);
+    # nonces are remembered in the database for the same window, so a replay fails in
+    # every gateway process.
+    max_age: int = Field(300, ge=10, le=3600, description="seconds")
+    clock_skew: int = Field(60, ge=0, le=600, description="seconds")
+
+
 class AuthSettings(Section):
     # Authenticators tried in this order; the first that finds its credential decides.
-    chain: list[Literal["bearer", "basic"]] = Field(default_factory=lambda: ["bearer", "basic"])
+    # "wss" (WS-Security UsernameToken) only ever finds one in a SOAP request's header.
+    chain: list[Literal["bearer", "basic", "wss"]] = Field(
+        default_factory=lambda: ["bearer", "basic", "wss"]
+    )
     realm: str = "xtreemgate"
     # A verified Basic credential is remembered this long, so the KDF runs once, not per
     # request. 0 disables the cache.
     basic_cache_seconds: int = Field(60, ge=0, le=3600)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    wss: WSSecuritySettings = Field(default_factory=WSSecuritySettings)
+
+
+class BESSettings(Section):
+    """The OGSA-BES endpoint at /bes."""
+
+    common_name: str = "xtreemgate BES"
+    # GetFactoryAttributesDocument lists at most this many of the caller's activities.
+    max_activity_references: int = Field(100, ge=0, le=10000)
+    # A parameter sweep expands into at most this many activities.
+    max_sweep: int = Field(1000, ge=1, le=100000)
+    # Activities named in one batch request (GetActivityStatuses & co.).
+    max_batch: int = Field(10000, ge=1, le=1000000)
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
 
 class LoggingSettings(Section):
@@ -124,6 +154,7 @@ class Settings(BaseSettings):
     vm: VMSettings = Field(default_factory=VMSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    bes: BESSettings = Field(default_factory=BESSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

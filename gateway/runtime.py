@@ -16,6 +16,7 @@ from backends.model import HealthReport
 from backends.store import Database
 from gateway.auth.chain import AuthChain, Authenticator, BasicAuthenticator, BearerAuthenticator
 from gateway.auth.tokens import KeyRing, TokenService
+from gateway.auth.wssecurity import WSSecurityAuthenticator
 from gateway.config import Settings
 
 EXTENSION = "xtreemgate"
@@ -77,6 +78,7 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     by_name: dict[str, Authenticator] = {
         "bearer": BearerAuthenticator(tokens, settings.auth.realm),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
+        "wss": WSSecurityAuthenticator(db, settings.auth.wss),
     }
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
     runtime = Runtime(settings, db, keyring, tokens, chain)

@@ -1,0 +1,260 @@
+"""Activity records in the SQL store: what every front end (BES, the job-control API)
+reads and writes about a job, so that any gateway process, before or after a restart,
+tells a client the same thing.
+
+The order of writes is what keeps state whole: a record is inserted Pending before the
+backend is asked, then completed with the backend's id, or turned Failed with the reason
+when the backend refuses. A record that a crash left without a backend id is turned
+Failed by the next refresh, never left Pending for ever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backends.interfaces import BackendError, ExecutionBackend
+from backends.model import JobSpec, JobState, JobStatus, LocalAccount
+from backends.store.models import Activity, ServiceFlag, utcnow
+
+# A record still without a backend id after this long was never handed over: its
+# submitting process died between the insert and the backend's answer.
+ORPHAN_AFTER = timedelta(seconds=120)
+TERMINAL = tuple(s.value for s in JobState if s.terminal)
+
+
+@dataclass(frozen=True)
+class ActivityRecord:
+    id: str
+    owner: str
+    vo: str
+    state: JobState
+    substate: str
+    exit_code: int | None
+    reason: str
+    jsdl: str
+    backend: str
+    backend_id: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Activity) -> ActivityRecord:
+        return cls(
+            id=row.id,
+            owner=row.owner,
+            vo=row.vo,
+            state=JobState(row.state),
+            substate=row.substate,
+            exit_code=row.exit_code,
+            reason=row.reason,
+            jsdl=row.jsdl,
+            backend=row.backend,
+            backend_id=row.backend_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def new_activity_id() -> str:
+    return str(uuid.uuid4())
+
+
+class ActivityStore:
+    """Reads and writes activity rows; one instance per gateway process."""
+
+    def __init__(self, engine: object) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)  # type: ignore[call-overload]
+
+    def _session(self) -> Session:
+        return self._sessions.begin()  # type: ignore[return-value]
+
+    # -- reading -----------------------------------------------------------------------
+    def get(self, activity_id: str) -> ActivityRecord | None:
+        with self._sessions() as session:
+            row = session.get(Activity, activity_id)
+            return ActivityRecord.of(row) if row else None
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, ActivityRecord]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, ActivityRecord] = {}
+        with self._sessions() as session:
+            for start in range(0, len(wanted), 500):  # bounded IN lists
+                chunk = wanted[start : start + 500]
+                for row in session.scalars(select(Activity).where(Activity.id.in_(chunk))):
+                    found[row.id] = ActivityRecord.of(row)
+        return found
+
+    def list(
+        self, owner: str | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[ActivityRecord]:
+        query = select(Activity).order_by(Activity.created_at.desc(), Activity.id)
+        if owner is not None:
+            query = query.where(Activity.owner == owner)
+        with self._sessions() as session:
+            rows = session.scalars(query.limit(limit).offset(offset))
+            return [ActivityRecord.of(r) for r in rows]
+
+    def count(self, owner: str | None = None, *, active_only: bool = False) -> int:
+        query = select(func.count()).select_from(Activity)
+        if owner is not None:
+            query = query.where(Activity.owner == owner)
+        if active_only:
+            query = query.where(Activity.state.not_in(TERMINAL))
+        with self._sessions() as session:
+            return int(session.scalar(query) or 0)
+
+    # -- writing -----------------------------------------------------------------------
+    def submit(
+        self,
+        backend: ExecutionBackend,
+        job: JobSpec,
+        *,
+        owner: str,
+        vo: str,
+        jsdl: str,
+        account: LocalAccount | None = None,
+        activity_id: str | None = None,
+    ) -> ActivityRecord:
+        """Record, then hand to the backend; a refusal leaves a Failed record saying why."""
+        activity_id = activity_id or new_activity_id()
+        now = utcnow()
+        with self._session() as session:
+            session.add(
+                Activity(
+                    id=activity_id,
+                    owner=owner,
+                    vo=vo,
+                    state=JobState.PENDING.value,
+                    substate="",
+                    reason="",
+                    jsdl=jsdl,
+                    backend=backend.name,
+                    backend_id="",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        try:
+            backend_id = backend.submit(activity_id, job, account)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, BackendError) else f"backend error: {exc!r}"
+            self._write(activity_id, JobStatus(JobState.FAILED, reason=f"not started: {reason}"))
+            raise
+        with self._session() as session:
+            session.execute(
+                update(Activity)
+                .where(Activity.id == activity_id)
+                .values(backend_id=backend_id, updated_at=utcnow())
+            )
+        record = self.get(activity_id)
+        assert record is not None
+        return record
+
+    def _write(self, activity_id: str, status: JobStatus, session: Session | None = None) -> None:
+        values = {
+            "state": status.state.value,
+            "substate": status.substate,
+            "exit_code": status.exit_code,
+            "reason": status.reason,
+            "updated_at": utcnow(),
+        }
+        statement = update(Activity).where(Activity.id == activity_id).values(**values)
+        if session is not None:
+            session.execute(statement)
+            return
+        with self._session() as own:
+            own.execute(statement)
+
+    def set_status(self, activity_id: str, status: JobStatus) -> None:
+        self._write(activity_id, status)
+
+    def refresh(
+        self, backend: ExecutionBackend, records: Sequence[ActivityRecord]
+    ) -> dict[str, ActivityRecord]:
+        """Ask the backend once about every non-terminal record and write what changed.
+
+        Returns the records by id, updated. A backend that cannot be reached leaves the
+        records as they were (their last known state), never guessed.
+        """
+        result = {r.id: r for r in records}
+        live = [r for r in records if not r.state.terminal and r.backend == backend.name]
+        handed = [r for r in live if r.backend_id]
+        now = utcnow()
+        changes: dict[str, JobStatus] = {}
+        for r in live:
+            if not r.backend_id and now - r.updated_at > ORPHAN_AFTER:
+                changes[r.id] = JobStatus(
+                    JobState.FAILED,
+                    reason="the gateway stopped before the job reached the execution backend",
+                )
+        if handed:
+            statuses = backend.status([r.backend_id for r in handed])
+            for r in handed:
+                status = statuses.get(r.backend_id)
+                if status is None:
+                    status = JobStatus(
+                        JobState.FAILED,
+                        reason=f"the {backend.name} backend no longer knows job {r.backend_id}",
+                    )
+                if (status.state, status.substate, status.exit_code, status.reason) != (
+                    r.state,
+                    r.substate,
+                    r.exit_code,
+                    r.reason,
+                ):
+                    changes[r.id] = status
+        if changes:
+            with self._session() as session:
+                for activity_id, status in changes.items():
+                    self._write(activity_id, status, session)
+            for activity_id, status in changes.items():
+                old = result[activity_id]
+                result[activity_id] = ActivityRecord(
+                    **{
+                        **old.__dict__,
+                        "state": status.state,
+                        "substate": status.substate,
+                        "exit_code": status.exit_code,
+                        "reason": status.reason,
+                        "updated_at": now,
+                    }
+                )
+        return result
+
+
+class ServiceFlags:
+    """Named values shared by all gateway processes through the store."""
+
+    def __init__(self, engine: object) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)  # type: ignore[call-overload]
+
+    def get(self, name: str, default: str = "") -> str:
+        with self._sessions() as session:
+            row = session.get(ServiceFlag, name)
+            return row.value if row else default
+
+    def set(self, name: str, value: str) -> None:
+        with self._sessions.begin() as session:
+            row = session.get(ServiceFlag, name)
+            if row is None:
+                session.add(ServiceFlag(name=name, value=value, updated_at=utcnow()))
+            else:
+                row.value, row.updated_at = value, utcnow()
+
+    def setdefault(self, name: str, value: str) -> str:
+        """The stored value, storing ``value`` first if there is none (first writer wins)."""
+        current = self.get(name)
+        if current:
+            return current
+        try:
+            with self._sessions.begin() as session:
+                session.add(ServiceFlag(name=name, value=value, updated_at=utcnow()))
+        except Exception:  # another process inserted it first: read the winner
+            return self.get(name)
+        return value

@@ -1,0 +1,70 @@
+"""One BES request in progress: who calls, the gateway's parts, and the authorisation
+question every operation asks the VO backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from backends.activities import ActivityRecord, ActivityStore, ServiceFlags
+from backends.interfaces import ExecutionBackend, VOBackend
+from backends.model import Principal, Resource
+from gateway.bes.faults import BESFault
+
+ACCEPTING_FLAG = "bes.accepting_new_activities"
+
+
+@dataclass
+class Call:
+    principal: Principal
+    runtime: Any  # gateway.runtime.Runtime
+    endpoint_url: str  # the public address of /bes
+
+    @cached_property
+    def store(self) -> ActivityStore:
+        return activity_store(self.runtime)
+
+    @cached_property
+    def flags(self) -> ServiceFlags:
+        return ServiceFlags(self.runtime.db.engine)
+
+    @property
+    def execution(self) -> ExecutionBackend:
+        return self.runtime.backends["execution"]
+
+    @property
+    def vo(self) -> VOBackend:
+        return self.runtime.backends["vo"]
+
+    @property
+    def settings(self) -> Any:
+        return self.runtime.settings.bes
+
+    def permits(self, action: str, resource: Resource) -> tuple[bool, str]:
+        decision = self.vo.decide(self.principal, action, resource)
+        return decision.permitted, decision.reason
+
+    def authorize(self, action: str, resource: Resource) -> None:
+        permitted, reason = self.permits(action, resource)
+        if not permitted:
+            raise BESFault("NotAuthorized", f"not authorised: {reason}")
+
+    def authorize_activity(self, action: str, record: ActivityRecord) -> None:
+        self.authorize(action, activity_resource(record))
+
+    def accepting(self) -> bool:
+        return self.flags.get(ACCEPTING_FLAG, "true") == "true"
+
+
+def activity_resource(record: ActivityRecord) -> Resource:
+    return Resource(kind="activity", id=record.id, owner=record.owner, vo=record.vo)
+
+
+def activity_store(runtime: Any) -> ActivityStore:
+    """One store per runtime (its sessionmaker is reused by every request)."""
+    store = getattr(runtime, "_bes_activity_store", None)
+    if store is None:
+        store = ActivityStore(runtime.db.engine)
+        runtime._bes_activity_store = store
+    return store
