@@ -143,7 +143,7 @@ class ActivityStore:
         try:
             backend_id = backend.submit(activity_id, job, account)
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, BackendError) else f"backend error: {exc!r}"
+            reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
             self._write(activity_id, JobStatus(JobState.FAILED, reason=f"not started: {reason}"))
             raise
         with self._session() as session:

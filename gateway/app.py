@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     for document in API_DOCUMENTS:
         app.add_api(document, name=document, strict_validation=True, validate_responses=False)
     mount_bes(app)  # SOAP is not OpenAPI: a plain route that calls the auth chain itself
-    #XX app.add_middleware(BESRouteLabel, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(BESRouteLabel, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -114,6 +114,10 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
             ) from exc
         except BackendError as exc:
             raise BESFault("", f"the job could not be started: {exc}", code=SERVER) from exc
+        except Exception as exc:  # recorded Failed with the reason by the store
+            raise BESFault(
+                "", f"the job could not be started: {type(exc).__name__}: {exc}", code=SERVER
+            ) from exc
         created.append(record.id)
     response = _element("CreateActivityResponse")
     response.append(activity_epr(q(BES, "ActivityIdentifier"), call.endpoint_url, created[0]))
