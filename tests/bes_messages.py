@@ -90,7 +90,7 @@ def wss_header(
     created = created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if digest:
         value = base64.b64encode(
-            hashlib.sha1(nonce + created.encode() + password.encode()).digest()
+            hashlib.sha1(nonce + created.encode() + password.encode()).digest()  # noqa: S324
         ).decode()
         kind = "PasswordDigest"
     else:

@@ -275,7 +275,7 @@ def test_activity_documents_give_back_the_jsdl(soap):
     activity_id = soap.create(m.job("/bin/echo", "kept <verbatim> & safe"))
     answer = soap.call(m.batch("GetActivityDocuments", [m.epr_xml(activity_id=activity_id)]))
     definition = answer.find("bes:Response/bes:JobDefinition", m.NS)
-    arguments = definition.findall(".//{%s}Argument" % m.POSIX)
+    arguments = definition.findall(f".//{{{m.POSIX}}}Argument")
     assert [a.text for a in arguments] == ["kept <verbatim> & safe"]
 
 
