@@ -27,7 +27,12 @@ from backends.health import writable_dir
 from backends.interfaces import ExecutionBackend, InvalidState, NotSupported, UnknownResource
 from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
 
-WRAPPER = '"$@"; code=$?; echo $code > .exit.tmp && mv .exit.tmp .exit'
+# The wrapper outlives signals meant for the job (its traps reset to default in the job
+# at exec), so it can always record the job's exit code; only SIGKILL takes it down.
+WRAPPER = (
+    "trap : HUP INT QUIT USR1 USR2 ALRM WINCH TERM; "
+    '"$@"; code=$?; echo $code > .exit.tmp && mv .exit.tmp .exit'
+)
 GRACE_SECONDS = 5.0
 
 
