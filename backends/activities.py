@@ -124,37 +124,39 @@ class ActivityStore:
         """Record, then hand to the backend; a refusal leaves a Failed record saying why."""
         activity_id = activity_id or new_activity_id()
         now = utcnow()
+        row = Activity(
+            id=activity_id,
+            owner=owner,
+            vo=vo,
+            state=JobState.PENDING.value,
+            substate="",
+            exit_code=None,
+            reason="",
+            jsdl=jsdl,
+            backend=backend.name,
+            backend_id="",
+            created_at=now,
+            updated_at=now,
+        )
         with self._session() as session:
-            session.add(
-                Activity(
-                    id=activity_id,
-                    owner=owner,
-                    vo=vo,
-                    state=JobState.PENDING.value,
-                    substate="",
-                    reason="",
-                    jsdl=jsdl,
-                    backend=backend.name,
-                    backend_id="",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            session.add(row)
         try:
             backend_id = backend.submit(activity_id, job, account)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
             self._write(activity_id, JobStatus(JobState.FAILED, reason=f"not started: {reason}"))
             raise
+        updated = utcnow()
         with self._session() as session:
             session.execute(
                 update(Activity)
                 .where(Activity.id == activity_id)
-                .values(backend_id=backend_id, updated_at=utcnow())
+                .values(backend_id=backend_id, updated_at=updated)
             )
-        record = self.get(activity_id)
-        assert record is not None
-        return record
+        record = ActivityRecord.of(row)
+        return ActivityRecord(
+            **{**record.__dict__, "backend_id": backend_id, "updated_at": updated}
+        )
 
     def _write(self, activity_id: str, status: JobStatus, session: Session | None = None) -> None:
         values = {
