@@ -10,8 +10,12 @@ Failed by the next refresh, never left Pending for ever.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,10 +26,11 @@ from backends.interfaces import BackendError, ExecutionBackend
 from backends.model import JobSpec, JobState, JobStatus, LocalAccount
 from backends.store.models import Activity, ServiceFlag, utcnow
 
-# A record still without a backend id after this long was never handed over: its
-# submitting process died between the insert and the backend's answer.
-ORPHAN_AFTER = timedelta(seconds=120)
+# A record still without a backend id after this long was never handed over: the process
+# that accepted it stopped before its launcher got to it (or is badly overloaded).
+ORPHAN_AFTER = timedelta(seconds=600)
 TERMINAL = tuple(s.value for s in JobState if s.terminal)
+log = logging.getLogger("xtreemgate.activities")
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,94 @@ class ActivityStore:
             **{**record.__dict__, "backend_id": backend_id, "updated_at": updated}
         )
 
+    def record(
+        self, ids: Sequence[str], *, backend: str, owner: str, vo: str, jsdl: str
+    ) -> list[ActivityRecord]:
+        """Record activities Pending, all in one transaction (a sweep is all or nothing)."""
+        now = utcnow()
+        rows = [
+            Activity(
+                id=activity_id,
+                owner=owner,
+                vo=vo,
+                state=JobState.PENDING.value,
+                substate="",
+                exit_code=None,
+                reason="",
+                jsdl=jsdl,
+                backend=backend,
+                backend_id="",
+                created_at=now,
+                updated_at=now,
+            )
+            for activity_id in ids
+        ]
+        with self._session() as session:
+            session.add_all(rows)
+        return [ActivityRecord.of(row) for row in rows]
+
+    def hand_over(
+        self,
+        backend: ExecutionBackend,
+        activity_id: str,
+        job: JobSpec,
+        account: LocalAccount | None = None,
+    ) -> None:
+        """Submit a recorded Pending activity, unless it was cancelled in the meantime.
+
+        A refusal turns the record Failed with the backend's reason. A job started for a
+        record that was cancelled while the backend worked is terminated again.
+        """
+        record = self.get(activity_id)
+        if record is None or record.state is not JobState.PENDING or record.backend_id:
+            return
+        waiting = (
+            (Activity.id == activity_id)
+            & (Activity.state == JobState.PENDING.value)
+            & (Activity.backend_id == "")
+        )
+        try:
+            backend_id = backend.submit(activity_id, job, account)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+            with self._session() as session:
+                session.execute(
+                    update(Activity)
+                    .where(waiting)
+                    .values(
+                        state=JobState.FAILED.value,
+                        reason=f"not started: {reason}",
+                        updated_at=utcnow(),
+                    )
+                )
+            return
+        with self._session() as session:
+            claimed = session.execute(
+                update(Activity).where(waiting).values(backend_id=backend_id, updated_at=utcnow())
+            ).rowcount
+            if not claimed:  # cancelled meanwhile: remember where it ran, then stop it
+                session.execute(
+                    update(Activity).where(Activity.id == activity_id).values(backend_id=backend_id)
+                )
+        if not claimed:
+            with contextlib.suppress(BackendError):
+                backend.terminate(backend_id)
+
+    def cancel_waiting(self, activity_id: str, reason: str) -> bool:
+        """Cancel an activity the backend has not received yet; False if it has."""
+        with self._session() as session:
+            return bool(
+                session.execute(
+                    update(Activity)
+                    .where(
+                        (Activity.id == activity_id)
+                        & (Activity.state == JobState.PENDING.value)
+                        & (Activity.backend_id == "")
+                    )
+                    .values(state=JobState.CANCELLED.value, reason=reason, updated_at=utcnow())
+                ).rowcount
+            )
+
     def _write(self, activity_id: str, status: JobStatus, session: Session | None = None) -> None:
         values = {
             "state": status.state.value,
@@ -193,7 +286,10 @@ class ActivityStore:
             if not r.backend_id and now - r.updated_at > ORPHAN_AFTER:
                 changes[r.id] = JobStatus(
                     JobState.FAILED,
-                    reason="the gateway stopped before the job reached the execution backend",
+                    reason=(
+                        "the job never reached the execution backend: the gateway process "
+                        "that accepted it stopped (or was overloaded) before handing it over"
+                    ),
                 )
         if handed:
             statuses = backend.status([r.backend_id for r in handed])
@@ -260,3 +356,49 @@ class ServiceFlags:
         except Exception:  # another process inserted it first: read the winner
             return self.get(name)
         return value
+
+
+class Launcher:
+    """Hands recorded activities to the execution backend off the request path.
+
+    CreateActivity answers as soon as the activity is durably recorded Pending (what
+    Pending means in BES); a few worker threads then call ``backend.submit``. The queue
+    is bounded: when ``capacity`` launches wait, :meth:`start` blocks the caller until
+    one is done, so a burst slows clients down instead of growing memory without end.
+    """
+
+    def __init__(
+        self,
+        store: ActivityStore,
+        backend: ExecutionBackend,
+        *,
+        workers: int = 2,
+        capacity: int = 10000,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bes-launch")
+
+    def start(self, launches: Sequence[tuple[str, JobSpec, LocalAccount | None]]) -> None:
+        for activity_id, job, account in launches:
+            self._slots.acquire()
+            try:
+                self._pool.submit(self._run, activity_id, job, account)
+            except RuntimeError:  # shutting down: the record stays Pending, then orphaned
+                self._slots.release()
+                raise
+
+    def _run(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> None:
+        try:
+            self.store.hand_over(self.backend, activity_id, job, account)
+        except Exception:
+            log.exception(
+                "handing activity %s to the %s backend failed", activity_id, self.backend.name
+            )
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Finish the launches already accepted (their clients hold EPRs for them)."""
+        self._pool.shutdown(wait=True)

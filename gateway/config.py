@@ -128,6 +128,11 @@ class BESSettings(Section):
     # Activities named in one batch request (GetActivityStatuses & co.).
     max_batch: int = Field(10000, ge=1, le=1000000)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # CreateActivity answers once the activity is recorded Pending; this many threads per
+    # gateway process hand activities to the execution backend, and at most launch_queue
+    # may wait (beyond that, CreateActivity waits for room).
+    launch_workers: int = Field(2, ge=1, le=64)
+    launch_queue: int = Field(10000, ge=1, le=1000000)
 
 
 class LoggingSettings(Section):

@@ -6,6 +6,7 @@ it through :func:`current`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import flask
@@ -30,6 +31,8 @@ class Runtime:
     tokens: TokenService
     chain: AuthChain
     backends: dict[str, Backend] = field(default_factory=dict)
+    # Front ends' own workers (e.g. the BES launcher), stopped before the backends close.
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def health(self) -> dict[str, HealthReport]:
         """Every dependency tried for real; a check that raises counts as failed."""
@@ -47,6 +50,8 @@ class Runtime:
         return checks
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         for backend in self.backends.values():
             backend.close()
         self.db.dispose()

@@ -3,11 +3,12 @@ question every operation asks the VO backend."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from backends.activities import ActivityRecord, ActivityStore, ServiceFlags
+from backends.activities import ActivityRecord, ActivityStore, Launcher, ServiceFlags
 from backends.interfaces import ExecutionBackend, VOBackend
 from backends.model import Principal, Resource
 from gateway.bes.faults import BESFault
@@ -24,6 +25,10 @@ class Call:
     @cached_property
     def store(self) -> ActivityStore:
         return activity_store(self.runtime)
+
+    @cached_property
+    def launcher(self) -> Launcher:
+        return activity_launcher(self.runtime)
 
     @cached_property
     def flags(self) -> ServiceFlags:
@@ -68,3 +73,23 @@ def activity_store(runtime: Any) -> ActivityStore:
         store = ActivityStore(runtime.db.engine)
         runtime._bes_activity_store = store
     return store
+
+
+_LOCK = threading.Lock()
+
+
+def activity_launcher(runtime: Any) -> Launcher:
+    """The runtime's launcher, made on first use and stopped when the runtime closes."""
+    with _LOCK:
+        launcher = getattr(runtime, "_bes_launcher", None)
+        if launcher is None:
+            settings = runtime.settings.bes
+            launcher = Launcher(
+                activity_store(runtime),
+                runtime.backends["execution"],
+                workers=settings.launch_workers,
+                capacity=settings.launch_queue,
+            )
+            runtime._bes_launcher = launcher
+            runtime.closers.append(launcher.close)
+        return launcher

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from backends.activities import ActivityRecord
-from backends.interfaces import BackendError, BackendUnavailable, InvalidState, NotSupported
+from backends.activities import ActivityRecord, new_activity_id
+from backends.interfaces import BackendError, BackendUnavailable, InvalidState
 from backends.model import JobState, JobStatus, Resource
 from gateway import xmlsafe
 from gateway.bes import jsdl
@@ -100,25 +100,13 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
     document = etree.tostring(definition, encoding="unicode")
     vo = call.principal.vos()[0] if call.principal.vos() else ""
-    created: list[str] = []
-    for job in jobs:
-        try:
-            record = call.store.submit(
-                call.execution, job, owner=call.principal.name, vo=vo, jsdl=document
-            )
-        except NotSupported as exc:
-            raise BESFault(
-                "UnsupportedFeature",
-                f"the {call.execution.name} execution backend cannot run this: {exc}",
-                features=["jsdl:JobDefinition"],
-            ) from exc
-        except BackendError as exc:
-            raise BESFault("", f"the job could not be started: {exc}", code=SERVER) from exc
-        except Exception as exc:  # recorded Failed with the reason by the store
-            raise BESFault(
-                "", f"the job could not be started: {type(exc).__name__}: {exc}", code=SERVER
-            ) from exc
-        created.append(record.id)
+    created = [new_activity_id() for _ in jobs]
+    # Recorded Pending first (one transaction, a sweep all or nothing), then handed to the
+    # backend by the launcher: a refusal there turns the activity Failed with the reason.
+    call.store.record(
+        created, backend=call.execution.name, owner=call.principal.name, vo=vo, jsdl=document
+    )
+    call.launcher.start([(i, job, None) for i, job in zip(created, jobs, strict=True)])
     response = _element("CreateActivityResponse")
     response.append(activity_epr(q(BES, "ActivityIdentifier"), call.endpoint_url, created[0]))
     for extra in created[1:]:  # the other points of a parameter sweep
@@ -244,12 +232,15 @@ def _terminate(call: Call, record: ActivityRecord) -> BESFault | None:
             state=record.state.value,
         )
     if not record.backend_id:
-        return BESFault(
-            "CantApplyOperationToCurrentState",
-            f"activity {record.id} is still being handed to the execution backend; "
-            "try again in a moment",
-            state=record.state.value,
-        )
+        if call.store.cancel_waiting(record.id, f"terminated by {call.principal.name}"):
+            return None  # it never started; the launcher will skip it
+        record = call.store.get(record.id) or record  # the launcher just handed it over
+        if record.state.terminal or not record.backend_id:
+            return BESFault(
+                "CantApplyOperationToCurrentState",
+                f"activity {record.id} is already {record.state.value}",
+                state=record.state.value,
+            )
     try:
         call.execution.terminate(record.backend_id)
     except InvalidState as exc:

@@ -286,12 +286,13 @@ def test_submit_failure_leaves_a_failed_record_not_a_pending_ghost(soap, client)
         "<jsdl:Source><jsdl:URI>file:///nonexistent/in.txt</jsdl:URI></jsdl:Source>"
         "</jsdl:DataStaging>"
     )
-    fault = soap.fault(m.create(m.job("/bin/cat", "in.txt", extra=staging)))
-    assert "could not be started" in fault.findtext("faultstring")
-    assert fault.findtext("faultcode") == "soap:Server"
+    activity_id = soap.create(m.job("/bin/cat", "in.txt", extra=staging))
+    status = soap.wait(activity_id, "Failed", "Finished", "Running")
+    assert status.get("state") == "Failed"
+    assert "nonexistent" in status.findtext("xg:Reason", namespaces=m.NS)
     listing = client.get("/api/v1/activities/", headers=basic("alice")).json()
     assert [a["state"] for a in listing["activities"]] == ["Failed"]
-    assert "nonexistent" in listing["activities"][0]["reason"]
+    assert listing["activities"][0]["reason"].startswith("not started: ")
 
 
 # -- faults -----------------------------------------------------------------------------
