@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backends.interfaces import BackendError, ExecutionBackend
@@ -169,25 +169,28 @@ class ActivityStore:
         """Record activities Pending, all in one transaction (a sweep is all or nothing)."""
         now = utcnow()
         rows = [
-            Activity(
-                id=activity_id,
-                owner=owner,
-                vo=vo,
-                state=JobState.PENDING.value,
-                substate="",
-                exit_code=None,
-                reason="",
-                jsdl=jsdl,
-                backend=backend,
-                backend_id="",
-                created_at=now,
-                updated_at=now,
-            )
+            {
+                "id": activity_id,
+                "owner": owner,
+                "vo": vo,
+                "state": JobState.PENDING.value,
+                "substate": "",
+                "exit_code": None,
+                "reason": "",
+                "jsdl": jsdl,
+                "backend": backend,
+                "backend_id": "",
+                "created_at": now,
+                "updated_at": now,
+            }
             for activity_id in ids
         ]
         with self._session() as session:
-            session.add_all(rows)
-        return [ActivityRecord.of(row) for row in rows]
+            session.execute(insert(Activity), rows)  # Core: one executemany, no ORM flush
+        return [
+            ActivityRecord(**{**row, "state": JobState.PENDING})  # type: ignore[arg-type]
+            for row in rows
+        ]
 
     def hand_over(
         self,
@@ -201,8 +204,11 @@ class ActivityStore:
         A refusal turns the record Failed with the backend's reason. A job started for a
         record that was cancelled while the backend worked is terminated again.
         """
-        record = self.get(activity_id)
-        if record is None or record.state is not JobState.PENDING or record.backend_id:
+        with self._sessions() as session:
+            current = session.execute(
+                select(Activity.state, Activity.backend_id).where(Activity.id == activity_id)
+            ).first()
+        if current is None or current.state != JobState.PENDING.value or current.backend_id:
             return
         waiting = (
             (Activity.id == activity_id)

@@ -4,6 +4,7 @@ question every operation asks the VO backend."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -59,7 +60,7 @@ class Call:
         self.authorize(action, activity_resource(record))
 
     def accepting(self) -> bool:
-        return self.flags.get(ACCEPTING_FLAG, "true") == "true"
+        return accepting(self.runtime, self.flags)
 
 
 def activity_resource(record: ActivityRecord) -> Resource:
@@ -93,3 +94,24 @@ def activity_launcher(runtime: Any) -> Launcher:
             runtime._bes_launcher = launcher
             runtime.closers.append(launcher.close)
         return launcher
+
+
+# The accepting flag is read from the store at most once a second per process: every
+# gateway process follows a Stop/StartAcceptingNewActivities within ACCEPTING_TTL, and
+# CreateActivity does not pay a query for it each time. The process that changes the flag
+# sees the change at once (management.py forgets the cached value).
+ACCEPTING_TTL = 1.0
+
+
+def accepting(runtime: Any, flags: ServiceFlags) -> bool:
+    cached = getattr(runtime, "_bes_accepting", None)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    value = flags.get(ACCEPTING_FLAG, "true") == "true"
+    runtime._bes_accepting = (now + ACCEPTING_TTL, value)
+    return value
+
+
+def forget_accepting(runtime: Any) -> None:
+    runtime._bes_accepting = None
