@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +67,13 @@ class ActivityRecord:
         )
 
 
+def _utc(value: datetime) -> datetime:
+    """Core selects bypass the column type on SQLite: make the timestamp aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def new_activity_id() -> str:
     return str(uuid.uuid4())
 
@@ -73,8 +81,9 @@ def new_activity_id() -> str:
 class ActivityStore:
     """Reads and writes activity rows; one instance per gateway process."""
 
-    def __init__(self, engine: object) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)  # type: ignore[call-overload]
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> Session:
         return self._sessions.begin()  # type: ignore[return-value]
@@ -85,14 +94,33 @@ class ActivityStore:
             row = session.get(Activity, activity_id)
             return ActivityRecord.of(row) if row else None
 
-    def get_many(self, ids: Iterable[str]) -> dict[str, ActivityRecord]:
+    def get_many(
+        self, ids: Iterable[str], *, with_documents: bool = True
+    ) -> dict[str, ActivityRecord]:
+        """Records by id, read with plain column selects (batches of thousands are common:
+        no ORM identity map, and the JSDL text only when asked for)."""
         wanted = list(dict.fromkeys(ids))
+        columns = [c for c in Activity.__table__.columns if with_documents or c.name != "jsdl"]
         found: dict[str, ActivityRecord] = {}
-        with self._sessions() as session:
+        with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):  # bounded IN lists
                 chunk = wanted[start : start + 500]
-                for row in session.scalars(select(Activity).where(Activity.id.in_(chunk))):
-                    found[row.id] = ActivityRecord.of(row)
+                query = select(*columns).where(Activity.__table__.c.id.in_(chunk))
+                for row in conn.execute(query).mappings():
+                    found[row["id"]] = ActivityRecord(
+                        id=row["id"],
+                        owner=row["owner"],
+                        vo=row["vo"],
+                        state=JobState(row["state"]),
+                        substate=row["substate"],
+                        exit_code=row["exit_code"],
+                        reason=row["reason"],
+                        jsdl=row["jsdl"] if with_documents else "",
+                        backend=row["backend"],
+                        backend_id=row["backend_id"],
+                        created_at=_utc(row["created_at"]),
+                        updated_at=_utc(row["updated_at"]),
+                    )
         return found
 
     def list(

@@ -9,7 +9,7 @@ both are sent they must agree.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from lxml import etree
 
@@ -43,10 +43,10 @@ def activity_id_of(epr: etree._Element) -> str:
                 from_params = (child.text or "").strip()
     from_address = ""
     address = epr.find(q(WSA, "Address"))
-    if address is not None and address.text:
-        path = urlparse(address.text.strip()).path
-        if ACTIVITIES_SEGMENT in path:
-            from_address = unquote(path.rsplit(ACTIVITIES_SEGMENT, 1)[1].strip("/"))
+    text = (address.text or "").strip() if address is not None else ""
+    if ACTIVITIES_SEGMENT in text:  # string work, not urlparse: batches hold thousands
+        path = text.split("?", 1)[0].split("#", 1)[0]
+        from_address = unquote(path.rsplit(ACTIVITIES_SEGMENT, 1)[1].strip("/"))
     if from_params and from_address and from_params != from_address:
         raise BESFault(
             "InvalidRequestMessage",

@@ -131,7 +131,7 @@ def _epr_list(call: Call, payload: etree._Element) -> list[etree._Element]:
 
 
 def _resolve(
-    call: Call, eprs: list[etree._Element], action: str
+    call: Call, eprs: list[etree._Element], action: str, with_documents: bool = False
 ) -> tuple[list[ActivityRecord | BESFault], dict[str, ActivityRecord]]:
     """Per EPR: its record (authorised for ``action``) or the fault for that one EPR;
     records of the live ones refreshed from the backend in a single call."""
@@ -141,7 +141,9 @@ def _resolve(
             ids.append(activity_id_of(epr))
         except BESFault as fault:
             ids.append(fault)
-    records = call.store.get_many(i for i in ids if isinstance(i, str))
+    records = call.store.get_many(
+        (i for i in ids if isinstance(i, str)), with_documents=with_documents
+    )
     outcome: list[ActivityRecord | BESFault] = []
     allowed: dict[str, ActivityRecord] = {}
     decided: dict[str, BESFault | None] = {}
@@ -184,9 +186,11 @@ def _responses(
     response_name: str,
     fill: Callable[[etree._Element, ActivityRecord], None],
     on_fault: Callable[[etree._Element], None] = lambda _r: None,
+    *,
+    with_documents: bool = False,
 ) -> etree._Element:
     eprs = _epr_list(call, payload)
-    outcome, _ = _resolve(call, eprs, action)
+    outcome, _ = _resolve(call, eprs, action, with_documents)
     response = _element(response_name)
     for epr, result in zip(eprs, outcome, strict=True):
         one = etree.SubElement(response, q(BES, "Response"))
@@ -267,7 +271,9 @@ def get_activity_documents(call: Call, payload: etree._Element) -> etree._Elemen
             renamed.set(name, value)
         renamed.extend(list(original))
 
-    return _responses(call, payload, "read", "GetActivityDocumentsResponse", document)
+    return _responses(
+        call, payload, "read", "GetActivityDocumentsResponse", document, with_documents=True
+    )
 
 
 # -- GetFactoryAttributesDocument ----------------------------------------------------
