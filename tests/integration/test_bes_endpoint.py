@@ -522,3 +522,56 @@ def test_metrics_and_request_ids_cover_bes(soap, client):
     text = client.get("/metrics").text
     assert 'route="gateway.bes.soap",status="200"} 1.0' in text
     assert 'route="gateway.bes.wsdl",status="200"} 1.0' in text
+
+
+# -- every document against the official schemas ----------------------------------------
+def test_every_response_and_fault_detail_validates(soap, as_bob, as_admin):
+    """One place that produces every kind of document the endpoint sends; the ``soap``
+    fixture validates each against the official schemas, and this test checks that each
+    kind really was produced."""
+    seen: set[str] = set()
+
+    def note(document: etree._Element) -> None:
+        for el in document.iter():
+            if isinstance(el.tag, str) and etree.QName(el).namespace in (m.BES, m.MGMT):
+                name = etree.QName(el).localname
+                if name.endswith(("Response", "Fault")):
+                    seen.add(name)
+
+    mine = soap.create(m.job("/bin/sleep", "30"))
+    bobs = as_bob.create(m.job("/bin/true"))
+    note(soap.call("<bes:GetFactoryAttributesDocument/>"))
+    note(soap.call(m.create(m.job("/bin/true"))))
+    for operation in ("GetActivityStatuses", "GetActivityDocuments", "TerminateActivities"):
+        eprs = [m.epr_xml(activity_id=i) for i in (mine, bobs, "0d4a8a39-0000-4000-8000-0")]
+        note(soap.call(m.batch(operation, eprs)))
+    soap.wait(mine, "Cancelled")
+    note(soap.call(m.batch("TerminateActivities", [m.epr_xml(activity_id=mine)])))
+    stop = f'<mgmt:StopAcceptingNewActivities xmlns:mgmt="{m.MGMT}"/>'
+    note(as_admin.call(stop))
+    note(soap.fault(m.create(m.job("/bin/true"))))
+    note(as_admin.call(f'<mgmt:StartAcceptingNewActivities xmlns:mgmt="{m.MGMT}"/>'))
+    note(soap.fault(stop))
+    note(soap.fault("<bes:CreateActivity/>"))
+    weird = (
+        "<jsdl:JobDefinition><jsdl:JobDescription><jsdl:Application>"
+        '<w:WeirdApplication xmlns:w="urn:example:weird"/>'
+        "</jsdl:Application></jsdl:JobDescription></jsdl:JobDefinition>"
+    )
+    note(soap.fault(m.create(weird)))
+    assert seen >= {
+        "CreateActivityResponse",
+        "GetActivityStatusesResponse",
+        "GetActivityDocumentsResponse",
+        "TerminateActivitiesResponse",
+        "GetFactoryAttributesDocumentResponse",
+        "StopAcceptingNewActivitiesResponse",
+        "StartAcceptingNewActivitiesResponse",
+        "NotAuthorizedFault",
+        "NotAcceptingNewActivitiesFault",
+        "UnsupportedFeatureFault",
+        "InvalidRequestMessageFault",
+        "InvalidActivityIdentifierFault",
+        "UnknownActivityIdentifierFault",
+        "CantApplyOperationToCurrentStateFault",
+    }
