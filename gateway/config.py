@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "XTREEMGATE_"
@@ -103,10 +110,26 @@ class WSSecuritySettings(Section):
     clock_skew: int = Field(60, ge=0, le=600, description="seconds")
 
 
+class X509Settings(Section):
+    """Client certificates verified by the TLS-terminating reverse proxy in front.
+
+    The proxy passes the certificate (URL-escaped PEM, as nginx's
+    ``$ssl_client_escaped_cert``), its verification result, and a shared secret that
+    proves the headers came from the proxy and not from a client."""
+
+    cert_header: str = "x-ssl-client-cert"
+    verify_header: str = "x-ssl-client-verify"  # must say SUCCESS
+    secret_header: str = "x-xtreemgate-proxy-secret"  # noqa: S105 - a header name
+    proxy_secret: str = ""
+    # Optional PEM bundle: the certificate must also be issued directly by one of these.
+    ca_file: str = ""
+
+
 class AuthSettings(Section):
     # Authenticators tried in this order; the first that finds its credential decides.
     # "wss" (WS-Security UsernameToken) only ever finds one in a SOAP request's header.
-    chain: list[Literal["bearer", "basic", "wss"]] = Field(
+    # "x509" (client certificates via the TLS proxy) needs auth.x509.proxy_secret.
+    chain: list[Literal["bearer", "basic", "wss", "x509"]] = Field(
         default_factory=lambda: ["bearer", "basic", "wss"]
     )
     realm: str = "xtreemgate"
@@ -115,6 +138,16 @@ class AuthSettings(Section):
     basic_cache_seconds: int = Field(60, ge=0, le=3600)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     wss: WSSecuritySettings = Field(default_factory=WSSecuritySettings)
+    x509: X509Settings = Field(default_factory=X509Settings)
+
+    @model_validator(mode="after")
+    def _x509_needs_a_secret(self) -> AuthSettings:
+        if "x509" in self.chain and not self.x509.proxy_secret:
+            raise ValueError(
+                "auth.x509.proxy_secret must be set when x509 is in auth.chain (the proxy "
+                "sends it so that clients cannot forge certificate headers)"
+            )
+        return self
 
 
 class BESSettings(Section):

@@ -18,6 +18,7 @@ from backends.store import Database
 from gateway.auth.chain import AuthChain, Authenticator, BasicAuthenticator, BearerAuthenticator
 from gateway.auth.tokens import KeyRing, TokenService
 from gateway.auth.wssecurity import WSSecurityAuthenticator
+from gateway.auth.x509 import X509Authenticator
 from gateway.config import Settings
 
 EXTENSION = "xtreemgate"
@@ -85,6 +86,8 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
         "wss": WSSecurityAuthenticator(db, settings.auth.wss),
     }
+    if "x509" in settings.auth.chain:
+        by_name["x509"] = X509Authenticator(settings.auth.x509)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
     runtime = Runtime(settings, db, keyring, tokens, chain)
     if with_backends:

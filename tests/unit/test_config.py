@@ -69,7 +69,7 @@ def test_every_problem_is_named_with_key_and_env_variable(tmp_path, monkeypatch)
         ('[database]\nurl = "mysql://x"\n', "database.url: Value error, only sqlite"),
         (
             '[auth]\nchain = ["kerberos"]\n',
-            "auth.chain.0: Input should be 'bearer', 'basic' or 'wss'",
+            "auth.chain.0: Input should be 'bearer', 'basic', 'wss' or 'x509'",
         ),
         ("[server\nport = 1", "not valid TOML"),
     ],
