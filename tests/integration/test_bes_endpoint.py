@@ -575,3 +575,26 @@ def test_every_response_and_fault_detail_validates(soap, as_bob, as_admin):
         "UnknownActivityIdentifierFault",
         "CantApplyOperationToCurrentStateFault",
     }
+
+
+def test_a_sweep_becomes_one_activity_per_point(soap, monkeypatch):
+    """read_job_definition returns one JobSpec per sweep point (the JSDL module's
+    contract); the stand-in reader has no sweeps, so this test feeds three points."""
+    from backends.model import JobSpec
+    from gateway.bes import jsdl
+
+    points = [JobSpec("/bin/echo", (str(i),), stdout="stdout.txt") for i in range(3)]
+    monkeypatch.setattr(jsdl, "read_job_definition", lambda _el, max_sweep: points)
+    answer = soap.call(m.create(m.job("/bin/echo", "ignored")))
+    first = answer.findtext(
+        "bes:ActivityIdentifier/wsa:ReferenceParameters/xg:ActivityIdentifier", namespaces=m.NS
+    )
+    others = [
+        e.findtext("wsa:ReferenceParameters/xg:ActivityIdentifier", namespaces=m.NS)
+        for e in answer.findall("xg:SweepActivityIdentifier", m.NS)
+    ]
+    assert len(others) == 2 and len({first, *others}) == 3
+    states = [s.find("bes:ActivityStatus", m.NS) for s in soap.statuses(first, *others)]
+    assert all(s is not None for s in states)
+    for activity_id in (first, *others):
+        assert soap.wait(activity_id, "Finished").get("state") == "Finished"
