@@ -17,7 +17,7 @@ from collections.abc import Callable
 from lxml import etree
 
 from backends.activities import ActivityRecord, new_activity_id
-from backends.interfaces import BackendError, BackendUnavailable, InvalidState
+from backends.interfaces import BackendError, InvalidState
 from backends.model import JobState, JobStatus, Resource
 from gateway import xmlsafe
 from gateway.bes import jsdl
@@ -86,7 +86,8 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
             "this BES has stopped accepting new activities (an administrator called "
             "StopAcceptingNewActivities); try again later",
         )
-    call.authorize("create", Resource(kind="activity", owner=call.principal.name))
+    vo = call.principal.vos()[0] if call.principal.vos() else ""
+    call.authorize("create", Resource(kind="activity", owner=call.principal.name, vo=vo))
     definition = _job_definition(payload)
     try:
         jobs = jsdl.read_job_definition(definition, max_sweep=call.settings.max_sweep)
@@ -99,7 +100,6 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
     if not jobs:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
     document = etree.tostring(definition, encoding="unicode")
-    vo = call.principal.vos()[0] if call.principal.vos() else ""
     created = [new_activity_id() for _ in jobs]
     # Recorded Pending first (one transaction, a sweep all or nothing), then handed to the
     # backend by the launcher: a refusal there turns the activity Failed with the reason.
@@ -169,7 +169,8 @@ def _resolve(
             outcome.append(record)
             allowed[item] = record
     if allowed:
-        with contextlib.suppress(BackendUnavailable):  # else the last known state stands
+        # A backend that cannot answer leaves the last known state standing, never guessed.
+        with contextlib.suppress(BackendError):
             allowed = call.store.refresh(call.execution, list(allowed.values()))
         outcome = [allowed.get(o.id, o) if isinstance(o, ActivityRecord) else o for o in outcome]
     return outcome, allowed

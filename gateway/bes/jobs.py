@@ -15,13 +15,13 @@ from backends.model import Principal
 from gateway import runtime as runtime_module
 from gateway.auth.security import current_principal
 from gateway.bes.call import activity_resource, activity_store
-from gateway.bes.endpoint import PATH
+from gateway.bes.endpoint import endpoint_url
 from gateway.bes.epr import activity_address
 from gateway.responses import json_response
 
 
 def _render(rt: Any, record: ActivityRecord) -> dict[str, Any]:
-    base = (rt.settings.public_url if rt.settings.server.public_url else "") + PATH
+    base = endpoint_url(rt)
     return {
         "id": record.id,
         "state": record.state.value,
