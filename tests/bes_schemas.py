@@ -11,6 +11,7 @@ not in the official set; it validates against the project's own bes-management.x
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import tempfile
@@ -48,6 +49,7 @@ def _parser() -> etree.XMLParser:
 @functools.cache
 def official_schema() -> etree.XMLSchema:
     folder = Path(tempfile.mkdtemp(prefix="bes-schemas-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for name in ("bes-factory.xsd", "jsdl.xsd", "ws-addr.xsd"):
         shutil.copy(OFFICIAL / name, folder / name)
     shutil.copy(OWN / "bes-management.xsd", folder / "bes-management.xsd")

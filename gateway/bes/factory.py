@@ -9,6 +9,7 @@ all live activities), never once per EPR.
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import re
 import socket
@@ -295,6 +296,11 @@ _ARCH = {
 }
 
 
+@functools.cache
+def _resource_name() -> str:
+    return socket.getfqdn()  # may ask DNS: once per process
+
+
 def get_factory_attributes_document(call: Call, payload: etree._Element) -> etree._Element:
     call.authorize("read-factory", Resource(kind="factory"))
     try:
@@ -304,7 +310,7 @@ def get_factory_attributes_document(call: Call, payload: etree._Element) -> etre
     response = _element("GetFactoryAttributesDocumentResponse")
     doc = etree.SubElement(response, q(BES, "FactoryResourceAttributesDocument"))
     basic = etree.SubElement(doc, q(BES, "BasicResourceAttributesDocument"))
-    etree.SubElement(basic, q(BES, "ResourceName")).text = socket.getfqdn()
+    etree.SubElement(basic, q(BES, "ResourceName")).text = _resource_name()
     os_el = etree.SubElement(basic, q(BES, "OperatingSystem"), nsmap={"jsdl": JSDL})
     os_type = etree.SubElement(os_el, q(JSDL, "OperatingSystemType"))
     system = str(figures.get("operating_system") or platform.system())
