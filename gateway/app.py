@@ -15,7 +15,7 @@ from connexion.problem import problem
 
 from gateway import runtime as runtime_module
 from gateway.auth.security import security_map
-from gateway.bes.endpoint import BESRouteLabel
+from gateway.bes.endpoint import BESPaths
 from gateway.bes.endpoint import mount as mount_bes
 from gateway.config import Settings, load_settings
 from gateway.logs import configure_logging
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     for document in API_DOCUMENTS:
         app.add_api(document, name=document, strict_validation=True, validate_responses=False)
     mount_bes(app)  # SOAP is not OpenAPI: a plain route that calls the auth chain itself
-    app.add_middleware(BESRouteLabel, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(BESPaths, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -3,7 +3,7 @@
 
 SOAP cannot be described in OpenAPI, so this is a plain Flask route on connexion's Flask
 app. It calls the shared authenticator chain itself (handing over the wsse:Security
-header), and :class:`BESRouteLabel` names the route for the metrics and access log, which
+header), and :class:`BESPaths` names the route for the metrics and access log, which
 otherwise see it as "unmatched".
 """
 
@@ -32,6 +32,7 @@ from gateway.resources import data_dir
 
 log = logging.getLogger("xtreemgate.bes")
 PATH = "/bes"
+ACTIVITIES_COLLECTION = "/api/v1/activities"
 
 Operation = Callable[[Call, etree._Element], etree._Element]
 OPERATIONS: dict[str, tuple[str, Operation]] = {
@@ -208,8 +209,14 @@ def _unauthenticated(
 
 
 # -- mounting -------------------------------------------------------------------------
-class BESRouteLabel:
-    """ASGI middleware naming /bes requests for the metrics and access log."""
+class BESPaths:
+    """ASGI middleware for the BES front end's paths.
+
+    - names /bes requests for the metrics and access log (connexion does not know them);
+    - serves the job-control collection at ``/api/v1/activities`` as well as at
+      ``/api/v1/activities/`` (its OpenAPI document's base path), where connexion would
+      otherwise answer a 308 without a Location.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -223,6 +230,9 @@ class BESRouteLabel:
                 if extensions is None:
                     extensions = scope["extensions"] = {}
                 extensions[ROUTE_KEY] = label
+            elif path == ACTIVITIES_COLLECTION:
+                scope["path"] = path + "/"
+                scope["raw_path"] = (path + "/").encode()
         await self.app(scope, receive, send)
 
 

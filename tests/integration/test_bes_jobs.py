@@ -47,6 +47,8 @@ def test_list_shows_only_the_callers_activities(client, alice, bob):
     create(client, bob, "/bin/true")
     body = client.get(f"{API}/", headers=basic(alice)).json()
     assert [a["id"] for a in body["activities"]] == [mine]
+    no_slash = client.get(API, headers=basic(alice)).json()  # with or without the slash
+    assert [a["id"] for a in no_slash["activities"]] == [mine]
     assert body["total"] == 1
     assert body["activities"][0]["epr_address"].endswith(f"/bes/activities/{mine}")
 
