@@ -18,8 +18,8 @@ from collections.abc import Callable
 from lxml import etree
 
 from backends.activities import ActivityRecord, new_activity_id
-from backends.interfaces import BackendError, InvalidState
-from backends.model import JobState, JobStatus, Resource
+from backends.interfaces import BackendError, InvalidState, NotSupported
+from backends.model import JobState, JobStatus, LocalAccount, Resource
 from gateway import xmlsafe
 from gateway.bes import jsdl
 from gateway.bes.call import Call
@@ -100,6 +100,7 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
         raise invalid_request(exc.element, exc.message) from exc
     if not jobs:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
+    account = _local_account(call, vo)
     document = etree.tostring(definition, encoding="unicode")
     created = [new_activity_id() for _ in jobs]
     # Recorded Pending first (one transaction, a sweep all or nothing), then handed to the
@@ -107,12 +108,25 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
     call.store.record(
         created, backend=call.execution.name, owner=call.principal.name, vo=vo, jsdl=document
     )
-    call.launcher.start([(i, job, None) for i, job in zip(created, jobs, strict=True)])
+    call.launcher.start([(i, job, account) for i, job in zip(created, jobs, strict=True)])
     response = _element("CreateActivityResponse")
     response.append(activity_epr(q(BES, "ActivityIdentifier"), call.endpoint_url, created[0]))
     for extra in created[1:]:  # the other points of a parameter sweep
         response.append(activity_epr(q(XG, "SweepActivityIdentifier"), call.endpoint_url, extra))
     return response
+
+
+def _local_account(call: Call, vo: str) -> LocalAccount | None:
+    """The POSIX account the jobs run as, from the VO backend's mapping; None where the
+    backend maps no accounts (the execution backend then runs jobs as the gateway)."""
+    try:
+        return call.vo.account_for(call.principal, vo)
+    except NotSupported:
+        return None
+    except BackendError as exc:
+        raise BESFault(
+            "NotAuthorized", f"no local account for {call.principal.name}: {exc}"
+        ) from exc
 
 
 # -- the batch operations -------------------------------------------------------------
