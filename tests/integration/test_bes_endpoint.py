@@ -598,3 +598,23 @@ def test_a_sweep_becomes_one_activity_per_point(soap, monkeypatch):
     assert all(s is not None for s in states)
     for activity_id in (first, *others):
         assert soap.wait(activity_id, "Finished").get("state") == "Finished"
+
+
+def test_an_internal_error_is_a_server_fault_with_the_request_id(soap, monkeypatch):
+    """A bug must not leak a traceback: the client gets soap:Server and an id to quote.
+    (A broken handler is the one fault the real code cannot be made to produce.)"""
+    from gateway.bes import endpoint
+
+    def broken(call, payload):
+        raise RuntimeError("secret internal detail")
+
+    name = f"{{{m.BES}}}GetFactoryAttributesDocument"
+    monkeypatch.setitem(endpoint.OPERATIONS, name, ("GetFactoryAttributesDocument", broken))
+    response = soap.post(
+        "<bes:GetFactoryAttributesDocument/>", headers={**soap.headers, "X-Request-ID": "trace-42"}
+    )
+    assert response.status_code == 500
+    fault = m.body_of(response.content)
+    assert fault.findtext("faultcode") == "soap:Server"
+    assert "trace-42" in fault.findtext("faultstring")
+    assert "secret" not in response.text
