@@ -195,14 +195,50 @@ def test_zeep_reads_the_served_wsdl(client):
     if not (Path(__file__).resolve().parents[2] / "schemas" / "jsdl.xsd").exists():
         pytest.skip("schemas/jsdl.xsd arrives with the JSDL schemas (issue 4, JSDL part)")
 
-    class ThroughTheApp(Transport):
-        def load(self, url: str) -> bytes:
-            assert url.startswith("http://testserver/"), f"tried to fetch {url}"
-            response = client.get(url.removeprefix("http://testserver"))
-            assert response.status_code == 200, url
-            return response.content
-
-    served = zeep.Client("http://testserver/bes?wsdl", transport=ThroughTheApp())
+    served = zeep.Client("http://testserver/bes?wsdl", transport=AppTransport(client))
     port = served.wsdl.services["BesFactoryService"].ports["BESFactoryPortType"]
     assert port.binding_options["address"] == "http://testserver/bes"
     assert "CreateActivity" in port.binding._operations
+
+
+class AppTransport(Transport):
+    """zeep talking to the app in process: GETs and POSTs through the test client."""
+
+    def __init__(self, client, headers=None):
+        super().__init__()
+        self.client = client
+        self.extra = headers or {}
+
+    def load(self, url: str) -> bytes:
+        assert url.startswith("http://testserver/"), f"tried to fetch {url}"
+        response = self.client.get(url.removeprefix("http://testserver"))
+        assert response.status_code == 200, url
+        return response.content
+
+    def post(self, address, message, headers):
+        return self.client.post(
+            address.removeprefix("http://testserver"),
+            content=message,
+            headers={**headers, **self.extra},
+        )
+
+
+def test_zeep_drives_management_from_the_served_wsdl(client, runtime):
+    """The hand-written management WSDL is usable by a WSDL-driven client."""
+    from gateway.auth.users import add_user
+    from tests.conftest import basic
+
+    add_user(runtime.db, "root", PASSWORD, site_admin=True)
+    add_user(runtime.db, "alice", PASSWORD)
+    admin = zeep.Client(
+        "http://testserver/bes?wsdl=management", transport=AppTransport(client, basic("root"))
+    )
+    admin.service.StopAcceptingNewActivities()
+    user = zeep.Client(
+        "http://testserver/bes?wsdl=management", transport=AppTransport(client, basic("alice"))
+    )
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        user.service.StartAcceptingNewActivities()
+    assert "site administrators" in caught.value.message
+    assert etree.QName(caught.value.detail[0]).localname == "NotAuthorizedFault"
+    admin.service.StartAcceptingNewActivities()
