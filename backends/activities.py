@@ -413,6 +413,7 @@ class Launcher:
         self.backend = backend
         self._slots = threading.BoundedSemaphore(capacity)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bes-launch")
+        self.closed = False
 
     def start(self, launches: Sequence[tuple[str, JobSpec, LocalAccount | None]]) -> None:
         for activity_id, job, account in launches:
@@ -435,4 +436,5 @@ class Launcher:
 
     def close(self) -> None:
         """Finish the launches already accepted (their clients hold EPRs for them)."""
+        self.closed = True
         self._pool.shutdown(wait=True)

@@ -83,7 +83,7 @@ def activity_launcher(runtime: Any) -> Launcher:
     """The runtime's launcher, made on first use and stopped when the runtime closes."""
     with _LOCK:
         launcher = getattr(runtime, "_bes_launcher", None)
-        if launcher is None:
+        if launcher is None or launcher.closed:  # a runtime served again after a close
             settings = runtime.settings.bes
             launcher = Launcher(
                 activity_store(runtime),
