@@ -15,6 +15,8 @@ from connexion.problem import problem
 
 from gateway import runtime as runtime_module
 from gateway.auth.security import AuthResponseHeaders, security_map
+from gateway.bes.endpoint import BESPaths
+from gateway.bes.endpoint import mount as mount_bes
 from gateway.config import Settings, load_settings
 from gateway.logs import configure_logging
 from gateway.observability import Metrics, ObservabilityMiddleware
@@ -23,7 +25,7 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-API_DOCUMENTS = ("gateway.yaml",)
+API_DOCUMENTS = ("gateway.yaml", "activities.yaml")
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FlaskApp:
@@ -50,7 +52,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.app.extensions[runtime_module.EXTENSION] = rt
     app.app.extensions["xtreemgate.metrics"] = metrics
     for document in API_DOCUMENTS:
-        app.add_api(document, strict_validation=True, validate_responses=False)
+        app.add_api(document, name=document, strict_validation=True, validate_responses=False)
+    mount_bes(app)  # SOAP is not OpenAPI: a plain route that calls the auth chain itself
+    app.add_middleware(BESPaths, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -300,6 +300,26 @@ def token_issue(
     click.echo(issued)
 
 
+@user.command("wss-key")
+@click.argument("username")
+@click.pass_context
+def user_wss_key(ctx: click.Context, username: str) -> None:
+    """The user's WS-Security key: the password of PasswordDigest UsernameTokens.
+
+    Digest tokens need a secret the gateway knows in clear, and it never stores login
+    passwords; this key is derived from a site key in the database instead."""
+    from gateway.auth.users import get_user
+    from gateway.auth.wssecurity import WSSecurityAuthenticator
+
+    rt = _runtime(ctx)
+    try:
+        if get_user(rt.db, username) is None:
+            raise click.ClickException(f"no local user {username!r}")
+        click.echo(WSSecurityAuthenticator(rt.db, rt.settings.auth.wss).digest_key(username))
+    finally:
+        rt.close()
+
+
 @main.group()
 def keys() -> None:
     """The token-signing key ring."""

@@ -166,10 +166,41 @@ class NegotiateSettings(Section):
         return realms
 
 
+class WSSecuritySettings(Section):
+    """WS-Security UsernameToken on the SOAP endpoint."""
+
+    # PasswordText sends the password itself: accept it only over TLS ("tls"), over TLS
+    # or from the loopback interface ("tls-or-loopback"), or never.
+    password_text: Literal["tls", "tls-or-loopback", "never"] = "tls-or-loopback"  # noqa: S105
+    # A token's wsu:Created may be this old (and this far in the future, for clock skew);
+    # nonces are remembered in the database for the same window, so a replay fails in
+    # every gateway process.
+    max_age: int = Field(300, ge=10, le=3600, description="seconds")
+    clock_skew: int = Field(60, ge=0, le=600, description="seconds")
+
+
+class X509Settings(Section):
+    """Client certificates verified by the TLS-terminating reverse proxy in front.
+
+    The proxy passes the certificate (URL-escaped PEM, as nginx's
+    ``$ssl_client_escaped_cert``), its verification result, and a shared secret that
+    proves the headers came from the proxy and not from a client."""
+
+    cert_header: str = "x-ssl-client-cert"
+    verify_header: str = "x-ssl-client-verify"  # must say SUCCESS
+    secret_header: str = "x-xtreemgate-proxy-secret"  # noqa: S105 - a header name
+    proxy_secret: str = ""
+    # Optional PEM bundle: the certificate must also be issued directly by one of these.
+    ca_file: str = ""
+
+
 class AuthSettings(Section):
     # Authenticators tried in this order; the first that finds its credential decides.
-    chain: list[Literal["bearer", "basic", "negotiate"]] = Field(
-        default_factory=lambda: ["bearer", "basic"]
+    # "wss" (WS-Security UsernameToken) only ever finds one in a SOAP request's header.
+    # "x509" (client certificates via the TLS proxy) needs auth.x509.proxy_secret.
+    # "negotiate" (Kerberos SPNEGO) needs auth.negotiate.realms.
+    chain: list[Literal["bearer", "basic", "negotiate", "wss", "x509"]] = Field(
+        default_factory=lambda: ["bearer", "basic", "wss"]
     )
     realm: str = "xtreemgate"
     # A verified Basic credential is remembered this long, so the KDF runs once, not per
@@ -177,6 +208,17 @@ class AuthSettings(Section):
     basic_cache_seconds: int = Field(60, ge=0, le=3600)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     negotiate: NegotiateSettings = Field(default_factory=NegotiateSettings)
+    wss: WSSecuritySettings = Field(default_factory=WSSecuritySettings)
+    x509: X509Settings = Field(default_factory=X509Settings)
+
+    @model_validator(mode="after")
+    def _x509_needs_a_secret(self) -> AuthSettings:
+        if "x509" in self.chain and not self.x509.proxy_secret:
+            raise ValueError(
+                "auth.x509.proxy_secret must be set when x509 is in auth.chain (the proxy "
+                "sends it so that clients cannot forge certificate headers)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _negotiate_has_realms(self) -> AuthSettings:
@@ -236,6 +278,24 @@ class LdapSettings(Section):
         return self
 
 
+class BESSettings(Section):
+    """The OGSA-BES endpoint at /bes."""
+
+    common_name: str = "xtreemgate BES"
+    # GetFactoryAttributesDocument lists at most this many of the caller's activities.
+    max_activity_references: int = Field(100, ge=0, le=10000)
+    # A parameter sweep expands into at most this many activities.
+    max_sweep: int = Field(1000, ge=1, le=100000)
+    # Activities named in one batch request (GetActivityStatuses & co.).
+    max_batch: int = Field(10000, ge=1, le=1000000)
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # CreateActivity answers once the activity is recorded Pending; this many threads per
+    # gateway process hand activities to the execution backend, and at most launch_queue
+    # may wait (beyond that, CreateActivity waits for room).
+    launch_workers: int = Field(2, ge=1, le=64)
+    launch_queue: int = Field(10000, ge=1, le=1000000)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -261,6 +321,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
+    bes: BESSettings = Field(default_factory=BESSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     # The site's installed applications, for JSDL that names one instead of a program
     # (UNICORE style): name -> version -> absolute path ("default" when none is asked).

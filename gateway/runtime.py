@@ -6,6 +6,7 @@ it through :func:`current`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from backends.model import HealthReport
 from backends.store import Database
 from gateway.auth.chain import AuthChain, Authenticator, BasicAuthenticator, BearerAuthenticator
 from gateway.auth.tokens import KeyRing, TokenService
+from gateway.auth.wssecurity import WSSecurityAuthenticator
+from gateway.auth.x509 import X509Authenticator
 from gateway.config import Settings
 
 EXTENSION = "xtreemgate"
@@ -31,6 +34,8 @@ class Runtime:
     chain: AuthChain
     backends: dict[str, Backend] = field(default_factory=dict)
     directory: Any = None  # adapters.ldap.Directory when [ldap] url is set
+    # Front ends' own workers (e.g. the BES launcher), stopped before the backends close.
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def health(self) -> dict[str, HealthReport]:
         """Every dependency tried for real; a check that raises counts as failed."""
@@ -50,6 +55,8 @@ class Runtime:
         return checks
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         for backend in self.backends.values():
             backend.close()
         if self.directory is not None:
@@ -106,9 +113,12 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     by_name: dict[str, Authenticator] = {
         "bearer": BearerAuthenticator(tokens, settings.auth.realm),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
+        "wss": WSSecurityAuthenticator(db, settings.auth.wss),
     }
     if "negotiate" in settings.auth.chain:
         by_name["negotiate"] = negotiate_authenticator(settings, directory)
+    if "x509" in settings.auth.chain:
+        by_name["x509"] = X509Authenticator(settings.auth.x509)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
     runtime = Runtime(settings, db, keyring, tokens, chain, directory=directory)
     if with_backends:

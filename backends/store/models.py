@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary, MetaData, String
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -76,3 +76,53 @@ class SigningKey(Base):
     # Signs from not_before on; published and accepted until retire_after (None: open).
     not_before: Mapped[datetime] = mapped_column(UTCDateTime())
     retire_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Activity(Base):
+    """One OGSA-BES activity: who submitted it, where it runs, and its last known state.
+
+    The original JSDL document is kept so GetActivityDocuments answers it verbatim after a
+    restart. ``backend_id`` is empty only between the insert and the backend's answer; a
+    row left like that by a crash is turned Failed by the next status refresh.
+    """
+
+    __tablename__ = "activities"
+    __table_args__ = (
+        Index("ix_activities_owner", "owner"),
+        Index("ix_activities_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    vo: Mapped[str] = mapped_column(String(128), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    substate: Mapped[str] = mapped_column(String(32), default="")
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    jsdl: Mapped[str] = mapped_column(Text)
+    backend: Mapped[str] = mapped_column(String(64))
+    backend_id: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ServiceFlag(Base):
+    """A small named value every gateway process must agree on (e.g. whether the BES
+    factory accepts new activities), so it lives in the shared store, not in memory."""
+
+    __tablename__ = "service_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SeenNonce(Base):
+    """A WS-Security UsernameToken nonce already used; the primary key makes a replay fail
+    its insert in every gateway process. Rows past ``expires_at`` are purged."""
+
+    __tablename__ = "wss_nonces"
+    __table_args__ = (Index("ix_wss_nonces_expires_at", "expires_at"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

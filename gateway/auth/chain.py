@@ -203,4 +203,5 @@ class AuthChain:
         return authenticator.authenticate(request) if authenticator else None
 
     def challenges(self) -> list[str]:
-        return [a.challenge() for a in self.authenticators]
+        """HTTP challenges; mechanisms that are not HTTP schemes (WS-Security) offer none."""
+        return [c for c in (a.challenge() for a in self.authenticators) if c]

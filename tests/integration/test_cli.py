@@ -29,11 +29,13 @@ def env(tmp_path):
 
 
 def test_config_check_reports_each_service(env, tmp_path):
+    from backends.store import migrate
+
     stale = run(["config", "check"], env, check=False)
     assert stale.returncode == 1
     assert (
-        "database   NOT REACHABLE  schema (empty), code needs 0001: run 'xtreemgate db upgrade'"
-        in stale.stdout
+        "database   NOT REACHABLE  schema (empty), code needs "
+        f"{migrate.head_revision()}: run 'xtreemgate db upgrade'" in stale.stdout
     )
     run(["db", "upgrade"], env)
     ok = run(["config", "check"], env)

@@ -1,0 +1,366 @@
+"""The BES-Factory port type: CreateActivity, GetActivityStatuses, TerminateActivities,
+GetActivityDocuments, GetFactoryAttributesDocument.
+
+Batch operations answer one Response per EPR asked about, in order, each with its own
+fault where that one failed; the backend is asked once per batch (one ``status`` call for
+all live activities), never once per EPR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import platform
+import re
+import socket
+from collections.abc import Callable
+
+from lxml import etree
+
+from backends.activities import ActivityRecord, new_activity_id
+from backends.interfaces import BackendError, InvalidState, NotSupported
+from backends.model import JobState, JobStatus, LocalAccount, Resource
+from gateway import xmlsafe
+from gateway.bes import jsdl
+from gateway.bes.call import Call
+from gateway.bes.epr import activity_epr, activity_id_of
+from gateway.bes.faults import SERVER, BESFault, invalid_request, unknown_activity
+from gateway.bes.names import BES, BES_MGMT, HPCP_FS, JSDL, NAMING_PROFILE, WSA, XG, q
+
+NSMAP = {"bes-factory": BES, "wsa": WSA}
+STAGING_SUBSTATES = ("Staging-In", "Staging-Out")
+_NCNAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _element(name: str) -> etree._Element:
+    return etree.Element(q(BES, name), nsmap=NSMAP)
+
+
+# -- activity status rendering --------------------------------------------------------
+def activity_status(record: ActivityRecord) -> etree._Element:
+    """bes-factory:ActivityStatus with substate, exit code and reason as child elements."""
+    status = etree.Element(q(BES, "ActivityStatus"), nsmap=NSMAP, state=record.state.value)
+    if record.substate in STAGING_SUBSTATES:
+        etree.SubElement(status, q(HPCP_FS, record.substate), nsmap={"hpcp-fs": HPCP_FS})
+    elif record.substate:
+        etree.SubElement(status, q(XG, _NCNAME.sub("_", record.substate)), nsmap={"xg": XG})
+    if record.exit_code is not None:
+        etree.SubElement(status, q(XG, "ExitCode"), nsmap={"xg": XG}).text = str(record.exit_code)
+    if record.reason:
+        etree.SubElement(status, q(XG, "Reason"), nsmap={"xg": XG}).text = record.reason
+    return status
+
+
+# -- CreateActivity -------------------------------------------------------------------
+def _job_definition(payload: etree._Element) -> etree._Element:
+    document = payload.find(q(BES, "ActivityDocument"))
+    if document is None:  # tolerate an unqualified ActivityDocument
+        document = next(
+            (
+                c
+                for c in payload
+                if isinstance(c.tag, str) and etree.QName(c).localname == "ActivityDocument"
+            ),
+            None,
+        )
+    if document is None:
+        raise invalid_request("bes-factory:ActivityDocument", "missing from CreateActivity")
+    definition = next(
+        (
+            c
+            for c in document
+            if isinstance(c.tag, str) and etree.QName(c).localname == "JobDefinition"
+        ),
+        None,
+    )
+    if definition is None:
+        raise invalid_request(
+            "jsdl:JobDefinition", "the ActivityDocument holds no JSDL JobDefinition"
+        )
+    return definition
+
+
+def create_activity(call: Call, payload: etree._Element) -> etree._Element:
+    if not call.accepting():
+        raise BESFault(
+            "NotAcceptingNewActivities",
+            "this BES has stopped accepting new activities (an administrator called "
+            "StopAcceptingNewActivities); try again later",
+        )
+    vo = call.principal.vos()[0] if call.principal.vos() else ""
+    call.authorize("create", Resource(kind="activity", owner=call.principal.name, vo=vo))
+    definition = _job_definition(payload)
+    try:
+        jobs = jsdl.read_job_definition(
+            definition, max_sweep=call.settings.max_sweep, applications=call.applications
+        )
+    except jsdl.JSDLFault as exc:
+        if exc.fault == "UnsupportedFeature":
+            raise BESFault(
+                "UnsupportedFeature", f"{exc.element}: {exc.message}", features=[exc.element]
+            ) from exc
+        raise invalid_request(exc.element, exc.message) from exc
+    if not jobs:
+        raise invalid_request("jsdl:JobDefinition", "describes no job to run")
+    account = _local_account(call, vo)
+    document = etree.tostring(definition, encoding="unicode")
+    created = [new_activity_id() for _ in jobs]
+    # Recorded Pending first (one transaction, a sweep all or nothing), then handed to the
+    # backend by the launcher: a refusal there turns the activity Failed with the reason.
+    call.store.record(
+        created, backend=call.execution.name, owner=call.principal.name, vo=vo, jsdl=document
+    )
+    call.launcher.start([(i, job, account) for i, job in zip(created, jobs, strict=True)])
+    response = _element("CreateActivityResponse")
+    response.append(activity_epr(q(BES, "ActivityIdentifier"), call.endpoint_url, created[0]))
+    for extra in created[1:]:  # the other points of a parameter sweep
+        response.append(activity_epr(q(XG, "SweepActivityIdentifier"), call.endpoint_url, extra))
+    return response
+
+
+def _local_account(call: Call, vo: str) -> LocalAccount | None:
+    """The POSIX account the jobs run as, from the VO backend's mapping; None where the
+    backend maps no accounts (the execution backend then runs jobs as the gateway)."""
+    try:
+        return call.vo.account_for(call.principal, vo)
+    except NotSupported:
+        return None
+    except BackendError as exc:
+        raise BESFault(
+            "NotAuthorized", f"no local account for {call.principal.name}: {exc}"
+        ) from exc
+
+
+# -- the batch operations -------------------------------------------------------------
+def _epr_list(call: Call, payload: etree._Element) -> list[etree._Element]:
+    eprs = [
+        c
+        for c in payload
+        if isinstance(c.tag, str) and etree.QName(c).localname == "ActivityIdentifier"
+    ]
+    if len(eprs) > call.settings.max_batch:
+        raise invalid_request(
+            "bes-factory:ActivityIdentifier",
+            f"{len(eprs)} activities in one request; at most {call.settings.max_batch} "
+            "are accepted, split the request",
+        )
+    return eprs
+
+
+def _resolve(
+    call: Call, eprs: list[etree._Element], action: str, with_documents: bool = False
+) -> tuple[list[ActivityRecord | BESFault], dict[str, ActivityRecord]]:
+    """Per EPR: its record (authorised for ``action``) or the fault for that one EPR;
+    records of the live ones refreshed from the backend in a single call."""
+    ids: list[str | BESFault] = []
+    for epr in eprs:
+        try:
+            ids.append(activity_id_of(epr))
+        except BESFault as fault:
+            ids.append(fault)
+    records = call.store.get_many(
+        (i for i in ids if isinstance(i, str)), with_documents=with_documents
+    )
+    outcome: list[ActivityRecord | BESFault] = []
+    allowed: dict[str, ActivityRecord] = {}
+    decided: dict[str, BESFault | None] = {}
+    for item in ids:
+        if isinstance(item, BESFault):
+            outcome.append(item)
+            continue
+        record = records.get(item)
+        if record is None:
+            outcome.append(unknown_activity(item))
+            continue
+        if item not in decided:
+            permitted, reason = call.permits(action, _resource(record))
+            decided[item] = (
+                None
+                if permitted
+                else BESFault("NotAuthorized", f"not authorised for activity {item}: {reason}")
+            )
+        fault = decided[item]
+        if fault is not None:
+            outcome.append(fault)
+        else:
+            outcome.append(record)
+            allowed[item] = record
+    if allowed:
+        # A backend that cannot answer leaves the last known state standing, never guessed.
+        with contextlib.suppress(BackendError):
+            allowed = call.store.refresh(call.execution, list(allowed.values()))
+        outcome = [allowed.get(o.id, o) if isinstance(o, ActivityRecord) else o for o in outcome]
+    return outcome, allowed
+
+
+def _resource(record: ActivityRecord) -> Resource:
+    return Resource(kind="activity", id=record.id, owner=record.owner, vo=record.vo)
+
+
+def _responses(
+    call: Call,
+    payload: etree._Element,
+    action: str,
+    response_name: str,
+    fill: Callable[[etree._Element, ActivityRecord], None],
+    on_fault: Callable[[etree._Element], None] = lambda _r: None,
+    *,
+    with_documents: bool = False,
+) -> etree._Element:
+    eprs = _epr_list(call, payload)
+    outcome, _ = _resolve(call, eprs, action, with_documents)
+    response = _element(response_name)
+    for epr, result in zip(eprs, outcome, strict=True):
+        one = etree.SubElement(response, q(BES, "Response"))
+        echoed = etree.SubElement(one, q(BES, "ActivityIdentifier"))
+        echoed.extend(list(epr))  # the request is done with: move, don't copy
+        if isinstance(result, BESFault):
+            on_fault(one)
+            one.append(result.fault_element(q(BES, "Fault")))
+        else:
+            fill(one, result)
+    return response
+
+
+def get_activity_statuses(call: Call, payload: etree._Element) -> etree._Element:
+    return _responses(
+        call,
+        payload,
+        "read",
+        "GetActivityStatusesResponse",
+        lambda one, record: one.append(activity_status(record)),
+    )
+
+
+def terminate_activities(call: Call, payload: etree._Element) -> etree._Element:
+    def terminate(one: etree._Element, record: ActivityRecord) -> None:
+        fault = _terminate(call, record)
+        etree.SubElement(one, q(BES, "Cancelled")).text = "false" if fault else "true"
+        if fault:
+            one.append(fault.fault_element(q(BES, "Fault")))
+
+    def refused(one: etree._Element) -> None:
+        etree.SubElement(one, q(BES, "Cancelled")).text = "false"
+
+    return _responses(call, payload, "terminate", "TerminateActivitiesResponse", terminate, refused)
+
+
+def _terminate(call: Call, record: ActivityRecord) -> BESFault | None:
+    if record.state.terminal:
+        return BESFault(
+            "CantApplyOperationToCurrentState",
+            f"activity {record.id} is already {record.state.value}; only Pending or Running "
+            "activities can be terminated",
+            state=record.state.value,
+        )
+    if not record.backend_id:
+        if call.store.cancel_waiting(record.id, f"terminated by {call.principal.name}"):
+            return None  # it never started; the launcher will skip it
+        record = call.store.get(record.id) or record  # the launcher just handed it over
+        if record.state.terminal or not record.backend_id:
+            return BESFault(
+                "CantApplyOperationToCurrentState",
+                f"activity {record.id} is already {record.state.value}",
+                state=record.state.value,
+            )
+    try:
+        call.execution.terminate(record.backend_id)
+    except InvalidState as exc:
+        return BESFault(
+            "CantApplyOperationToCurrentState",
+            f"activity {record.id}: {exc}",
+            state=record.state.value,
+        )
+    except BackendError as exc:
+        return BESFault("", f"activity {record.id} could not be terminated: {exc}", code=SERVER)
+    call.store.set_status(
+        record.id,
+        JobStatus(JobState.CANCELLED, reason=f"terminated by {call.principal.name}"),
+    )
+    return None
+
+
+def get_activity_documents(call: Call, payload: etree._Element) -> etree._Element:
+    def document(one: etree._Element, record: ActivityRecord) -> None:
+        original = xmlsafe.parse(record.jsdl.encode())
+        # The response element is bes-factory:JobDefinition of jsdl:JobDefinition_Type.
+        renamed = etree.SubElement(one, q(BES, "JobDefinition"), nsmap={"jsdl": JSDL})
+        for name, value in original.attrib.items():
+            renamed.set(name, value)
+        renamed.extend(list(original))
+
+    return _responses(
+        call, payload, "read", "GetActivityDocumentsResponse", document, with_documents=True
+    )
+
+
+# -- GetFactoryAttributesDocument ----------------------------------------------------
+_OS = {"Linux": "LINUX", "Darwin": "MACOS", "FreeBSD": "FreeBSD", "SunOS": "Solaris"}
+_ARCH = {
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "i386": "x86_32",
+    "i686": "x86_32",
+    "aarch64": "arm",
+    "arm64": "arm",
+    "armv7l": "arm",
+    "ppc64le": "powerpc",
+    "ppc64": "powerpc",
+    "ia64": "ia64",
+    "mips": "mips",
+    "sparc64": "sparc",
+}
+
+
+@functools.cache
+def _resource_name() -> str:
+    return socket.getfqdn()  # may ask DNS: once per process
+
+
+def get_factory_attributes_document(call: Call, payload: etree._Element) -> etree._Element:
+    call.authorize("read-factory", Resource(kind="factory"))
+    try:
+        figures = call.execution.resources()
+    except BackendError:
+        figures = {}
+    response = _element("GetFactoryAttributesDocumentResponse")
+    doc = etree.SubElement(response, q(BES, "FactoryResourceAttributesDocument"))
+    basic = etree.SubElement(doc, q(BES, "BasicResourceAttributesDocument"))
+    etree.SubElement(basic, q(BES, "ResourceName")).text = _resource_name()
+    os_el = etree.SubElement(basic, q(BES, "OperatingSystem"), nsmap={"jsdl": JSDL})
+    os_type = etree.SubElement(os_el, q(JSDL, "OperatingSystemType"))
+    system = str(figures.get("operating_system") or platform.system())
+    etree.SubElement(os_type, q(JSDL, "OperatingSystemName")).text = _OS.get(system, "Unknown")
+    if figures.get("os_version"):
+        etree.SubElement(os_el, q(JSDL, "OperatingSystemVersion")).text = str(figures["os_version"])
+    arch = etree.SubElement(basic, q(BES, "CPUArchitecture"), nsmap={"jsdl": JSDL})
+    machine = str(figures.get("architecture") or platform.machine())
+    etree.SubElement(arch, q(JSDL, "CPUArchitectureName")).text = _ARCH.get(machine, "other")
+    if figures.get("cpu_count"):
+        etree.SubElement(basic, q(BES, "CPUCount")).text = str(float(figures["cpu_count"]))
+    if figures.get("physical_memory"):
+        etree.SubElement(basic, q(BES, "PhysicalMemory")).text = str(
+            float(figures["physical_memory"])
+        )
+    etree.SubElement(doc, q(BES, "IsAcceptingNewActivities")).text = (
+        "true" if call.accepting() else "false"
+    )
+    etree.SubElement(doc, q(BES, "CommonName")).text = call.settings.common_name
+    etree.SubElement(
+        doc, q(BES, "LongDescription")
+    ).text = f"xtreemgate OGSA-BES endpoint on the {call.execution.name} execution backend"
+    etree.SubElement(doc, q(BES, "TotalNumberOfActivities")).text = str(call.store.count())
+    # Only activities the caller may see, newest first, up to the configured bound.
+    owner = None if call.principal.site_admin else call.principal.name
+    for record in call.store.list(owner, limit=call.settings.max_activity_references):
+        doc.append(activity_epr(q(BES, "ActivityReference"), call.endpoint_url, record.id))
+    etree.SubElement(doc, q(BES, "TotalNumberOfContainedResources")).text = "0"
+    etree.SubElement(doc, q(BES, "NamingProfile")).text = NAMING_PROFILE
+    etree.SubElement(doc, q(BES, "BESExtension")).text = HPCP_FS
+    etree.SubElement(doc, q(BES, "BESExtension")).text = BES_MGMT
+    etree.SubElement(
+        doc, q(BES, "LocalResourceManagerType")
+    ).text = f"urn:xtreemgate:execution:{call.execution.name}"
+    active = etree.SubElement(doc, q(XG, "ActiveActivities"), nsmap={"xg": XG})
+    active.text = str(call.store.count(active_only=True))
+    return response

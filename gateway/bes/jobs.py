@@ -1,0 +1,115 @@
+"""Handlers of openapi/activities.yaml: job control beyond BES (list, read, suspend,
+resume, signal), on the same activity records and policy as the SOAP endpoint."""
+
+from __future__ import annotations
+
+import signal as signals
+from collections.abc import Callable
+from typing import Any
+
+from connexion.problem import problem
+
+from backends.activities import ActivityRecord
+from backends.interfaces import BackendError, InvalidState, NotSupported, UnknownResource
+from backends.model import Principal
+from gateway import runtime as runtime_module
+from gateway.auth.security import current_principal
+from gateway.bes.call import activity_resource, activity_store
+from gateway.bes.endpoint import endpoint_url
+from gateway.bes.epr import activity_address
+from gateway.responses import json_response
+
+
+def _render(rt: Any, record: ActivityRecord) -> dict[str, Any]:
+    base = endpoint_url(rt)
+    return {
+        "id": record.id,
+        "state": record.state.value,
+        "substate": record.substate,
+        "exit_code": record.exit_code,
+        "reason": record.reason,
+        "owner": record.owner,
+        "vo": record.vo,
+        "backend": record.backend,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "epr_address": activity_address(base, record.id),
+    }
+
+
+def _refreshed(rt: Any, records: list[ActivityRecord]) -> list[ActivityRecord]:
+    if not records:
+        return records
+    try:
+        by_id = activity_store(rt).refresh(rt.backends["execution"], records)
+    except BackendError:
+        return records  # last known state; never guessed
+    return [by_id[r.id] for r in records]
+
+
+def _authorised(
+    rt: Any, principal: Principal, activity_id: str, action: str
+) -> ActivityRecord | Any:
+    record = activity_store(rt).get(activity_id)
+    if record is None:
+        return problem(404, "Not Found", f"no activity {activity_id!r}")
+    decision = rt.backends["vo"].decide(principal, action, activity_resource(record))
+    if not decision.permitted:
+        return problem(
+            403, "Forbidden", f"not allowed to {action} this activity: {decision.reason}"
+        )
+    return record
+
+
+def list_activities(limit: int = 100, offset: int = 0) -> Any:
+    rt = runtime_module.current()
+    principal = current_principal()
+    store = activity_store(rt)
+    records = _refreshed(rt, store.list(principal.name, limit=limit, offset=offset))
+    return json_response(
+        {"activities": [_render(rt, r) for r in records], "total": store.count(principal.name)}
+    )
+
+
+def get_activity(activity_id: str) -> Any:
+    rt = runtime_module.current()
+    found = _authorised(rt, current_principal(), activity_id, "read")
+    if not isinstance(found, ActivityRecord):
+        return found
+    return json_response(_render(rt, _refreshed(rt, [found])[0]))
+
+
+def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> Any:
+    rt = runtime_module.current()
+    found = _authorised(rt, current_principal(), activity_id, "control")
+    if not isinstance(found, ActivityRecord):
+        return found
+    record = _refreshed(rt, [found])[0]
+    if record.state.terminal or not record.backend_id:
+        return problem(
+            409, "Conflict", f"cannot {verb} activity {activity_id}: it is {record.state.value}"
+        )
+    try:
+        act(rt.backends["execution"], record.backend_id)
+    except InvalidState as exc:
+        return problem(409, "Conflict", f"cannot {verb} activity {activity_id}: {exc}")
+    except UnknownResource as exc:
+        return problem(409, "Conflict", f"cannot {verb} activity {activity_id}: {exc}")
+    except NotSupported as exc:
+        return problem(501, "Not Implemented", str(exc))
+    return json_response(_render(rt, _refreshed(rt, [record])[0]))
+
+
+def suspend_activity(activity_id: str) -> Any:
+    return _control(activity_id, "suspend", lambda backend, bid: backend.suspend(bid))
+
+
+def resume_activity(activity_id: str) -> Any:
+    return _control(activity_id, "resume", lambda backend, bid: backend.resume(bid))
+
+
+def signal_activity(activity_id: str, body: dict[str, str]) -> Any:
+    signum = int(signals.Signals[body["signal"]])
+    return _control(
+        activity_id, f"signal ({body['signal']})", lambda backend, bid: backend.signal(bid, signum)
+    )

@@ -1,0 +1,149 @@
+"""The activity records (backends/activities.py) on the real store and real processes:
+one backend poll per refresh, no half-written state, cancellation racing the launcher."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from backends.activities import ActivityStore, Launcher, ServiceFlags
+from backends.model import JobSpec, JobState
+from backends.store.models import Activity, utcnow
+
+
+class CountingBackend:
+    """The real local backend, counting its status calls (a spy, not a mock)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.name = real.name
+        self.status_calls = 0
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def submit(self, activity_id, job, account):
+        self.gate.wait(10)
+        return self.real.submit(activity_id, job, account)
+
+    def status(self, ids):
+        self.status_calls += 1
+        return self.real.status(ids)
+
+    def terminate(self, backend_id):
+        return self.real.terminate(backend_id)
+
+
+@pytest.fixture
+def store(runtime):
+    return ActivityStore(runtime.db.engine)
+
+
+@pytest.fixture
+def backend(runtime):
+    return CountingBackend(runtime.backends["execution"])
+
+
+def record(store, backend, n=1):
+    ids = [f"test-{i}-{time.monotonic_ns()}" for i in range(n)]
+    return store.record(ids, backend=backend.name, owner="alice", vo="", jsdl="<x/>")
+
+
+def test_refresh_asks_the_backend_once_for_many(store, backend):
+    records = record(store, backend, 20)
+    for r in records:
+        store.hand_over(backend, r.id, JobSpec("/bin/true"))
+    deadline = time.monotonic() + 10
+    while True:
+        backend.status_calls = 0
+        fresh = store.refresh(backend, [store.get(r.id) for r in records])
+        assert backend.status_calls == 1
+        if all(r.state is JobState.FINISHED for r in fresh.values()):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # written back: a new reader sees Finished without asking the backend
+    assert {store.get(r.id).state for r in records} == {JobState.FINISHED}
+    backend.status_calls = 0
+    store.refresh(backend, [store.get(r.id) for r in records])
+    assert backend.status_calls == 0  # terminal records are not polled
+
+
+def test_a_refused_submit_turns_failed_with_the_reason(store, backend):
+    (r,) = record(store, backend)
+    job = JobSpec("/bin/true", stage_in=())
+    backend.real.work_dir.mkdir(parents=True, exist_ok=True)
+    (backend.real.work_dir / r.id).mkdir()  # the backend refuses: its folder exists
+    store.hand_over(backend, r.id, job)
+    failed = store.get(r.id)
+    assert failed.state is JobState.FAILED
+    assert failed.reason.startswith("not started: FileExistsError")
+
+
+def test_cancelled_while_waiting_is_never_started(store, backend):
+    (r,) = record(store, backend)
+    assert store.cancel_waiting(r.id, "terminated by alice")
+    store.hand_over(backend, r.id, JobSpec("/bin/sleep", ("30",)))
+    cancelled = store.get(r.id)
+    assert cancelled.state is JobState.CANCELLED and cancelled.backend_id == ""
+    assert not (backend.real.work_dir / r.id).exists()
+
+
+def test_cancel_racing_the_backend_stops_the_started_job(store, backend):
+    (r,) = record(store, backend)
+    backend.gate.clear()  # the backend is slow to submit
+    worker = threading.Thread(
+        target=store.hand_over, args=(backend, r.id, JobSpec("/bin/sleep", ("30",)))
+    )
+    worker.start()
+    time.sleep(0.1)
+    assert store.cancel_waiting(r.id, "terminated by alice")
+    backend.gate.set()
+    worker.join(10)
+    final = store.get(r.id)
+    assert final.state is JobState.CANCELLED
+    assert final.backend_id == r.id  # where it ran is kept
+    status = backend.real.status([r.id])[r.id]
+    assert status.state is JobState.CANCELLED
+
+
+def test_an_orphaned_record_turns_failed(store, backend, runtime):
+    (r,) = record(store, backend)
+    with runtime.db.session() as session:
+        session.execute(
+            update(Activity)
+            .where(Activity.id == r.id)
+            .values(updated_at=utcnow() - timedelta(hours=1))
+        )
+    fresh = store.refresh(backend, [store.get(r.id)])[r.id]
+    assert fresh.state is JobState.FAILED
+    assert "never reached the execution backend" in fresh.reason
+
+
+def test_the_launcher_is_bounded_and_finishes_what_it_accepted(store, backend):
+    records = record(store, backend, 6)
+    launcher = Launcher(store, backend, workers=1, capacity=2)
+    backend.gate.clear()
+    started = threading.Event()
+
+    def start_all():
+        launcher.start([(r.id, JobSpec("/bin/true"), None) for r in records])
+        started.set()
+
+    threading.Thread(target=start_all).start()
+    assert not started.wait(0.3)  # blocked: two waiting, no room for more
+    backend.gate.set()
+    assert started.wait(10)
+    launcher.close()
+    assert all(store.get(r.id).backend_id for r in records)
+
+
+def test_service_flags_first_writer_wins(runtime):
+    flags = ServiceFlags(runtime.db.engine)
+    assert flags.setdefault("x", "first") == "first"
+    assert flags.setdefault("x", "second") == "first"
+    flags.set("x", "third")
+    assert flags.get("x") == "third"

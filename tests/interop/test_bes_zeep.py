@@ -1,0 +1,244 @@
+"""zeep, built from the OFFICIAL bes-factory.wsdl, drives a real ``xtreemgate serve``
+process through the classic OGSA-BES interop sequence, authenticating with a WS-Security
+PasswordDigest UsernameToken and sending WS-Addressing headers.
+
+The official WSDL's schemas import the SOAP envelope and WS-Addressing schemas from the
+network; the transport below serves them from local copies (loopback only here).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.bes_schemas import INTEROP, NETWORK
+from tests.conftest import PASSWORD
+
+zeep = pytest.importorskip("zeep", reason="pip install -e '.[test]' (zeep is a test extra)")
+from zeep.transports import Transport  # noqa: E402
+from zeep.wsa import WsAddressingPlugin  # noqa: E402
+from zeep.wsse.username import UsernameToken  # noqa: E402
+
+OFFICIAL_WSDL = INTEROP / "schemas" / "bes-factory.wsdl"
+BES = "http://schemas.ggf.org/bes/2006/08/bes-factory"
+POSIX = "http://schemas.ggf.org/jsdl/2005/11/jsdl-posix"
+
+
+class LocalSchemas(Transport):
+    """Documents the official schemas would fetch from the network, served from disk."""
+
+    def load(self, url: str) -> bytes:
+        if url in NETWORK:
+            return NETWORK[url].read_bytes()
+        return super().load(url)
+
+
+def posix_application(executable: str, *arguments: str, output: str = "") -> etree._Element:
+    app = etree.Element(f"{{{POSIX}}}POSIXApplication", nsmap={"posix": POSIX})
+    etree.SubElement(app, f"{{{POSIX}}}Executable").text = executable
+    for argument in arguments:
+        etree.SubElement(app, f"{{{POSIX}}}Argument").text = argument
+    if output:
+        etree.SubElement(app, f"{{{POSIX}}}Output").text = output
+    return app
+
+
+@pytest.fixture
+def gateway(gateway_server, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XTREEMGATE_")}
+    env.update(
+        XTREEMGATE_STATE_DIR=str(tmp_path / "state"),
+        XTREEMGATE_LOGGING__FORMAT="text",
+        XTREEMGATE_LOGGING__ACCESS_LOG="false",
+    )
+    xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
+    subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [xtreemgate, "user", "add", "alice", "--password-stdin"],
+        env=env,
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    key = subprocess.run(
+        [xtreemgate, "user", "wss-key", "alice"],
+        env=env,
+        text=True,
+        check=True,
+        capture_output=True,
+    ).stdout.strip()
+    return gateway_server(env), key
+
+
+def bes_client(url: str, key: str):
+    if not OFFICIAL_WSDL.exists():
+        pytest.fail(f"the official WSDL is missing: {OFFICIAL_WSDL} (root/../shared/interop)")
+    client = zeep.Client(
+        str(OFFICIAL_WSDL),
+        transport=LocalSchemas(),
+        wsse=UsernameToken("alice", key, use_digest=True),
+        plugins=[WsAddressingPlugin()],
+    )
+    return client, client.create_service(f"{{{BES}}}BESFactoryBinding", f"{url}/bes")
+
+
+def job_definition(client, app: etree._Element, staging: list | None = None):
+    jsdl = "{http://schemas.ggf.org/jsdl/2005/11/jsdl}"
+    definition = client.get_element(f"{jsdl}JobDefinition")
+    return definition(
+        JobDescription={
+            "JobIdentification": {"JobName": "zeep interop"},
+            "Application": {"_value_1": [app]},
+            "DataStaging": staging or [],
+        }
+    )
+
+
+def wait_for(service, epr, *states: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (response,) = service.GetActivityStatuses(ActivityIdentifier=[epr]).Response
+        assert response.Fault is None, response.Fault
+        if response.ActivityStatus.state in states:
+            return response.ActivityStatus
+        time.sleep(0.1)
+    raise AssertionError(f"never reached {states}: {response.ActivityStatus.state}")
+
+
+def test_classic_interop_sequence(gateway, tmp_path):
+    url, key = gateway
+    client, service = bes_client(url, key)
+
+    attributes = service.GetFactoryAttributesDocument()
+    document = attributes.FactoryResourceAttributesDocument
+    assert document.IsAcceptingNewActivities is True
+    assert document.BasicResourceAttributesDocument.CPUCount == os.cpu_count()
+    assert document.TotalNumberOfActivities == 0
+
+    staged = tmp_path / "outputs" / "greeting.txt"
+    created = service.CreateActivity(
+        ActivityDocument={
+            "JobDefinition": job_definition(
+                client,
+                posix_application("/bin/echo", "hello", "from", "zeep", output="out.txt"),
+                [
+                    {
+                        "FileName": "out.txt",
+                        "CreationFlag": "overwrite",
+                        "Target": {"URI": staged.as_uri()},
+                    }
+                ],
+            )
+        }
+    )
+    epr = created.ActivityIdentifier
+    assert epr.Address._value_1.startswith(f"{url}/bes/activities/")  # xsd:anyURI + attrs
+    status = wait_for(service, epr, "Finished", "Failed")
+    assert status.state == "Finished"
+    assert staged.read_text() == "hello from zeep\n"
+
+    sleeper = service.CreateActivity(
+        ActivityDocument={
+            "JobDefinition": job_definition(client, posix_application("/bin/sleep", "60"))
+        }
+    ).ActivityIdentifier
+    (documents,) = service.GetActivityDocuments(ActivityIdentifier=[sleeper]).Response
+    assert documents.Fault is None
+    assert documents.JobDefinition.JobDescription.JobIdentification.JobName == "zeep interop"
+    wait_for(service, sleeper, "Running")
+    (terminated,) = service.TerminateActivities(ActivityIdentifier=[sleeper]).Response
+    assert terminated.Cancelled is True
+    assert wait_for(service, sleeper, "Cancelled").state == "Cancelled"
+
+    # One batch, two answers: the finished one and the cancelled one, in order.
+    both = service.GetActivityStatuses(ActivityIdentifier=[epr, sleeper]).Response
+    assert [r.ActivityStatus.state for r in both] == ["Finished", "Cancelled"]
+
+
+def test_zeep_sees_the_standard_faults(gateway):
+    url, key = gateway
+    client, service = bes_client(url, key)
+    # From loopback a PasswordText token with the login password is accepted too.
+    text_client = zeep.Client(
+        str(OFFICIAL_WSDL), transport=LocalSchemas(), wsse=UsernameToken("alice", PASSWORD)
+    )
+    text_service = text_client.create_service(f"{{{BES}}}BESFactoryBinding", f"{url}/bes")
+    assert text_service.GetFactoryAttributesDocument().FactoryResourceAttributesDocument
+    no_executable = etree.Element(f"{{{POSIX}}}POSIXApplication", nsmap={"posix": POSIX})
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        service.CreateActivity(
+            ActivityDocument={"JobDefinition": job_definition(client, no_executable)}
+        )
+    assert "Executable" in caught.value.message
+    detail = caught.value.detail
+    assert etree.QName(detail[0]).localname == "InvalidRequestMessageFault"
+
+    epr_type = client.get_type("{http://www.w3.org/2005/08/addressing}EndpointReferenceType")
+    unknown = epr_type(
+        Address={"_value_1": f"{url}/bes/activities/0d4a8a39-0000-4000-8000-000000000000"}
+    )
+    (response,) = service.GetActivityStatuses(ActivityIdentifier=[unknown]).Response
+    assert response.ActivityStatus is None
+    assert "no activity" in response.Fault.faultstring
+
+
+def test_zeep_reads_the_served_wsdl(client):
+    """The WSDL at /bes?wsdl and the schemas it links are complete and local: zeep builds
+    a client from them alone, pointed at the gateway's own address."""
+    if not (Path(__file__).resolve().parents[2] / "schemas" / "jsdl.xsd").exists():
+        pytest.skip("schemas/jsdl.xsd arrives with the JSDL schemas (issue 4, JSDL part)")
+
+    served = zeep.Client("http://testserver/bes?wsdl", transport=AppTransport(client))
+    port = served.wsdl.services["BesFactoryService"].ports["BESFactoryPortType"]
+    assert port.binding_options["address"] == "http://testserver/bes"
+    assert "CreateActivity" in port.binding._operations
+
+
+class AppTransport(Transport):
+    """zeep talking to the app in process: GETs and POSTs through the test client."""
+
+    def __init__(self, client, headers=None):
+        super().__init__()
+        self.client = client
+        self.extra = headers or {}
+
+    def load(self, url: str) -> bytes:
+        assert url.startswith("http://testserver/"), f"tried to fetch {url}"
+        response = self.client.get(url.removeprefix("http://testserver"))
+        assert response.status_code == 200, url
+        return response.content
+
+    def post(self, address, message, headers):
+        return self.client.post(
+            address.removeprefix("http://testserver"),
+            content=message,
+            headers={**headers, **self.extra},
+        )
+
+
+def test_zeep_drives_management_from_the_served_wsdl(client, runtime):
+    """The hand-written management WSDL is usable by a WSDL-driven client."""
+    from gateway.auth.users import add_user
+    from tests.conftest import basic
+
+    add_user(runtime.db, "root", PASSWORD, site_admin=True)
+    add_user(runtime.db, "alice", PASSWORD)
+    admin = zeep.Client(
+        "http://testserver/bes?wsdl=management", transport=AppTransport(client, basic("root"))
+    )
+    admin.service.StopAcceptingNewActivities()
+    user = zeep.Client(
+        "http://testserver/bes?wsdl=management", transport=AppTransport(client, basic("alice"))
+    )
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        user.service.StartAcceptingNewActivities()
+    assert "site administrators" in caught.value.message
+    assert etree.QName(caught.value.detail[0]).localname == "NotAuthorizedFault"
+    admin.service.StartAcceptingNewActivities()
