@@ -597,15 +597,20 @@ def test_every_response_and_fault_detail_validates(soap, as_bob, as_admin):
     }
 
 
-def test_a_sweep_becomes_one_activity_per_point(soap, monkeypatch):
-    """read_job_definition returns one JobSpec per sweep point (the JSDL module's
-    contract); the stand-in reader has no sweeps, so this test feeds three points."""
-    from backends.model import JobSpec
-    from gateway.bes import jsdl
-
-    points = [JobSpec("/bin/echo", (str(i),), stdout="stdout.txt") for i in range(3)]
-    monkeypatch.setattr(jsdl, "read_job_definition", lambda _el, max_sweep: points)
-    answer = soap.call(m.create(m.job("/bin/echo", "ignored")))
+def test_a_sweep_becomes_one_activity_per_point(soap):
+    """A GFD.149 parameter sweep over the argument: three points, three activities."""
+    sweep = (
+        '<sweep:Sweep xmlns:sweep="http://schemas.ogf.org/jsdl/2009/03/sweep" '
+        'xmlns:fn="http://schemas.ogf.org/jsdl/2009/03/sweep/functions"><sweep:Assignment>'
+        "<sweep:DocumentNode><sweep:Match>//posix:Argument</sweep:Match></sweep:DocumentNode>"
+        "<fn:Values><fn:Value>0</fn:Value><fn:Value>1</fn:Value><fn:Value>2</fn:Value>"
+        "</fn:Values></sweep:Assignment></sweep:Sweep>"
+    )
+    job = m.job("/bin/echo", "ignored").replace(
+        "</jsdl:JobDescription></jsdl:JobDefinition>",
+        f"</jsdl:JobDescription>{sweep}</jsdl:JobDefinition>",
+    )
+    answer = soap.call(m.create(job))
     first = answer.findtext(
         "bes:ActivityIdentifier/wsa:ReferenceParameters/xg:ActivityIdentifier", namespaces=m.NS
     )

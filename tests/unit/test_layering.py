@@ -11,7 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Front ends may use these parts of backends/; implementations are reached by entry point.
-NEUTRAL = ("backends.model", "backends.interfaces", "backends.store", "backends.registry")
+NEUTRAL = (
+    "backends.model",
+    "backends.interfaces",
+    "backends.store",
+    "backends.registry",
+    "backends.activities",  # activity records: neutral state every execution front end shares
+)
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
