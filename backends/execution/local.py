@@ -1,34 +1,417 @@
-"""Local processes: the embedded execution backend (filled in by the BES issue)."""
+"""Local processes: the embedded execution backend.
+
+Every activity is a folder ``<work_dir>/<activity id>/`` and a detached supervisor
+process (``runner.py``) that runs it to the end and records its state in files there
+(see the runner's docstring for the layout). This class only writes the job file, starts
+supervisors, reads their state files and signals them; it holds no state of its own that
+matters, so a new gateway process over the same ``work_dir`` sees exactly what the old one
+saw. A supervisor that vanished without a final state (host reboot, SIGKILL) is found out
+by its pid and process start time and the activity is marked Failed with that reason.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import platform
+import pwd
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from backends.execution import runner
 from backends.health import writable_dir
-from backends.interfaces import ExecutionBackend
-from backends.model import HealthReport
+from backends.interfaces import BackendError, ExecutionBackend, InvalidState, UnknownResource
+from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
+
+ACTIVITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LOST = "supervisor lost (gateway host restarted?)"
+# A supervisor gets this long to write its first state before a missing one counts as lost.
+LAUNCH_GRACE_SECONDS = 60
+# Variables the supervisor keeps from the gateway's environment (for staging through a
+# proxy); everything else (secrets!) stays behind.
+PASSED_ENVIRONMENT = (
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+
+def _option(options: Any, name: str, default: Any) -> Any:
+    value = getattr(options, name, None)
+    return default if value is None else value
+
+
+def _to_plain(value: Any) -> Any:
+    """A JobSpec (with nested StagingSpecs, tuples, mappings) as JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 class LocalExecutionBackend(ExecutionBackend):
     name = "local"
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        options = context.options
+        self.grace = float(_option(options, "terminate_grace_seconds", 10))
+        self.max_running = int(_option(options, "max_running", 64))
+        self.default_account = str(_option(options, "default_account", "nobody"))
+        self.staging_limits = {
+            "max_bytes": int(_option(options, "staging_max_bytes", 10 * 1024**3)),
+            "timeout": float(_option(options, "staging_timeout_seconds", 3600)),
+            "io_timeout": float(_option(options, "staging_io_timeout_seconds", 60)),
+            "file_roots": list(_option(options, "file_staging_roots", [])),
+        }
+        self.python = str(_option(options, "python", "") or sys.executable)
+        self._terminal: dict[str, JobStatus] = {}  # final states never change: cache them
+        self._children: list[subprocess.Popen] = []
 
     @property
     def work_dir(self) -> Path:
         configured = getattr(self.context.options, "work_dir", "")
         return Path(configured) if configured else self.context.state_dir / "activities"
 
+    def folder(self, backend_id: str) -> Path:
+        if not ACTIVITY_ID.match(backend_id or ""):
+            raise UnknownResource(f"{backend_id!r} is not an activity id of this backend")
+        return self.work_dir / backend_id
+
+    # -- health and resources --------------------------------------------------------------
     def health(self) -> HealthReport:
-        return writable_dir(self.work_dir, "activity folder")
+        report = writable_dir(self.work_dir, "activity folder")
+        if report.ok and not os.access(self.python, os.X_OK):
+            return HealthReport(False, f"the supervisor interpreter {self.python} is missing")
+        if report.ok and os.geteuid() == 0:
+            closed = self.closed_parent()
+            if closed is not None:
+                return HealthReport(
+                    False,
+                    f"{closed} is not searchable by other users (chmod o+x), so jobs running "
+                    "as mapped accounts cannot reach their working directories",
+                )
+        return report
+
+    def closed_parent(self) -> Path | None:
+        """A folder above work_dir that mapped accounts cannot pass through, if any."""
+        for folder in self.work_dir.resolve().parents:
+            if not folder.stat().st_mode & 0o001:
+                return folder
+        return None
 
     def resources(self) -> dict[str, Any]:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        counts = {state: 0 for state in JobState}
+        for status in self.status(self.activity_ids()).values():
+            counts[status.state] += 1
         return {
             "cpu_count": os.cpu_count() or 1,
             "physical_memory": pages,
             "operating_system": platform.system(),
             "os_version": platform.release(),
             "architecture": platform.machine(),
+            "running": counts[JobState.RUNNING],
+            "pending": counts[JobState.PENDING],
+            "max_running": self.max_running,
         }
+
+    def activity_ids(self) -> list[str]:
+        try:
+            with os.scandir(self.work_dir) as entries:
+                return [e.name for e in entries if e.is_dir() and ACTIVITY_ID.match(e.name)]
+        except FileNotFoundError:
+            return []
+
+    # -- submit ----------------------------------------------------------------------------
+    def account_for_job(self, account: LocalAccount | None) -> LocalAccount | None:
+        """Who the job runs as. A root gateway never runs a job as root by default."""
+        if os.geteuid() != 0:
+            if account is not None and account.uid != os.geteuid():
+                raise BackendError(
+                    f"the gateway runs as uid {os.geteuid()}, not root, so it cannot run jobs "
+                    f"as account {account.username!r} (uid {account.uid}); run the gateway "
+                    "as root or map users to the gateway's own account"
+                )
+            return None
+        if account is None:
+            if not self.default_account:
+                raise BackendError(
+                    "no local account is mapped for this user and execution.default_account "
+                    "is empty; the gateway runs as root and will not run jobs as root"
+                )
+            try:
+                entry = pwd.getpwnam(self.default_account)
+            except KeyError as exc:
+                raise BackendError(
+                    f"execution.default_account {self.default_account!r} does not exist here"
+                ) from exc
+            account = LocalAccount(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+        return account
+
+    def check(self, job: JobSpec) -> None:
+        """Refuse at once what this host can never run (rather than fail later)."""
+        if not job.executable:
+            raise BackendError("the job names no executable")
+        cpus = os.cpu_count() or 1
+        if job.total_cpu_count and job.total_cpu_count > cpus:
+            raise BackendError(f"the job asks for {job.total_cpu_count} CPUs; this host has {cpus}")
+        hosts = {h.lower() for h in job.candidate_hosts}
+        here = {platform.node().lower(), platform.node().split(".")[0].lower(), "localhost"}
+        if hosts and not hosts & here:
+            raise BackendError(
+                f"the job may only run on {', '.join(sorted(hosts))}; this is {platform.node()}"
+            )
+        arch = getattr(job, "architecture", "") or ""
+        if arch and arch.lower() not in (platform.machine().lower(), "other"):
+            raise BackendError(
+                f"the job needs architecture {arch}; this host is {platform.machine()}"
+            )
+        wanted_os = getattr(job, "operating_system", "") or ""
+        if wanted_os and wanted_os.lower() not in (platform.system().lower(), "other"):
+            raise BackendError(
+                f"the job needs operating system {wanted_os}; this host runs {platform.system()}"
+            )
+        names = [job.stdin, job.stdout, job.stderr, job.working_directory]
+        names += [s.filename for s in (*job.stage_in, *job.stage_out)]
+        for name in filter(None, names):
+            try:
+                runner.safe_name(name)
+            except ValueError as exc:
+                raise BackendError(
+                    f"{exc}: names must be relative and must not contain '..'"
+                ) from exc
+
+    def submit(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> str:
+        folder = self.folder(activity_id)
+        self.check(job)
+        account = self.account_for_job(account)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.work_dir, 0o711)  # noqa: S103 - accounts must reach their work/ folders
+        try:
+            folder.mkdir(mode=0o711)
+        except FileExistsError as exc:
+            raise BackendError(f"activity {activity_id} exists already") from exc
+        work = folder / runner.WORK
+        work.mkdir(mode=0o700)
+        if account is not None:
+            os.chown(work, account.uid, account.gid)
+        runner.write_json(
+            folder / runner.JOB_FILE,
+            {
+                "spec": _to_plain(job),
+                "account": dataclasses.asdict(account) if account else None,
+                "max_running": self.max_running,
+                "terminate_grace_seconds": self.grace,
+                "staging_limits": self.staging_limits,
+            },
+        )
+        runner.write_json(
+            folder / runner.STATE_FILE, {"state": runner.PENDING, "submitted_at": runner.now()}
+        )
+        self.reap()
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENVIRONMENT}
+        env["PATH"] = runner.DEFAULT_PATH
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-I", "-S", runner.__file__, str(folder)],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # not in the gateway's process group or session
+                close_fds=True,
+            )
+        except OSError as exc:
+            runner.write_json(
+                folder / runner.STATE_FILE,
+                {
+                    "state": runner.FAILED,
+                    "reason": f"cannot start the supervisor: {exc}",
+                    "finished_at": runner.now(),
+                },
+            )
+            raise BackendError(f"cannot start the activity supervisor: {exc}") from exc
+        self._children.append(proc)
+        ident = runner.process_identity(proc.pid)
+        if ident:
+            runner.write_json(folder / runner.LAUNCH_FILE, ident)
+        return activity_id
+
+    def reap(self) -> None:
+        """Collect our exited supervisors (they are our children until we exit)."""
+        self._children = [p for p in self._children if p.poll() is None]
+
+    # -- status ----------------------------------------------------------------------------
+    def status(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """One pass over the state files. Ids this backend does not know are left out of
+        the answer (the caller answers "unknown activity" for each of them)."""
+        self.reap()
+        boot = runner.boot_id()
+        answer: dict[str, JobStatus] = {}
+        for backend_id in backend_ids:
+            cached = self._terminal.get(backend_id)
+            if cached is not None:
+                answer[backend_id] = cached
+                continue
+            try:
+                status = self._status(self.folder(backend_id), boot)
+            except UnknownResource:
+                continue
+            if status.state.terminal:
+                self._terminal[backend_id] = status
+            answer[backend_id] = status
+        return answer
+
+    def _state(self, folder: Path, boot: str) -> dict[str, Any]:
+        """The state record, after making sure a vanished supervisor is accounted for."""
+        state = runner.read_json(folder / runner.STATE_FILE)
+        if state is None:
+            if not folder.is_dir():
+                raise UnknownResource(f"there is no activity {folder.name}")
+            state = {"state": runner.PENDING}
+        if state.get("state") in runner.TERMINAL:
+            return state
+        supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
+        if supervisor is None:
+            try:
+                age = time.time() - (folder / runner.JOB_FILE).stat().st_mtime
+            except OSError:
+                age = LAUNCH_GRACE_SECONDS + 1
+            if age < LAUNCH_GRACE_SECONDS:
+                return state
+        elif runner.alive(supervisor, boot):
+            return state
+        # Gone without a final state? Read again: it may have finished just now.
+        state = runner.read_json(folder / runner.STATE_FILE) or state
+        if state.get("state") in runner.TERMINAL:
+            return state
+        # Leftovers of the job must not run on unsupervised.
+        job = state.get("job")
+        if runner.alive(job, boot):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(job["pid"]), signal.SIGKILL)
+        cancelled = (folder / runner.CANCEL_FILE).exists()
+        state.update(
+            state=runner.CANCELLED if cancelled else runner.FAILED,
+            substate="",
+            reason="terminated on request" if cancelled else LOST,
+            finished_at=runner.now(),
+        )
+        runner.write_json(folder / runner.STATE_FILE, state)
+        return state
+
+    def _status(self, folder: Path, boot: str) -> JobStatus:
+        state = self._state(folder, boot)
+        substate = state.get("substate") or ""
+        executing = state["state"] == runner.RUNNING and not substate
+        if executing and runner.process_state(state.get("job"), boot) == "T":
+            substate = "Suspended"
+        return JobStatus(
+            state=JobState(state["state"]),
+            substate=substate,
+            exit_code=state.get("exit_code"),
+            reason=state.get("reason") or "",
+            started_at=_time(state.get("started_at")),
+            finished_at=_time(state.get("finished_at")),
+        )
+
+    def _current(self, backend_id: str) -> tuple[Path, dict[str, Any], JobStatus]:
+        folder = self.folder(backend_id)
+        boot = runner.boot_id()
+        status = self._status(folder, boot)
+        state = runner.read_json(folder / runner.STATE_FILE) or {}
+        return folder, state, status
+
+    # -- control ---------------------------------------------------------------------------
+    def terminate(self, backend_id: str) -> None:
+        """Ask the supervisor to end the job (SIGTERM, SIGKILL after the grace period);
+        waits a moment so that a prompt job is seen Cancelled by the next status call."""
+        folder, state, status = self._current(backend_id)
+        if status.state.terminal:
+            raise InvalidState(f"activity {backend_id} is already {status.state.value}")
+        (folder / runner.CANCEL_FILE).touch()
+        supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
+        if supervisor and runner.alive(supervisor):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(supervisor["pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if self.status([backend_id])[backend_id].state.terminal:
+                return
+            time.sleep(0.01)
+
+    def _running_job(self, backend_id: str, action: str) -> tuple[dict[str, Any], str]:
+        _folder, state, status = self._current(backend_id)
+        job = state.get("job")
+        proc_state = runner.process_state(job)
+        if status.state is not JobState.RUNNING or not job or proc_state in (None, "Z"):
+            what = status.state.value + (f" ({status.substate})" if status.substate else "")
+            raise InvalidState(
+                f"cannot {action} activity {backend_id}: it is {what}, not executing"
+            )
+        return job, proc_state
+
+    def suspend(self, backend_id: str) -> None:
+        job, proc_state = self._running_job(backend_id, "suspend")
+        if proc_state == "T":
+            raise InvalidState(f"activity {backend_id} is suspended already")
+        self._killpg(job, signal.SIGSTOP)
+        self._await_proc_state(job, lambda s: s == "T")
+
+    def resume(self, backend_id: str) -> None:
+        job, proc_state = self._running_job(backend_id, "resume")
+        if proc_state != "T":
+            raise InvalidState(f"activity {backend_id} is not suspended")
+        self._killpg(job, signal.SIGCONT)
+        self._await_proc_state(job, lambda s: s != "T")
+
+    def signal(self, backend_id: str, signum: int) -> None:
+        try:
+            sig = signal.Signals(signum)
+        except ValueError as exc:
+            raise BackendError(f"{signum} is not a signal number on this host") from exc
+        job, _ = self._running_job(backend_id, f"send {sig.name} to")
+        self._killpg(job, sig)
+
+    @staticmethod
+    def _killpg(job: dict[str, Any], signum: int) -> None:
+        try:
+            os.killpg(int(job["pid"]), signum)
+        except ProcessLookupError as exc:
+            raise InvalidState("the job has just ended") from exc
+
+    @staticmethod
+    def _await_proc_state(job: dict[str, Any], done: Any, seconds: float = 2.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            state = runner.process_state(job)
+            if state is None or done(state):
+                return
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self.reap()

@@ -1,0 +1,636 @@
+"""The activity supervisor: one detached process per activity that runs it to the end.
+
+``LocalExecutionBackend.submit`` writes ``job.json`` into the activity folder and starts
+``python -I -S runner.py <activity folder>`` in a new session, so the supervisor outlives
+the gateway process that started it (a gateway restart or crash changes nothing). The
+supervisor waits for a run slot, stages the input in, runs the job in its own process
+group with its resource limits and as the mapped account, stages the output out, removes
+the files marked DeleteOnTermination, and records every transition in ``state.json``
+(written to a temp file and renamed, so a reader never sees half a state). The gateway
+only reads these files; it talks to a supervisor with signals (SIGTERM: terminate).
+
+Only the standard library is imported (``staging`` too, and only when there is staging),
+so the supervisor starts in a few milliseconds and does not depend on the gateway's
+third-party packages.
+
+Folder layout (``<work_dir>/<activity id>/``, owned by the gateway, mode 0711)::
+
+    job.json      the job spec, the account, the limits (gateway-only, 0600)
+    launch.json   pid and start time of the supervisor, written by the gateway
+    state.json    the current state, written by the supervisor (and once by the
+                  gateway, when it finds the supervisor gone)
+    work/         the job's working directory, owned by the mapped account, 0700
+
+Control files live beside, not in, ``work/``: a job must never be able to forge its
+own state or read the staging credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import pwd
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+JOB_FILE = "job.json"
+LAUNCH_FILE = "launch.json"
+CANCEL_FILE = "cancel"
+WORK = "work"
+SLOTS = ".slots"
+
+PENDING, RUNNING, FINISHED, FAILED, CANCELLED = (
+    "Pending",
+    "Running",
+    "Finished",
+    "Failed",
+    "Cancelled",
+)
+TERMINAL = (FINISHED, FAILED, CANCELLED)
+STAGING_IN, STAGING_OUT = "Staging-In", "Staging-Out"
+
+# What a person should read when a job died of a signal its limits send.
+SIGNAL_MEANING = {
+    signal.SIGXCPU: "CPU time limit",
+    signal.SIGXFSZ: "file size limit",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGBUS: "bus error",
+    signal.SIGABRT: "aborted",
+    signal.SIGKILL: "killed",
+    signal.SIGTERM: "terminated",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGFPE: "arithmetic error",
+}
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+# -- shared with the backend: process identity and atomic files ----------------------------
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_identity(pid: int) -> dict[str, Any] | None:
+    """pid + start time (clock ticks since boot) + boot id: unique across pid reuse."""
+    start = _start_ticks(pid)
+    if start is None:
+        return None
+    return {"pid": pid, "start": start, "boot": boot_id()}
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    return raw[raw.rindex(b")") + 2 :].decode().split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def process_state(ident: dict[str, Any] | None, boot: str | None = None) -> str | None:
+    """The /proc state letter (R, S, T, Z…) of the process, or None if it is gone
+    (or the pid now belongs to another process)."""
+    if not ident:
+        return None
+    if ident.get("boot") and ident["boot"] != (boot if boot is not None else boot_id()):
+        return None
+    fields = _proc_stat(int(ident["pid"]))
+    if not fields or int(fields[19]) != int(ident["start"]):
+        return None
+    return fields[0]
+
+
+def alive(ident: dict[str, Any] | None, boot: str | None = None) -> bool:
+    return process_state(ident, boot) not in (None, "Z", "X")
+
+
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
+    """Write to a temp file, fsync, rename: readers see the old or the new, never half."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out, separators=(",", ":"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as data:
+            return json.loads(data.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None
+
+
+def signal_reason(signum: int) -> str:
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    meaning = SIGNAL_MEANING.get(signum)
+    return f"killed by signal {name}" + (f" ({meaning})" if meaning else "")
+
+
+# -- the supervisor ----------------------------------------------------------------------
+class Cancelled(Exception):
+    """Terminate was asked for while the supervisor was waiting or staging."""
+
+
+class Supervisor:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.work = folder / WORK
+        self.job: dict[str, Any] = read_json(folder / JOB_FILE) or {}
+        self.spec: dict[str, Any] = self.job.get("spec", {})
+        self.account: dict[str, Any] | None = self.job.get("account")
+        self.state: dict[str, Any] = read_json(folder / STATE_FILE) or {"state": PENDING}
+        self.cancel = False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.slot: int | None = None
+
+    # -- state -------------------------------------------------------------------------
+    def record(self, **changes: Any) -> None:
+        self.state.update(changes)
+        self.state["updated_at"] = now()
+        write_json(self.folder / STATE_FILE, self.state)
+
+    def finish(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
+        self.record(
+            state=state,
+            substate="",
+            reason=reason,
+            exit_code=exit_code,
+            finished_at=now(),
+        )
+
+    # -- signals -------------------------------------------------------------------------
+    def _on_terminate(self, signum: int, frame: object) -> None:
+        self.cancel = True
+
+    def install_signals(self) -> None:
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_terminate)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake select()
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep until ``seconds`` pass, a child exits or terminate is asked for."""
+        if seconds > 0 and not self.cancel:
+            with contextlib.suppress(InterruptedError):
+                select.select([self.wake_r], [], [], seconds)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wake_r, 512):
+                pass
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> None:
+        self.install_signals()
+        if (self.folder / CANCEL_FILE).exists():  # asked before our handlers were there
+            self.cancel = True
+        self.record(supervisor=process_identity(os.getpid()), state=PENDING)
+        try:
+            self.take_slot()
+            if self.spec.get("stage_in"):
+                self.record(state=RUNNING, substate=STAGING_IN, started_at=now())
+                self.staging("in")
+            self.execute()
+        except Cancelled:
+            self.finish(CANCELLED, "terminated on request")
+        except StagingFailed as exc:
+            self.finish(FAILED, str(exc))
+        except Exception as exc:  # the supervisor must always leave a final state
+            self.finish(FAILED, f"internal error in the activity supervisor: {exc!r}")
+        finally:
+            self.delete_on_termination()
+
+    def take_slot(self) -> None:
+        """Wait for one of ``max_running`` slots (flock files: freed when we die)."""
+        limit = int(self.job.get("max_running") or 0)
+        if limit <= 0:
+            return
+        slots = self.folder.parent / SLOTS
+        slots.mkdir(mode=0o700, exist_ok=True)
+        delay = 0.05
+        while True:
+            if self.cancel:
+                raise Cancelled
+            for n in range(limit):
+                fd = os.open(slots / str(n), os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    os.close(fd)
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                        raise
+                    continue
+                self.slot = fd  # kept open (and locked) until the supervisor exits
+                return
+            self.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # -- staging, in a child that runs as the account ------------------------------------
+    def staging(self, direction: str) -> None:
+        specs = self.spec.get("stage_in" if direction == "in" else "stage_out") or []
+        message = self.as_account(lambda: transfer(direction, specs, self.work, self.job))
+        if message:
+            raise StagingFailed(message)
+
+    def as_account(self, task: Callable[[], str]) -> str:
+        """Run ``task`` in a child that is the mapped account; '' or what went wrong.
+
+        Staging and clean-up touch the account's folder, where the job may have left
+        symbolic links: done as root they could read or remove any file of the host.
+        """
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: drop privileges, do it, report on the pipe
+            os.close(read)
+            message = ""
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                self.become_account()
+                message = task()
+            except BaseException as exc:
+                message = f"{exc}"
+            os.write(write, message.encode()[:60000])
+            os._exit(0)
+        os.close(write)
+        chunks: list[bytes] = []
+        os.set_blocking(read, False)
+
+        def drain() -> None:
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(read, 65536):
+                    chunks.append(chunk)
+
+        try:
+            while True:
+                if self.cancel:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise Cancelled
+                with contextlib.suppress(InterruptedError):
+                    select.select([read, self.wake_r], [], [], 1.0)
+                self.sleep(0)
+                drain()
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    drain()
+                    break
+        finally:
+            os.close(read)
+        message = b"".join(chunks).decode(errors="replace")
+        if not message and status != 0:
+            message = f"helper process ended with status {status}"
+        return message
+
+    def become_account(self) -> None:
+        """Drop to the mapped account (only when running as root and one is mapped)."""
+        account = self.account
+        if os.geteuid() != 0 or not account:
+            return
+        uid, gid = int(account["uid"]), int(account["gid"])
+        os.setgroups(self.groups())
+        os.setgid(gid)
+        os.setuid(uid)
+        os.umask(0o077)
+
+    def groups(self) -> list[int]:
+        account = self.account or {}
+        gid = int(account.get("gid", os.getgid()))
+        try:
+            return sorted(set(os.getgrouplist(account.get("username", ""), gid)))
+        except (KeyError, OSError, TypeError):
+            return [gid]
+
+    # -- the job -------------------------------------------------------------------------
+    def execute(self) -> None:
+        if self.cancel:
+            raise Cancelled
+        spec = self.spec
+        self.prepare_executable()
+        cwd = self.work
+        if spec.get("working_directory"):
+            cwd = self.work / safe_name(spec["working_directory"])
+            self.make_dirs(cwd)
+        files = self.open_std_files()
+        switch = os.geteuid() == 0 and self.account is not None
+        kwargs: dict[str, Any] = {}
+        if switch:
+            kwargs = {
+                "user": int(self.account["uid"]),
+                "group": int(self.account["gid"]),
+                "extra_groups": self.groups(),
+            }
+        argv = [spec["executable"], *spec.get("arguments", [])]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=self.job_environment(),
+                stdin=files[0],
+                stdout=files[1],
+                stderr=files[2],
+                process_group=0,
+                close_fds=True,
+                restore_signals=True,
+                preexec_fn=self.limiter(switch),
+                umask=0o077,
+                **kwargs,
+            )
+        except OSError as exc:
+            self.finish(
+                FAILED, f"cannot start executable {spec['executable']!r}: {exc.strerror or exc}"
+            )
+            return
+        finally:
+            for fd in set(files):
+                os.close(fd)
+        self.record(
+            state=RUNNING,
+            substate="",
+            started_at=self.state.get("started_at") or now(),
+            job=process_identity(proc.pid),
+        )
+        outcome = self.wait(proc)
+        if outcome is not None:
+            return
+        self.classify_and_stage_out(proc.returncode)
+
+    def wait(self, proc: subprocess.Popen) -> str | None:
+        """Wait for the job; enforce wall time and terminate. Returns 'cancelled' when the
+        job was ended on request (its final state already recorded)."""
+        wall = self.spec.get("wall_time_limit")
+        grace = float(self.job.get("terminate_grace_seconds", 10))
+        deadline = time.monotonic() + wall if wall else None
+        kill_at: float | None = None
+        why = ""
+        while proc.poll() is None:
+            if (self.cancel or (deadline and time.monotonic() >= deadline)) and kill_at is None:
+                why = "cancel" if self.cancel else "wall"
+                self.killpg(proc.pid, signal.SIGTERM)
+                self.killpg(proc.pid, signal.SIGCONT)  # a stopped job must see the SIGTERM
+                kill_at = time.monotonic() + grace
+            if kill_at is not None and time.monotonic() >= kill_at:
+                self.killpg(proc.pid, signal.SIGKILL)
+                kill_at = float("inf")
+            waits = [1.0]
+            if deadline and kill_at is None:
+                waits.append(deadline - time.monotonic())
+            if kill_at is not None and kill_at != float("inf"):
+                waits.append(kill_at - time.monotonic())
+            self.sleep(max(0.0, min(waits)))
+        # leftovers of the job (background children) do not outlive it
+        self.killpg(proc.pid, signal.SIGKILL)
+        if why == "cancel":
+            code = proc.returncode
+            self.finish(CANCELLED, "terminated on request", code if code >= 0 else 128 - code)
+            return "cancelled"
+        if why == "wall":
+            self.state["wall_time_exceeded"] = True
+        return None
+
+    @staticmethod
+    def killpg(pgid: int, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
+
+    def classify_and_stage_out(self, code: int) -> None:
+        if self.state.get("wall_time_exceeded"):
+            state, reason = FAILED, f"wall time limit of {self.spec['wall_time_limit']} s exceeded"
+        elif code == 0:
+            state, reason = FINISHED, ""
+        elif code < 0:
+            state, reason = FAILED, signal_reason(-code)
+        else:
+            state, reason = FAILED, f"exited with status {code}"
+        exit_code = code if code >= 0 else 128 - code
+        if self.spec.get("stage_out"):
+            self.record(state=RUNNING, substate=STAGING_OUT, exit_code=exit_code)
+            try:
+                self.staging("out")
+            except StagingFailed as exc:
+                reason = f"{reason}; {exc}" if reason else str(exc)
+                state = FAILED
+        self.finish(state, reason, exit_code)
+
+    def prepare_executable(self) -> None:
+        """A staged-in program arrives without the execute bit: give it one."""
+        name = self.spec.get("executable", "")
+        staged = {s.get("filename") for s in self.spec.get("stage_in") or []}
+        if name in staged or name.removeprefix("./") in staged:
+            path = self.work / name
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    path.chmod(path.stat().st_mode | 0o100)
+
+    def open_std_files(self) -> tuple[int, int, int]:
+        """stdin/stdout/stderr in the working directory (never following a link)."""
+        spec = self.spec
+        opened: dict[str, int] = {}
+
+        def open_one(name: str, write: bool) -> int:
+            if not name:
+                return os.open(os.devnull, os.O_WRONLY if write else os.O_RDONLY)
+            path = self.work / safe_name(name)
+            key = str(path)
+            if key in opened:
+                return opened[key]
+            flags = os.O_NOFOLLOW | os.O_CLOEXEC
+            if write:
+                self.make_dirs(path.parent)
+                flags |= os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+            try:
+                fd = os.open(path, flags, 0o600)
+            except OSError as exc:
+                raise StagingFailed(
+                    f"cannot open {'output' if write else 'input'} file {name!r}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            if write and self.account and os.geteuid() == 0:
+                os.fchown(fd, int(self.account["uid"]), int(self.account["gid"]))
+            opened[key] = fd
+            return fd
+
+        return (
+            open_one(spec.get("stdin", ""), False),
+            open_one(spec.get("stdout", ""), True),
+            open_one(spec.get("stderr", ""), True),
+        )
+
+    def make_dirs(self, path: Path) -> None:
+        """Create folders inside the working directory, owned by the account.
+
+        Done as root only before the job ran, when nothing in the folder is the job's."""
+        missing = []
+        while not path.exists() and path != self.work:
+            missing.append(path)
+            path = path.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700)
+            if self.account and os.geteuid() == 0:
+                os.chown(folder, int(self.account["uid"]), int(self.account["gid"]))
+
+    def job_environment(self) -> dict[str, str]:
+        """A clean environment: nothing of the gateway's (it holds secrets) leaks in."""
+        account = self.account or {}
+        name = account.get("username") or _username(os.geteuid())
+        home = account.get("home") or ""
+        env = {
+            "PATH": DEFAULT_PATH,
+            "HOME": home if home and os.path.isdir(home) else str(self.work),
+            "USER": name,
+            "LOGNAME": name,
+            "SHELL": "/bin/sh",
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(self.work),
+            "XTREEMGATE_ACTIVITY_ID": self.folder.name,
+        }
+        env.update({str(k): str(v) for k, v in (self.spec.get("environment") or {}).items()})
+        return env
+
+    def limiter(self, switch: bool):  # type: ignore[no-untyped-def]
+        """setrlimit in the child before exec (after it became the account)."""
+        spec = self.spec
+        limits: list[tuple[int, int, int]] = [(resource.RLIMIT_CORE, 0, 0)]
+        cpu = spec.get("cpu_time_limit")
+        if cpu:
+            # SIGXCPU at the soft limit, SIGKILL a little later if it is ignored
+            limits.append((resource.RLIMIT_CPU, int(cpu), int(cpu) + 5))
+        memory = [m for m in (spec.get("memory_limit"), spec.get("virtual_memory_limit")) if m]
+        if memory:
+            limits.append((resource.RLIMIT_AS, int(min(memory)), int(min(memory))))
+        if spec.get("file_size_limit"):
+            size = int(spec["file_size_limit"])
+            limits.append((resource.RLIMIT_FSIZE, size, size))
+        procs = [n for n in (spec.get("process_count_limit"), spec.get("thread_count_limit")) if n]
+        if procs and switch and int(self.account["uid"]) != 0:  # type: ignore[index]
+            # RLIMIT_NPROC counts every task of the uid; Linux counts threads as tasks
+            nproc = 1
+            for n in procs:
+                nproc *= int(n)
+            limits.append((resource.RLIMIT_NPROC, nproc, nproc))
+
+        def apply() -> None:
+            for kind, soft, hard in limits:
+                _, current_hard = resource.getrlimit(kind)
+                if current_hard != resource.RLIM_INFINITY:
+                    hard = min(hard, current_hard)
+                    soft = min(soft, hard)
+                resource.setrlimit(kind, (soft, hard))
+
+        return apply
+
+    def delete_on_termination(self) -> None:
+        specs = [*(self.spec.get("stage_in") or []), *(self.spec.get("stage_out") or [])]
+        names = [s["filename"] for s in specs if s.get("delete_on_termination")]
+        if not names:
+            return
+
+        def delete() -> str:
+            for name in names:
+                with contextlib.suppress(OSError, ValueError):
+                    os.unlink(self.work / safe_name(name))  # unlink never follows the last link
+            return ""
+
+        self.cancel = False  # clean-up happens on terminate too
+        self.as_account(delete)
+
+
+class StagingFailed(Exception):
+    """Stage-in or stage-out failed; the message names the file and the URL."""
+
+
+def safe_name(name: str) -> str:
+    path = Path(name)
+    if not name or path.is_absolute() or ".." in path.parts or "\0" in name:
+        raise ValueError(f"file name {name!r} leaves the working directory")
+    return name
+
+
+def _username(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def transfer(direction: str, specs: list[dict[str, Any]], work: Path, job: dict[str, Any]) -> str:
+    """Run every transfer of one direction; '' when all worked, else the first failure."""
+    from backends.execution.staging import StagingError, StagingLimits, stage_in, stage_out
+
+    limits = StagingLimits(**job.get("staging_limits", {}))
+    for spec in specs:
+        url = spec.get("source") if direction == "in" else spec.get("target")
+        if not url:
+            continue
+        step = stage_in if direction == "in" else stage_out
+        try:
+            step(
+                work,
+                spec["filename"],
+                url,
+                spec.get("creation_flag") or "overwrite",
+                spec.get("username") or "",
+                spec.get("password") or "",
+                limits,
+            )
+        except StagingError as exc:
+            return str(exc)
+    return ""
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: runner.py <activity folder>", file=sys.stderr)
+        return 2
+    folder = Path(argv[1]).resolve()
+    if not (folder / JOB_FILE).is_file():
+        print(f"no {JOB_FILE} in {folder}", file=sys.stderr)
+        return 2
+    Supervisor(folder).run()
+    return 0
+
+
+if __name__ == "__main__":
+    # Run as a file with -I -S: make the package importable for staging.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.exit(main(sys.argv))
