@@ -266,11 +266,13 @@ class Supervisor:
     # -- staging, in a child that runs as the account ------------------------------------
     def staging(self, direction: str) -> None:
         specs = self.spec.get("stage_in" if direction == "in" else "stage_out") or []
-        message = self.as_account(lambda: transfer(direction, specs, self.work, self.job))
+        from backends.execution.staging import preload
+
+        message = self.as_account(lambda: transfer(direction, specs, self.work, self.job), preload)
         if message:
             raise StagingFailed(message)
 
-    def as_account(self, task: Callable[[], str]) -> str:
+    def as_account(self, task: Callable[[], str], preload: Callable[[], None] | None = None) -> str:
         """Run ``task`` in a child that is the mapped account; '' or what went wrong.
 
         Staging and clean-up touch the account's folder, where the job may have left
@@ -285,10 +287,12 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                if preload:
+                    preload()
                 self.become_account()
                 message = task()
             except BaseException as exc:
-                message = f"{exc}"
+                message = f"{exc!r}" if not str(exc) else str(exc)
             os.write(write, message.encode()[:60000])
             os._exit(0)
         os.close(write)

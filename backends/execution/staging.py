@@ -45,6 +45,15 @@ class StagingLimits:
     file_roots: tuple[str, ...] = field(default=())  # where file: URLs may point
 
 
+def preload() -> None:
+    """Import every module a transfer may need, before dropping to the job's account
+    (which may not be able to read the interpreter's library folder)."""
+    import encodings.idna  # noqa: F401 - host names are encoded with it
+    import ssl  # noqa: F401
+    import urllib.error
+    import urllib.request  # noqa: F401
+
+
 def redact(url: str) -> str:
     """The URL without a password in its user-info part (it goes into failure reasons)."""
     parts = urllib.parse.urlsplit(url)
