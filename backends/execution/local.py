@@ -107,12 +107,12 @@ class LocalExecutionBackend(ExecutionBackend):
             return HealthReport(False, f"the supervisor interpreter {self.python} is missing")
         if report.ok and os.geteuid() == 0:
             closed = self.closed_parent()
-            if closed is not None:
-                return HealthReport(
-                    False,
-                    f"{closed} is not searchable by other users (chmod o+x), so jobs running "
-                    "as mapped accounts cannot reach their working directories",
+            if closed is not None:  # jobs still run (they start inside), so only a warning
+                detail = (
+                    f"{report.detail}; warning: {closed} is not searchable by other users, "
+                    "so jobs of mapped accounts cannot use the absolute path of their folder"
                 )
+                return HealthReport(True, detail, report.figures)
         return report
 
     def closed_parent(self) -> Path | None:

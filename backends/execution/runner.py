@@ -268,7 +268,9 @@ class Supervisor:
         specs = self.spec.get("stage_in" if direction == "in" else "stage_out") or []
         from backends.execution.staging import preload
 
-        message = self.as_account(lambda: transfer(direction, specs, self.work, self.job), preload)
+        # relative to the working directory, entered before the account switch: the
+        # account may not be able to pass through the folders above it
+        message = self.as_account(lambda: transfer(direction, specs, Path(), self.job), preload)
         if message:
             raise StagingFailed(message)
 
@@ -289,6 +291,7 @@ class Supervisor:
                     signal.signal(sig, signal.SIG_DFL)
                 if preload:
                     preload()
+                os.chdir(self.work)
                 self.become_account()
                 message = task()
             except BaseException as exc:
@@ -572,7 +575,7 @@ class Supervisor:
         def delete() -> str:
             for name in names:
                 with contextlib.suppress(OSError, ValueError):
-                    os.unlink(self.work / safe_name(name))  # unlink never follows the last link
+                    os.unlink(safe_name(name))  # never follows the last link
             return ""
 
         self.cancel = False  # clean-up happens on terminate too

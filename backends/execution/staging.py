@@ -404,25 +404,28 @@ def stage_out(
     workreal = Path(os.path.realpath(workdir))
     if workreal not in real.parents:
         raise StagingError(f"{what}: the file points outside the working directory")
-    if not real.is_file():
+    # read it by its resolved path relative to the working directory: no link is followed
+    # on the way, and the folders above the working directory need not be searchable
+    source = workdir / real.relative_to(workreal)
+    if not source.is_file():
         raise StagingError(f"{what}: the job did not create the file")
     budget = _Budget(limits, what)
     scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        _http_put(target, parts, username, password, real, creation_flag, budget)
-    elif scheme == "ftp":
-        _ftp_put(parts, username, password, real, creation_flag, budget)
-    else:
-        final = _rooted(target, parts, limits.file_roots)
+    try:
+        if scheme in ("http", "https"):
+            _http_put(target, parts, username, password, source, creation_flag, budget)
+        elif scheme == "ftp":
+            _ftp_put(parts, username, password, source, creation_flag, budget)
+        else:
+            final = _rooted(target, parts, limits.file_roots)
 
-        def fill(sink: Callable[[bytes], None]) -> None:
-            with real.open("rb") as data:
-                while chunk := data.read(CHUNK):
-                    budget.take(len(chunk))
-                    sink(chunk)
+            def fill(sink: Callable[[bytes], None]) -> None:
+                with source.open("rb") as data:
+                    while chunk := data.read(CHUNK):
+                        budget.take(len(chunk))
+                        sink(chunk)
 
-        try:
             return _receive(final, creation_flag, what, fill)
-        except OSError as exc:
-            raise StagingError(f"{what}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise StagingError(f"{what}: {exc.strerror or exc}") from exc
     return budget.bytes

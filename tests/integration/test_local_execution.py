@@ -311,7 +311,11 @@ def test_max_running_starts_the_next_job_when_a_slot_frees(
 def test_suspend_and_resume_stop_and_continue_the_processes(backend: LocalExecutionBackend) -> None:
     activity = backend.submit(new_id(), sh("sleep 60 & echo $! > child; wait"), None)
     child = work(backend, activity) / "child"
-    wait_for(backend, activity, lambda s: child.exists() and child.read_text().strip() != "")
+    wait_for(
+        backend,
+        activity,
+        lambda s: s.state is JobState.RUNNING and child.exists() and child.read_text().strip(),
+    )
     pid = int(child.read_text())
     with pytest.raises(InvalidState, match="not suspended"):
         backend.resume(activity)
@@ -337,7 +341,8 @@ def test_signal_reaches_the_job(backend: LocalExecutionBackend) -> None:
         sh("trap 'echo got USR1 > got; exit 0' USR1; touch r; while :; do sleep 0.1; done"),
         None,
     )
-    wait_for(backend, activity, lambda s: (work(backend, activity) / "r").exists())
+    ready = work(backend, activity) / "r"
+    wait_for(backend, activity, lambda s: s.state is JobState.RUNNING and ready.exists())
     backend.signal(activity, signal.SIGUSR1)
     status = wait_for(backend, activity)
     assert status.state is JobState.FINISHED
@@ -572,3 +577,26 @@ def test_resources_are_real_figures(backend: LocalExecutionBackend) -> None:
     assert figures["architecture"] == platform.machine()
     assert figures["running"] == figures["pending"] == 0
     assert backend.health().ok
+
+
+@as_root
+def test_jobs_work_below_a_folder_the_account_cannot_pass(
+    make_backend: Callable[..., LocalExecutionBackend], tmp_path: Path, shared_dir: Path
+) -> None:
+    # pytest's temp folders are 0700 root: nobody cannot traverse them
+    backend = make_backend(work_dir=str(tmp_path / "activities"))
+    health = backend.health()
+    assert health.ok
+    assert "not searchable by other users" in health.detail
+    remote = shared_dir / "r"
+    remote.mkdir()
+    (remote / "in").write_text("data\n")
+    with http_files(remote) as server:
+        job = sh(
+            "cat in > out",
+            stage_in=(StagingSpec("in", source=f"{server.url}/in"),),
+            stage_out=(StagingSpec("out", target=f"{server.url}/out"),),
+        )
+        _, status = run(backend, job)
+    assert status.state is JobState.FINISHED, status.reason
+    assert (remote / "out").read_text() == "data\n"
