@@ -309,11 +309,16 @@ class LocalExecutionBackend(ExecutionBackend):
         state = runner.read_json(folder / runner.STATE_FILE) or state
         if state.get("state") in runner.TERMINAL:
             return state
-        # Leftovers of the job must not run on unsupervised.
+        # Leftovers of the job must not run on unsupervised (the job may have started
+        # before the supervisor could record it: look for its session too).
         job = state.get("job")
         if runner.alive(job, boot):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(job["pid"]), signal.SIGKILL)
+        if supervisor and supervisor.get("boot") == boot:
+            for pid in runner.session_members(supervisor):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         cancelled = (folder / runner.CANCEL_FILE).exists()
         state.update(
             state=runner.CANCELLED if cancelled else runner.FAILED,

@@ -124,6 +124,25 @@ def process_state(ident: dict[str, Any] | None, boot: str | None = None) -> str 
     return fields[0]
 
 
+def session_members(ident: dict[str, Any]) -> list[int]:
+    """Processes still in the session a supervisor led (its job and the job's children,
+    unless they left it with setsid), started after it: what it leaves behind."""
+    sid, start = int(ident["pid"]), int(ident["start"])
+    now_there = _start_ticks(sid)
+    if now_there is not None and now_there != start:
+        # the number was given to a new process: the old session has no members left
+        # (a session id stays reserved while it has any), and the new one is not ours
+        return []
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _proc_stat(int(entry.name))
+        if fields and int(fields[3]) == sid and int(fields[19]) >= start:
+            members.append(int(entry.name))
+    return members
+
+
 def alive(ident: dict[str, Any] | None, boot: str | None = None) -> bool:
     return process_state(ident, boot) not in (None, "Z", "X")
 
