@@ -35,20 +35,6 @@ ACTIVITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LOST = "supervisor lost (gateway host restarted?)"
 # A supervisor gets this long to write its first state before a missing one counts as lost.
 LAUNCH_GRACE_SECONDS = 60
-# Variables the supervisor keeps from the gateway's environment (for staging through a
-# proxy); everything else (secrets!) stays behind.
-PASSED_ENVIRONMENT = (
-    "http_proxy",
-    "https_proxy",
-    "ftp_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "FTP_PROXY",
-    "NO_PROXY",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-)
 
 
 def _option(options: Any, name: str, default: Any) -> Any:
@@ -226,40 +212,28 @@ class LocalExecutionBackend(ExecutionBackend):
                 "max_running": self.max_running,
                 "terminate_grace_seconds": self.grace,
                 "staging_limits": self.staging_limits,
+                "python": self.python,
             },
         )
         runner.write_json(
             folder / runner.STATE_FILE, {"state": runner.PENDING, "submitted_at": runner.now()}
         )
         self.reap()
-        env = {k: v for k, v in os.environ.items() if k in PASSED_ENVIRONMENT}
-        env["PATH"] = runner.DEFAULT_PATH
+        if self.max_running > 0:
+            runner.enqueue(self.work_dir, activity_id)
+            self.dispatch()
+            return activity_id
         try:
-            proc = subprocess.Popen(
-                [self.python, "-I", "-S", runner.__file__, str(folder)],
-                cwd=folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # not in the gateway's process group or session
-                close_fds=True,
-            )
+            self._children.append(runner.launch(folder, self.python))
         except OSError as exc:
-            runner.write_json(
-                folder / runner.STATE_FILE,
-                {
-                    "state": runner.FAILED,
-                    "reason": f"cannot start the supervisor: {exc}",
-                    "finished_at": runner.now(),
-                },
-            )
+            runner.record_failure(folder, f"cannot start the activity supervisor: {exc}")
             raise BackendError(f"cannot start the activity supervisor: {exc}") from exc
-        self._children.append(proc)
-        ident = runner.process_identity(proc.pid)
-        if ident:
-            runner.write_json(folder / runner.LAUNCH_FILE, ident)
         return activity_id
+
+    def dispatch(self) -> None:
+        """Start queued activities while run slots are free."""
+        if self.max_running > 0:
+            self._children += runner.dispatch(self.work_dir, self.max_running, self.python)
 
     def reap(self) -> None:
         """Collect our exited supervisors (they are our children until we exit)."""
@@ -270,6 +244,7 @@ class LocalExecutionBackend(ExecutionBackend):
         """One pass over the state files. Ids this backend does not know are left out of
         the answer (the caller answers "unknown activity" for each of them)."""
         self.reap()
+        self.dispatch()  # a slot freed by a vanished supervisor goes to the next in line
         boot = runner.boot_id()
         answer: dict[str, JobStatus] = {}
         for backend_id in backend_ids:
@@ -297,8 +272,13 @@ class LocalExecutionBackend(ExecutionBackend):
             return state
         supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
         if supervisor is None:
+            if runner.queued(self.work_dir, folder.name):
+                return state  # waiting for a run slot
             try:
-                age = time.time() - (folder / runner.JOB_FILE).stat().st_mtime
+                since = (folder / runner.JOB_FILE).stat().st_mtime
+                with contextlib.suppress(FileNotFoundError):
+                    since = max(since, (folder / runner.DISPATCHED_FILE).stat().st_ctime)
+                age = time.time() - since
             except OSError:
                 age = LAUNCH_GRACE_SECONDS + 1
             if age < LAUNCH_GRACE_SECONDS:
@@ -359,6 +339,12 @@ class LocalExecutionBackend(ExecutionBackend):
         if status.state.terminal:
             raise InvalidState(f"activity {backend_id} is already {status.state.value}")
         (folder / runner.CANCEL_FILE).touch()
+        if runner.unqueue(self.work_dir, backend_id):  # never started: nothing to stop
+            state.update(
+                state=runner.CANCELLED, reason="terminated on request", finished_at=runner.now()
+            )
+            runner.write_json(folder / runner.STATE_FILE, state)
+            return
         supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
         if supervisor and runner.alive(supervisor):
             with contextlib.suppress(ProcessLookupError):

@@ -48,8 +48,10 @@ STATE_FILE = "state.json"
 JOB_FILE = "job.json"
 LAUNCH_FILE = "launch.json"
 CANCEL_FILE = "cancel"
+DISPATCHED_FILE = "dispatched"
 WORK = "work"
 SLOTS = ".slots"
+QUEUE = ".queue"
 
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = (
     "Pending",
@@ -173,6 +175,134 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+# -- run slots and the queue (shared by the gateway and the supervisors) ------------------
+#
+# ``max_running`` slots are files ``<work_dir>/.slots/<n>`` held with flock by the
+# supervisor of an executing activity: the kernel frees a slot when its holder dies, so a
+# crash never leaks one. Activities that find no free slot wait as empty files
+# ``<work_dir>/.queue/<submitted ns>-<id>`` and cost no process. Whoever frees a slot or
+# queues an activity (a finishing supervisor, ``submit``, ``status``) calls ``dispatch``,
+# which claims the oldest entries (unlink: exactly one claimer wins), locks a slot for
+# each and hands the locked slot to the new supervisor it starts.
+def take_slot(work_dir: Path, limit: int) -> int | None:
+    """A locked slot file descriptor, or None when all ``limit`` slots are held."""
+    slots = work_dir / SLOTS
+    slots.mkdir(mode=0o700, exist_ok=True)
+    for n in range(limit):
+        fd = os.open(slots / str(n), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            continue
+        return fd
+    return None
+
+
+def enqueue(work_dir: Path, activity_id: str) -> None:
+    queue = work_dir / QUEUE
+    queue.mkdir(mode=0o700, exist_ok=True)
+    (queue / f"{time.time_ns():020d}-{activity_id}").touch()
+
+
+def queued(work_dir: Path, activity_id: str) -> bool:
+    try:
+        return any(name.endswith(f"-{activity_id}") for name in os.listdir(work_dir / QUEUE))
+    except FileNotFoundError:
+        return False
+
+
+def unqueue(work_dir: Path, activity_id: str) -> bool:
+    """Take the activity out of the queue; False if it is not (or no longer) there."""
+    try:
+        names = [n for n in os.listdir(work_dir / QUEUE) if n.endswith(f"-{activity_id}")]
+    except FileNotFoundError:
+        return False
+    for name in names:
+        try:
+            os.unlink(work_dir / QUEUE / name)
+            return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+def dispatch(work_dir: Path, limit: int, python: str) -> list[subprocess.Popen]:
+    """Start supervisors for the oldest queued activities while slots are free."""
+    try:
+        names = sorted(os.listdir(work_dir / QUEUE))
+    except FileNotFoundError:
+        return []
+    started = []
+    for name in names:
+        slot = take_slot(work_dir, limit)
+        if slot is None:
+            break
+        activity = name.split("-", 1)[1]
+        try:
+            # claim it (exactly one dispatcher wins the rename); the marker's ctime says
+            # when, so that a reader does not take the short wait for launch.json as a loss
+            os.rename(work_dir / QUEUE / name, work_dir / activity / DISPATCHED_FILE)
+        except FileNotFoundError:
+            os.close(slot)
+            continue
+        try:
+            started.append(launch(work_dir / activity, python, slot))
+        except OSError as exc:
+            record_failure(work_dir / activity, f"cannot start the activity supervisor: {exc}")
+        finally:
+            os.close(slot)  # the supervisor holds the lock now (same open file description)
+    return started
+
+
+# Variables a supervisor keeps from its starter's environment (staging through a proxy);
+# everything else (the gateway's secrets) stays behind.
+PASSED_ENVIRONMENT = (
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+
+def launch(folder: Path, python: str, slot: int | None = None) -> subprocess.Popen:
+    """Start the supervisor of the activity in ``folder``, detached (own session)."""
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ENVIRONMENT}
+    env["PATH"] = DEFAULT_PATH
+    argv = [python, "-I", "-S", str(Path(__file__).resolve()), str(folder)]
+    if slot is not None:
+        argv.append(str(slot))
+    proc = subprocess.Popen(
+        argv,
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not in its starter's process group or session
+        close_fds=True,
+        pass_fds=() if slot is None else (slot,),
+    )
+    ident = process_identity(proc.pid)
+    if ident:
+        write_json(folder / LAUNCH_FILE, ident)
+    return proc
+
+
+def record_failure(folder: Path, reason: str) -> None:
+    state = read_json(folder / STATE_FILE) or {}
+    state.update(state=FAILED, substate="", reason=reason, finished_at=now())
+    write_json(folder / STATE_FILE, state)
+
+
 def signal_reason(signum: int) -> str:
     try:
         name = signal.Signals(signum).name
@@ -188,7 +318,7 @@ class Cancelled(Exception):
 
 
 class Supervisor:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, slot: int | None = None) -> None:
         self.folder = folder
         self.work = folder / WORK
         self.job: dict[str, Any] = read_json(folder / JOB_FILE) or {}
@@ -199,7 +329,7 @@ class Supervisor:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.slot: int | None = None
+        self.slot = slot
 
     # -- state -------------------------------------------------------------------------
     def record(self, **changes: Any) -> None:
@@ -256,31 +386,29 @@ class Supervisor:
             self.finish(FAILED, f"internal error in the activity supervisor: {exc!r}")
         finally:
             self.delete_on_termination()
+            self.release_slot()
 
     def take_slot(self) -> None:
-        """Wait for one of ``max_running`` slots (flock files: freed when we die)."""
+        """Started without a slot (no limit, or by hand): wait for one if there is a limit."""
         limit = int(self.job.get("max_running") or 0)
-        if limit <= 0:
-            return
-        slots = self.folder.parent / SLOTS
-        slots.mkdir(mode=0o700, exist_ok=True)
         delay = 0.05
-        while True:
+        while self.slot is None and limit > 0:
             if self.cancel:
                 raise Cancelled
-            for n in range(limit):
-                fd = os.open(slots / str(n), os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    os.close(fd)
-                    if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                        raise
-                    continue
-                self.slot = fd  # kept open (and locked) until the supervisor exits
-                return
-            self.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            self.slot = take_slot(self.folder.parent, limit)
+            if self.slot is None:
+                self.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def release_slot(self) -> None:
+        """Give the slot back and start whoever waits for it."""
+        if self.slot is not None:
+            os.close(self.slot)
+            self.slot = None
+        limit = int(self.job.get("max_running") or 0)
+        if limit > 0:
+            with contextlib.suppress(OSError):
+                dispatch(self.folder.parent, limit, self.job.get("python") or sys.executable)
 
     # -- staging, in a child that runs as the account ------------------------------------
     def staging(self, direction: str) -> None:
@@ -645,14 +773,17 @@ def transfer(direction: str, specs: list[dict[str, Any]], work: Path, job: dict[
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: runner.py <activity folder>", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: runner.py <activity folder> [<locked slot fd>]", file=sys.stderr)
         return 2
     folder = Path(argv[1]).resolve()
     if not (folder / JOB_FILE).is_file():
         print(f"no {JOB_FILE} in {folder}", file=sys.stderr)
         return 2
-    Supervisor(folder).run()
+    slot = int(argv[2]) if len(argv) == 3 else None
+    if slot is not None:
+        os.set_inheritable(slot, False)
+    Supervisor(folder, slot).run()
     return 0
 
 

@@ -308,6 +308,35 @@ def test_max_running_starts_the_next_job_when_a_slot_frees(
     assert backend.resources()["pending"] == 0
 
 
+def test_queued_activities_wait_without_a_process_and_start_in_order(
+    make_backend: Callable[..., LocalExecutionBackend],
+) -> None:
+    backend = make_backend(max_running=1)
+    first = backend.submit(new_id(), JobSpec("sleep", ("0.5",)), None)
+    queued = [backend.submit(new_id(), sh("true"), None) for _ in range(3)]
+    wait_for(backend, first, lambda s: s.state is JobState.RUNNING)
+    for activity in queued:
+        assert not (backend.work_dir / activity / runner.LAUNCH_FILE).exists()  # no process
+        assert backend.status([activity])[activity].state is JobState.PENDING
+    statuses = [wait_for(backend, a) for a in queued]
+    assert all(s.state is JobState.FINISHED for s in statuses)
+    starts = [s.started_at for s in statuses]
+    assert starts == sorted(starts)  # first come, first served
+
+
+def test_a_slot_held_by_a_lost_supervisor_goes_to_the_next_in_line(
+    make_backend: Callable[..., LocalExecutionBackend],
+) -> None:
+    backend = make_backend(max_running=1)
+    holder = backend.submit(new_id(), JobSpec("sleep", ("30",)), None)
+    waiting = backend.submit(new_id(), sh("true"), None)
+    wait_for(backend, holder, lambda s: s.state is JobState.RUNNING)
+    os.kill(state_file(backend, holder)["supervisor"]["pid"], signal.SIGKILL)
+    restarted = make_backend(max_running=1)  # the kernel freed the slot; status() hands it on
+    assert wait_for(restarted, holder).reason == LOST
+    assert wait_for(restarted, waiting).state is JobState.FINISHED
+
+
 # -- job control ---------------------------------------------------------------------------
 def test_suspend_and_resume_stop_and_continue_the_processes(backend: LocalExecutionBackend) -> None:
     activity = backend.submit(new_id(), sh("sleep 60 & echo $! > child; wait"), None)
