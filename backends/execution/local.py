@@ -35,6 +35,7 @@ ACTIVITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LOST = "supervisor lost (gateway host restarted?)"
 # A supervisor gets this long to write its first state before a missing one counts as lost.
 LAUNCH_GRACE_SECONDS = 60
+STATUS_DISPATCH_INTERVAL = 1.0  # seconds
 
 
 def _option(options: Any, name: str, default: Any) -> Any:
@@ -75,6 +76,8 @@ class LocalExecutionBackend(ExecutionBackend):
         self.python = str(_option(options, "python", "") or sys.executable)
         self._terminal: dict[str, JobStatus] = {}  # final states never change: cache them
         self._children: list[subprocess.Popen] = []
+        self._work_dir_ready = False
+        self._dispatched_at = 0.0
 
     @property
     def work_dir(self) -> Path:
@@ -194,8 +197,10 @@ class LocalExecutionBackend(ExecutionBackend):
         folder = self.folder(activity_id)
         self.check(job)
         account = self.account_for_job(account)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.work_dir, 0o711)  # noqa: S103 - accounts must reach their work/ folders
+        if not self._work_dir_ready:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.work_dir, 0o711)  # noqa: S103 - accounts must reach their work/ folders
+            self._work_dir_ready = True
         try:
             folder.mkdir(mode=0o711)
         except FileExistsError as exc:
@@ -204,23 +209,26 @@ class LocalExecutionBackend(ExecutionBackend):
         work.mkdir(mode=0o700)
         if account is not None:
             os.chown(work, account.uid, account.gid)
+        entry = runner.queue_entry(activity_id) if self.max_running > 0 else None
         runner.write_json(
             folder / runner.JOB_FILE,
             {
+                "queue_entry": entry,
                 "spec": _to_plain(job),
                 "account": dataclasses.asdict(account) if account else None,
                 "max_running": self.max_running,
                 "terminate_grace_seconds": self.grace,
                 "staging_limits": self.staging_limits,
                 "python": self.python,
+                "submitted_at": runner.now(),
             },
-        )
-        runner.write_json(
-            folder / runner.STATE_FILE, {"state": runner.PENDING, "submitted_at": runner.now()}
+            # No fsync: after a host crash every unfinished activity is reported lost
+            # anyway; no state.json yet means Pending.
+            durable=False,
         )
         self.reap()
-        if self.max_running > 0:
-            runner.enqueue(self.work_dir, activity_id)
+        if entry is not None:
+            runner.enqueue(self.work_dir, entry)
             self.dispatch()
             return activity_id
         try:
@@ -232,6 +240,7 @@ class LocalExecutionBackend(ExecutionBackend):
 
     def dispatch(self) -> None:
         """Start queued activities while run slots are free."""
+        self._dispatched_at = time.monotonic()
         if self.max_running > 0:
             self._children += runner.dispatch(self.work_dir, self.max_running, self.python)
 
@@ -244,16 +253,22 @@ class LocalExecutionBackend(ExecutionBackend):
         """One pass over the state files. Ids this backend does not know are left out of
         the answer (the caller answers "unknown activity" for each of them)."""
         self.reap()
-        self.dispatch()  # a slot freed by a vanished supervisor goes to the next in line
+        if time.monotonic() - self._dispatched_at > STATUS_DISPATCH_INTERVAL:
+            # Supervisors hand on their slot when they end; this is for the slot of one
+            # that vanished (freed by the kernel), so it need not happen on every call.
+            self.dispatch()
         boot = runner.boot_id()
         answer: dict[str, JobStatus] = {}
+        # for many ids, one listing of the queue beats looking for each one's entry
+        queue = runner.queued_ids(self.work_dir) if len(backend_ids) > 8 else None
+
         for backend_id in backend_ids:
             cached = self._terminal.get(backend_id)
             if cached is not None:
                 answer[backend_id] = cached
                 continue
             try:
-                status = self._status(self.folder(backend_id), boot)
+                status = self._status(self.folder(backend_id), boot, queue)
             except UnknownResource:
                 continue
             if status.state.terminal:
@@ -261,9 +276,11 @@ class LocalExecutionBackend(ExecutionBackend):
             answer[backend_id] = status
         return answer
 
-    def _state(self, folder: Path, boot: str) -> dict[str, Any]:
+    def _state(self, folder: Path, boot: str, queue: set[str] | None = None) -> dict[str, Any]:
         """The state record, after making sure a vanished supervisor is accounted for."""
         state = runner.read_json(folder / runner.STATE_FILE)
+        if state is None and queue is not None and folder.name in queue:
+            return {"state": runner.PENDING}  # waiting for a run slot
         if state is None:
             if not folder.is_dir():
                 raise UnknownResource(f"there is no activity {folder.name}")
@@ -272,7 +289,8 @@ class LocalExecutionBackend(ExecutionBackend):
             return state
         supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
         if supervisor is None:
-            if runner.queued(self.work_dir, folder.name):
+            entry = (runner.read_json(folder / runner.JOB_FILE) or {}).get("queue_entry")
+            if entry and (self.work_dir / runner.QUEUE / entry).exists():
                 return state  # waiting for a run slot
             try:
                 since = (folder / runner.JOB_FILE).stat().st_mtime
@@ -309,8 +327,8 @@ class LocalExecutionBackend(ExecutionBackend):
         runner.write_json(folder / runner.STATE_FILE, state)
         return state
 
-    def _status(self, folder: Path, boot: str) -> JobStatus:
-        state = self._state(folder, boot)
+    def _status(self, folder: Path, boot: str, queue: set[str] | None = None) -> JobStatus:
+        state = self._state(folder, boot, queue)
         substate = state.get("substate") or ""
         executing = state["state"] == runner.RUNNING and not substate
         if executing and runner.process_state(state.get("job"), boot) == "T":

@@ -149,15 +149,18 @@ def alive(ident: dict[str, Any] | None, boot: str | None = None) -> bool:
     return process_state(ident, boot) not in (None, "Z", "X")
 
 
-def write_json(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
-    """Write to a temp file, fsync, rename: readers see the old or the new, never half."""
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o600, durable: bool = True) -> None:
+    """Write to a temp file, fsync, rename: readers see the old or the new, never half.
+
+    ``durable=False`` skips the fsync where a host crash makes the file moot anyway."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, separators=(",", ":"))
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -184,10 +187,20 @@ def read_json(path: Path) -> dict[str, Any] | None:
 # queues an activity (a finishing supervisor, ``submit``, ``status``) calls ``dispatch``,
 # which claims the oldest entries (unlink: exactly one claimer wins), locks a slot for
 # each and hands the locked slot to the new supervisor it starts.
+_made: set[Path] = set()
+
+
+def _folder(path: Path) -> Path:
+    """``path``, created once per process (a mkdir per submit costs on a busy disk)."""
+    if path not in _made:
+        path.mkdir(mode=0o700, exist_ok=True)
+        _made.add(path)
+    return path
+
+
 def take_slot(work_dir: Path, limit: int) -> int | None:
     """A locked slot file descriptor, or None when all ``limit`` slots are held."""
-    slots = work_dir / SLOTS
-    slots.mkdir(mode=0o700, exist_ok=True)
+    slots = _folder(work_dir / SLOTS)
     for n in range(limit):
         fd = os.open(slots / str(n), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -201,17 +214,21 @@ def take_slot(work_dir: Path, limit: int) -> int | None:
     return None
 
 
-def enqueue(work_dir: Path, activity_id: str) -> None:
-    queue = work_dir / QUEUE
-    queue.mkdir(mode=0o700, exist_ok=True)
-    (queue / f"{time.time_ns():020d}-{activity_id}").touch()
+def queue_entry(activity_id: str) -> str:
+    """The activity's name in the queue: sorted by submission time."""
+    return f"{time.time_ns():020d}-{activity_id}"
 
 
-def queued(work_dir: Path, activity_id: str) -> bool:
+def enqueue(work_dir: Path, entry: str) -> None:
+    os.close(os.open(_folder(work_dir / QUEUE) / entry, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def queued_ids(work_dir: Path) -> set[str]:
+    """The ids of every queued activity (one directory listing)."""
     try:
-        return any(name.endswith(f"-{activity_id}") for name in os.listdir(work_dir / QUEUE))
+        return {name.split("-", 1)[1] for name in os.listdir(work_dir / QUEUE) if "-" in name}
     except FileNotFoundError:
-        return False
+        return set()
 
 
 def unqueue(work_dir: Path, activity_id: str) -> bool:
@@ -292,8 +309,8 @@ def launch(folder: Path, python: str, slot: int | None = None) -> subprocess.Pop
         pass_fds=() if slot is None else (slot,),
     )
     ident = process_identity(proc.pid)
-    if ident:
-        write_json(folder / LAUNCH_FILE, ident)
+    if ident:  # moot after a host crash (the process is gone then): no fsync
+        write_json(folder / LAUNCH_FILE, ident, durable=False)
     return proc
 
 
@@ -324,7 +341,10 @@ class Supervisor:
         self.job: dict[str, Any] = read_json(folder / JOB_FILE) or {}
         self.spec: dict[str, Any] = self.job.get("spec", {})
         self.account: dict[str, Any] | None = self.job.get("account")
-        self.state: dict[str, Any] = read_json(folder / STATE_FILE) or {"state": PENDING}
+        self.state: dict[str, Any] = read_json(folder / STATE_FILE) or {
+            "state": PENDING,
+            "submitted_at": self.job.get("submitted_at"),
+        }
         self.cancel = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
