@@ -28,7 +28,13 @@ from typing import Any
 
 from backends.execution import runner
 from backends.health import writable_dir
-from backends.interfaces import BackendError, ExecutionBackend, InvalidState, UnknownResource
+from backends.interfaces import (
+    BackendError,
+    ExecutionBackend,
+    InvalidState,
+    NotSupported,
+    UnknownResource,
+)
 from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
 
 ACTIVITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -36,6 +42,7 @@ LOST = "supervisor lost (gateway host restarted?)"
 # A supervisor gets this long to write its first state before a missing one counts as lost.
 LAUNCH_GRACE_SECONDS = 60
 STATUS_DISPATCH_INTERVAL = 1.0  # seconds
+TERMINAL_CACHE_SIZE = 100_000
 
 
 def _option(options: Any, name: str, default: Any) -> Any:
@@ -158,12 +165,20 @@ class LocalExecutionBackend(ExecutionBackend):
                     f"execution.default_account {self.default_account!r} does not exist here"
                 ) from exc
             account = LocalAccount(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+        if account.uid == 0 or account.gid == 0:
+            raise BackendError(
+                f"account {account.username!r} is root (uid/gid 0); jobs never run as root"
+            )
         return account
 
     def check(self, job: JobSpec) -> None:
         """Refuse at once what this host can never run (rather than fail later)."""
         if not job.executable:
             raise BackendError("the job names no executable")
+        if job.spmd_variation or (job.spmd_processes or 1) > 1:
+            raise NotSupported(
+                "the local backend runs no SPMD (MPI) jobs; submit them to a cluster backend"
+            )
         cpus = os.cpu_count() or 1
         if job.total_cpu_count and job.total_cpu_count > cpus:
             raise BackendError(f"the job asks for {job.total_cpu_count} CPUs; this host has {cpus}")
@@ -272,6 +287,8 @@ class LocalExecutionBackend(ExecutionBackend):
             except UnknownResource:
                 continue
             if status.state.terminal:
+                if len(self._terminal) >= TERMINAL_CACHE_SIZE:
+                    self._terminal.clear()  # simple bound: re-reading a file is cheap
                 self._terminal[backend_id] = status
             answer[backend_id] = status
         return answer

@@ -22,7 +22,13 @@ import pytest
 
 from backends.execution import runner
 from backends.execution.local import LOST, LocalExecutionBackend
-from backends.interfaces import BackendContext, BackendError, InvalidState, UnknownResource
+from backends.interfaces import (
+    BackendContext,
+    BackendError,
+    InvalidState,
+    NotSupported,
+    UnknownResource,
+)
 from backends.model import JobSpec, JobState, JobStatus, StagingSpec
 from tests.staging_servers import ftp_files, http_files
 
@@ -154,6 +160,12 @@ def test_missing_executable_is_failed_with_a_reason(backend: LocalExecutionBacke
     assert "cannot start executable 'no-such-program-xg'" in status.reason
 
 
+def test_missing_stdin_file_is_failed_with_a_reason(backend: LocalExecutionBackend) -> None:
+    _, status = run(backend, sh("cat", stdin="absent.txt"))
+    assert status.state is JobState.FAILED
+    assert status.reason == "cannot open input file 'absent.txt': No such file or directory"
+
+
 def test_the_gateway_environment_does_not_leak_into_jobs(
     backend: LocalExecutionBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,6 +202,11 @@ def test_no_mapped_account_and_no_default_is_refused(make_backend: Callable[...,
     backend = make_backend(default_account="")
     with pytest.raises(BackendError, match="will not run jobs as root"):
         backend.submit(new_id(), sh("true"), None)
+    from backends.model import LocalAccount
+
+    with pytest.raises(BackendError, match="never run as root"):
+        backend.submit(new_id(), sh("true"), LocalAccount("root", 0, 0, "/root"))
+    assert backend.activity_ids() == []
 
 
 # -- limits --------------------------------------------------------------------------------
@@ -588,6 +605,8 @@ def test_paths_out_of_the_working_directory_are_refused(
 
 
 def test_impossible_requests_and_duplicates_are_refused(backend: LocalExecutionBackend) -> None:
+    with pytest.raises(NotSupported, match="no SPMD"):
+        backend.submit(new_id(), JobSpec("true", spmd_variation="MPI", spmd_processes=4), None)
     with pytest.raises(BackendError, match="asks for 100000 CPUs"):
         backend.submit(new_id(), JobSpec("true", total_cpu_count=100000), None)
     with pytest.raises(BackendError, match="may only run on"):
