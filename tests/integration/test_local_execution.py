@@ -651,3 +651,71 @@ def test_jobs_work_below_a_folder_the_account_cannot_pass(
         _, status = run(backend, job)
     assert status.state is JobState.FINISHED, status.reason
     assert (remote / "out").read_text() == "data\n"
+
+
+# -- a gateway that does not run as root ---------------------------------------------------
+NON_ROOT_GATEWAY = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+from backends.interfaces import BackendContext, BackendError
+from backends.execution.local import LocalExecutionBackend
+from backends.model import JobSpec, LocalAccount
+
+root = Path(sys.argv[1])
+options = SimpleNamespace(work_dir=str(root / "act"), python=sys.executable, max_running=2)
+backend = LocalExecutionBackend(BackendContext(None, root, options))
+activity = backend.submit("n1", JobSpec("sh", ("-c", "id -u > who")), None)
+deadline = time.monotonic() + 20
+while not backend.status([activity])[activity].state.terminal and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(backend.status([activity])[activity].state.value)
+print((root / "act/n1/work/who").read_text().strip())
+try:
+    backend.submit("n2", JobSpec("true"), LocalAccount("daemon", 1, 1))
+except BackendError as exc:
+    print(exc)
+"""
+
+
+@as_root
+def test_a_gateway_not_running_as_root_runs_jobs_as_itself(shared_dir: Path) -> None:
+    import pwd
+    import subprocess
+
+    project = Path(__file__).resolve().parents[2]
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("needs Debian's python3 (reachable by nobody); apt-get install python3")
+    probe = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "test", "-r", str(project / "backends/model.py")],
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"the account nobody cannot read the project at {project}")
+    root = shared_dir / "nonroot"
+    root.mkdir()
+    shutil.chown(root, "nobody")
+    result = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            "env",
+            f"PYTHONPATH={project}",
+            python,
+            "-c",
+            NON_ROOT_GATEWAY,
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    state, uid, refusal = result.stdout.splitlines()
+    assert state == "Finished"
+    assert uid == str(pwd.getpwnam("nobody").pw_uid)
+    assert "cannot run jobs as account 'daemon'" in refusal
