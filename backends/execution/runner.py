@@ -405,8 +405,12 @@ class Supervisor:
         except Exception as exc:  # the supervisor must always leave a final state
             self.finish(FAILED, f"internal error in the activity supervisor: {exc!r}")
         finally:
-            self.delete_on_termination()
-            self.release_slot()
+            try:
+                self.delete_on_termination()
+            except (Cancelled, OSError):
+                pass  # the final state stands; a file left over is no reason to fail
+            finally:
+                self.release_slot()
 
     def take_slot(self) -> None:
         """Started without a slot (no limit, or by hand): wait for one if there is a limit."""
