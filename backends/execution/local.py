@@ -305,6 +305,8 @@ class LocalExecutionBackend(ExecutionBackend):
         if state.get("state") in runner.TERMINAL:
             return state
         supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
+        if runner.elsewhere(supervisor):
+            return state  # another gateway host's activity (shared work_dir): its to judge
         if supervisor is None:
             entry = (runner.read_json(folder / runner.JOB_FILE) or {}).get("queue_entry")
             if entry and (self.work_dir / runner.QUEUE / entry).exists():
@@ -381,6 +383,8 @@ class LocalExecutionBackend(ExecutionBackend):
             runner.write_json(folder / runner.STATE_FILE, state)
             return
         supervisor = state.get("supervisor") or runner.read_json(folder / runner.LAUNCH_FILE)
+        if runner.elsewhere(supervisor):
+            return  # its supervisor finds the cancel file within a second
         if supervisor and runner.alive(supervisor):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(supervisor["pid"]), signal.SIGTERM)
@@ -393,6 +397,11 @@ class LocalExecutionBackend(ExecutionBackend):
     def _running_job(self, backend_id: str, action: str) -> tuple[dict[str, Any], str]:
         _folder, state, status = self._current(backend_id)
         job = state.get("job")
+        host = runner.elsewhere(job)
+        if host:
+            raise BackendError(
+                f"activity {backend_id} runs on gateway host {host}; ask that host to {action} it"
+            )
         proc_state = runner.process_state(job)
         if status.state is not JobState.RUNNING or not job or proc_state in (None, "Z"):
             what = status.state.value + (f" ({status.substate})" if status.substate else "")
@@ -406,14 +415,14 @@ class LocalExecutionBackend(ExecutionBackend):
         if proc_state == "T":
             raise InvalidState(f"activity {backend_id} is suspended already")
         self._killpg(job, signal.SIGSTOP)
-        self._await_proc_state(job, lambda s: s == "T")
+        self._await_group(job, lambda states: all(s in ("T", "Z") for s in states))
 
     def resume(self, backend_id: str) -> None:
         job, proc_state = self._running_job(backend_id, "resume")
         if proc_state != "T":
             raise InvalidState(f"activity {backend_id} is not suspended")
         self._killpg(job, signal.SIGCONT)
-        self._await_proc_state(job, lambda s: s != "T")
+        self._await_group(job, lambda states: "T" not in states)
 
     def signal(self, backend_id: str, signum: int) -> None:
         try:
@@ -431,12 +440,10 @@ class LocalExecutionBackend(ExecutionBackend):
             raise InvalidState("the job has just ended") from exc
 
     @staticmethod
-    def _await_proc_state(job: dict[str, Any], done: Any, seconds: float = 2.0) -> None:
+    def _await_group(job: dict[str, Any], done: Any, seconds: float = 2.0) -> None:
+        """Wait until the signal reached every process of the job (it is asynchronous)."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            state = runner.process_state(job)
-            if state is None or done(state):
-                return
+        while time.monotonic() < deadline and not done(runner.group_states(int(job["pid"]))):
             time.sleep(0.005)
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ import pwd
 import resource
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -91,12 +92,23 @@ def boot_id() -> str:
         return ""
 
 
+HOST = socket.gethostname()
+
+
 def process_identity(pid: int) -> dict[str, Any] | None:
-    """pid + start time (clock ticks since boot) + boot id: unique across pid reuse."""
+    """pid + start time (clock ticks since boot) + boot id + host: unique across pid reuse,
+    reboots, and gateway hosts sharing a work_dir."""
     start = _start_ticks(pid)
     if start is None:
         return None
-    return {"pid": pid, "start": start, "boot": boot_id()}
+    return {"pid": pid, "start": start, "boot": boot_id(), "host": HOST}
+
+
+def elsewhere(ident: dict[str, Any] | None) -> str:
+    """The other host a process runs on ('' when it is this one): its liveness cannot be
+    judged from here."""
+    host = (ident or {}).get("host") or HOST
+    return "" if host == HOST else host
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -143,6 +155,17 @@ def session_members(ident: dict[str, Any]) -> list[int]:
         if fields and int(fields[3]) == sid and int(fields[19]) >= start:
             members.append(int(entry.name))
     return members
+
+
+def group_states(pgid: int) -> list[str]:
+    """The /proc state letters of every process in a process group."""
+    states = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields and int(fields[2]) == pgid:
+                states.append(fields[0])
+    return states
 
 
 def alive(ident: dict[str, Any] | None, boot: str | None = None) -> bool:
@@ -378,13 +401,17 @@ class Supervisor:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def sleep(self, seconds: float) -> None:
-        """Sleep until ``seconds`` pass, a child exits or terminate is asked for."""
+        """Sleep until ``seconds`` pass, a child exits or terminate is asked for (by
+        SIGTERM, or by the cancel file from a gateway on another host: looked for at
+        least once a second)."""
         if seconds > 0 and not self.cancel:
             with contextlib.suppress(InterruptedError):
                 select.select([self.wake_r], [], [], seconds)
         with contextlib.suppress(BlockingIOError):
             while os.read(self.wake_r, 512):
                 pass
+        if not self.cancel and (self.folder / CANCEL_FILE).exists():
+            self.cancel = True
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> None:

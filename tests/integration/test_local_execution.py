@@ -448,6 +448,34 @@ def test_a_recycled_pid_is_not_taken_for_the_supervisor(backend: LocalExecutionB
     assert status.reason == LOST
 
 
+def test_activities_of_another_gateway_host_are_left_to_it(
+    backend: LocalExecutionBackend,
+) -> None:
+    # a work_dir shared between gateway hosts: this host cannot see the other's processes
+    activity = backend.submit(new_id(), JobSpec("sleep", ("30",)), None)
+    wait_for(backend, activity, lambda s: s.state is JobState.RUNNING)
+    path = backend.work_dir / activity / runner.STATE_FILE
+    real = runner.read_json(path)
+    foreign = {**real}
+    foreign["supervisor"] = {**real["supervisor"], "pid": 1, "host": "gw2.example.org"}
+    foreign["job"] = {**real["job"], "pid": 1, "host": "gw2.example.org"}
+    runner.write_json(path, foreign)
+    other = LocalExecutionBackend(backend.context)
+    assert other.status([activity])[activity].state is JobState.RUNNING  # not "lost"
+    with pytest.raises(BackendError, match=r"runs on gateway host gw2\.example\.org"):
+        other.suspend(activity)
+    runner.write_json(path, {**real, "updated_at": runner.now()})
+
+
+def test_the_cancel_file_alone_ends_the_job(backend: LocalExecutionBackend) -> None:
+    # what a gateway on another host does: no signal, only the file
+    activity = backend.submit(new_id(), JobSpec("sleep", ("30",)), None)
+    wait_for(backend, activity, lambda s: s.state is JobState.RUNNING)
+    (backend.work_dir / activity / runner.CANCEL_FILE).touch()
+    status = wait_for(backend, activity, timeout=5)
+    assert status.state is JobState.CANCELLED
+
+
 # -- staging -------------------------------------------------------------------------------
 def test_http_stage_in_run_stage_out(backend: LocalExecutionBackend, shared_dir: Path) -> None:
     remote = shared_dir / "remote"
