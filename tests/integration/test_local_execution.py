@@ -747,3 +747,36 @@ def test_a_gateway_not_running_as_root_runs_jobs_as_itself(shared_dir: Path) -> 
     assert state == "Finished"
     assert uid == str(pwd.getpwnam("nobody").pw_uid)
     assert "cannot run jobs as account 'daemon'" in refusal
+
+
+# -- configuration -------------------------------------------------------------------------
+def test_the_execution_section_configures_the_backend(
+    make_settings: Callable[..., Any], shared_dir: Path
+) -> None:
+    from backends import registry
+    from gateway.config import ConfigError
+
+    settings = make_settings(
+        execution={
+            "work_dir": str(shared_dir / "configured"),
+            "max_running": 3,
+            "terminate_grace_seconds": 2.5,
+            "file_staging_roots": [str(shared_dir)],
+            "staging_max_bytes": 1000,
+        }
+    )
+    context = BackendContext(None, settings.state_path, settings.execution)
+    backend = registry.load("execution", settings.backends.execution, context)
+    assert isinstance(backend, LocalExecutionBackend)
+    assert backend.work_dir == shared_dir / "configured"
+    assert (backend.max_running, backend.grace) == (3, 2.5)
+    assert backend.default_account == "nobody"
+    assert backend.staging_limits["file_roots"] == [str(shared_dir)]
+    assert backend.staging_limits["max_bytes"] == 1000
+    activity, status = run(backend, sh("echo hi", stdout="o"))
+    assert status.state is JobState.FINISHED
+    assert (shared_dir / "configured" / activity / "work/o").read_text() == "hi\n"
+    with pytest.raises(ConfigError, match=r"execution\.max_running"):
+        make_settings(execution={"max_running": -1})
+    with pytest.raises(ConfigError, match=r"execution\.work_dri: unknown key"):
+        make_settings(execution={"work_dri": "x"})
