@@ -26,7 +26,10 @@ class HTTPFiles:
 
 
 @contextmanager
-def http_files(root: Path, credentials: tuple[str, str] | None = None) -> Iterator[HTTPFiles]:
+def http_files(
+    root: Path, credentials: tuple[str, str] | None = None, bearer: str = ""
+) -> Iterator[HTTPFiles]:
+    """``credentials``: demand HTTP Basic with them; ``bearer``: demand that token."""
     state = HTTPFiles(root=root, url="", credentials=credentials)
 
     class Handler(BaseHTTPRequestHandler):
@@ -36,11 +39,14 @@ def http_files(root: Path, credentials: tuple[str, str] | None = None) -> Iterat
         def _authorised(self) -> bool:
             header = self.headers.get("Authorization", "")
             state.seen_auth.append(header)
-            if state.credentials is None:
+            if state.credentials is None and not bearer:
                 return True
-            expected = base64.b64encode(":".join(state.credentials).encode()).decode()
-            if header == f"Basic {expected}":
+            if bearer and header == f"Bearer {bearer}":
                 return True
+            if state.credentials is not None:
+                expected = base64.b64encode(":".join(state.credentials).encode()).decode()
+                if header == f"Basic {expected}":
+                    return True
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="files"')
             self.send_header("Content-Length", "0")

@@ -61,6 +61,25 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+# JSDL ProcessorArchitectureEnumeration names and the machine names Linux reports.
+ARCHITECTURES = {
+    "x86_64": {"x86_64", "amd64"},
+    "x86": {"i386", "i486", "i586", "i686", "x86_64"},
+    "x86_32": {"i386", "i486", "i586", "i686"},
+    "arm": {"aarch64", "arm64", "armv7l", "armv6l"},
+    "ia64": {"ia64"},
+    "powerpc": {"ppc", "ppc64", "ppc64le"},
+    "sparc": {"sparc", "sparc64"},
+    "mips": {"mips", "mips64"},
+    "parisc": {"parisc", "parisc64"},
+}
+
+
+def _same_architecture(jsdl: str, machine: str) -> bool:
+    wanted = jsdl.lower()
+    return wanted == "other" or machine.lower() in ARCHITECTURES.get(wanted, {wanted})
+
+
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -172,26 +191,43 @@ class LocalExecutionBackend(ExecutionBackend):
         return account
 
     def check(self, job: JobSpec) -> None:
-        """Refuse at once what this host can never run (rather than fail later)."""
-        if not job.executable:
-            raise BackendError("the job names no executable")
+        """Refuse at once what this host can never run (rather than fail later).
+
+        Fields the JSDL front end may add to JobSpec are read with getattr, so the
+        backend works with the spec of any version."""
         if job.spmd_variation or (job.spmd_processes or 1) > 1:
             raise NotSupported(
                 "the local backend runs no SPMD (MPI) jobs; submit them to a cluster backend"
             )
+        hosts_asked = getattr(job, "total_resource_count", None)
+        if hosts_asked and hosts_asked > 1:
+            raise BackendError(f"the job asks for {hosts_asked} hosts; this backend is one host")
         cpus = os.cpu_count() or 1
-        if job.total_cpu_count and job.total_cpu_count > cpus:
-            raise BackendError(f"the job asks for {job.total_cpu_count} CPUs; this host has {cpus}")
+        for field, bounds in (
+            ("total_cpu_count", "total_cpu_count_bounds"),
+            ("individual_cpu_count", "individual_cpu_count_bounds"),
+        ):
+            asked = getattr(job, field, None)
+            allowed = getattr(job, bounds, None)
+            if asked and asked > cpus and not (allowed is not None and allowed.allows(cpus)):
+                raise BackendError(f"the job asks for {asked:g} CPUs; this host has {cpus}")
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        for field in ("total_physical_memory", "individual_physical_memory"):
+            asked = getattr(job, field, None)
+            if asked and asked > memory:
+                raise BackendError(
+                    f"the job asks for {asked:g} bytes of memory; this host has {memory}"
+                )
         hosts = {h.lower() for h in job.candidate_hosts}
         here = {platform.node().lower(), platform.node().split(".")[0].lower(), "localhost"}
         if hosts and not hosts & here:
             raise BackendError(
                 f"the job may only run on {', '.join(sorted(hosts))}; this is {platform.node()}"
             )
-        arch = getattr(job, "architecture", "") or ""
-        if arch and arch.lower() not in (platform.machine().lower(), "other"):
+        arch = getattr(job, "cpu_architecture", "") or getattr(job, "architecture", "") or ""
+        if arch and not _same_architecture(arch, platform.machine()):
             raise BackendError(
-                f"the job needs architecture {arch}; this host is {platform.machine()}"
+                f"the job needs CPU architecture {arch}; this host is {platform.machine()}"
             )
         wanted_os = getattr(job, "operating_system", "") or ""
         if wanted_os and wanted_os.lower() not in (platform.system().lower(), "other"):

@@ -551,6 +551,12 @@ class Supervisor:
         if self.cancel:
             raise Cancelled
         spec = self.spec
+        if not spec.get("executable"):  # a data-staging-only job: nothing runs
+            self.record(
+                state=RUNNING, substate="", started_at=self.state.get("started_at") or now()
+            )
+            self.classify_and_stage_out(None)
+            return
         self.prepare_executable()
         cwd = self.work
         if spec.get("working_directory"):
@@ -638,8 +644,10 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signum)
 
-    def classify_and_stage_out(self, code: int) -> None:
-        if self.state.get("wall_time_exceeded"):
+    def classify_and_stage_out(self, code: int | None) -> None:
+        if code is None:
+            state, reason = FINISHED, ""
+        elif self.state.get("wall_time_exceeded"):
             state, reason = FAILED, f"wall time limit of {self.spec['wall_time_limit']} s exceeded"
         elif code == 0:
             state, reason = FINISHED, ""
@@ -647,7 +655,7 @@ class Supervisor:
             state, reason = FAILED, signal_reason(-code)
         else:
             state, reason = FAILED, f"exited with status {code}"
-        exit_code = code if code >= 0 else 128 - code
+        exit_code = None if code is None else code if code >= 0 else 128 - code
         if self.spec.get("stage_out"):
             self.record(state=RUNNING, substate=STAGING_OUT, exit_code=exit_code)
             try:
@@ -735,7 +743,16 @@ class Supervisor:
     def limiter(self, switch: bool):  # type: ignore[no-untyped-def]
         """setrlimit in the child before exec (after it became the account)."""
         spec = self.spec
-        limits: list[tuple[int, int, int]] = [(resource.RLIMIT_CORE, 0, 0)]
+        core = int(spec.get("core_dump_limit") or 0)  # no core files unless asked for
+        limits: list[tuple[int, int, int]] = [(resource.RLIMIT_CORE, core, core)]
+        for field, kind in (
+            ("data_segment_limit", resource.RLIMIT_DATA),
+            ("locked_memory_limit", resource.RLIMIT_MEMLOCK),
+            ("open_descriptors_limit", resource.RLIMIT_NOFILE),
+            ("stack_size_limit", resource.RLIMIT_STACK),
+        ):
+            if spec.get(field):
+                limits.append((kind, int(spec[field]), int(spec[field])))
         cpu = spec.get("cpu_time_limit")
         if cpu:
             # SIGXCPU at the soft limit, SIGKILL a little later if it is ignored
@@ -817,6 +834,7 @@ def transfer(direction: str, specs: list[dict[str, Any]], work: Path, job: dict[
                 spec.get("username") or "",
                 spec.get("password") or "",
                 limits,
+                bearer_token=spec.get("bearer_token") or "",
             )
         except StagingError as exc:
             return str(exc)

@@ -131,7 +131,7 @@ class _Budget:
 
 
 # -- HTTP --------------------------------------------------------------------------------
-def _http_opener(username: str, password: str) -> tuple[object, dict[str, str]]:
+def _http_opener(username: str, password: str, token: str = "") -> tuple[object, dict[str, str]]:
     import urllib.request
 
     class _StripAuthOnHostChange(urllib.request.HTTPRedirectHandler):
@@ -147,7 +147,9 @@ def _http_opener(username: str, password: str) -> tuple[object, dict[str, str]]:
             return new
 
     headers = {"User-Agent": "xtreemgate-staging/1"}
-    if username or password:
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    elif username or password:
         pair = base64.b64encode(f"{username}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {pair}"
     return urllib.request.build_opener(_StripAuthOnHostChange), headers
@@ -175,11 +177,13 @@ def _http_error(what: str, exc: Exception) -> StagingError:
     return StagingError(f"{what}: {reason}")
 
 
-def _http_get(url: str, parts, username, password, sink: Callable[[bytes], None], budget) -> None:  # type: ignore[no-untyped-def]
+def _http_get(
+    url: str, parts, username, password, sink: Callable[[bytes], None], budget, token=""
+) -> None:  # type: ignore[no-untyped-def]
     import urllib.request
 
     plain, username, password = _http_url(url, parts, username, password)
-    opener, headers = _http_opener(username, password)
+    opener, headers = _http_opener(username, password, token)
     request = urllib.request.Request(plain, headers=headers)  # noqa: S310 - scheme checked
     try:
         with opener.open(request, timeout=budget.limits.io_timeout) as response:  # type: ignore[attr-defined]
@@ -198,13 +202,13 @@ def _http_get(url: str, parts, username, password, sink: Callable[[bytes], None]
         raise _http_error(budget.what, exc) from exc
 
 
-def _http_put(url, parts, username, password, local: Path, flag: str, budget) -> None:  # type: ignore[no-untyped-def]
+def _http_put(url, parts, username, password, local: Path, flag: str, budget, token="") -> None:  # type: ignore[no-untyped-def]
     import urllib.request
 
     if flag == "append":
         raise StagingError(f"{budget.what}: CreationFlag append is not possible over HTTP")
     plain, username, password = _http_url(url, parts, username, password)
-    opener, headers = _http_opener(username, password)
+    opener, headers = _http_opener(username, password, token)
     size = local.stat().st_size
     budget.take(size)
     headers["Content-Length"] = str(size)
@@ -357,6 +361,7 @@ def stage_in(
     username: str = "",
     password: str = "",
     limits: StagingLimits | None = None,
+    bearer_token: str = "",
 ) -> int:
     """Fetch ``source`` into ``workdir/filename``; returns the number of bytes received."""
     limits = limits or StagingLimits()
@@ -369,7 +374,7 @@ def stage_in(
 
     def fill(sink: Callable[[bytes], None]) -> None:
         if scheme in ("http", "https"):
-            _http_get(source, parts, username, password, sink, budget)
+            _http_get(source, parts, username, password, sink, budget, bearer_token)
         elif scheme == "ftp":
             _ftp_get(parts, username, password, sink, budget)
         else:
@@ -393,6 +398,7 @@ def stage_out(
     username: str = "",
     password: str = "",
     limits: StagingLimits | None = None,
+    bearer_token: str = "",
 ) -> int:
     """Send ``workdir/filename`` to ``target``; returns the number of bytes sent."""
     limits = limits or StagingLimits()
@@ -413,7 +419,9 @@ def stage_out(
     scheme = parts.scheme.lower()
     try:
         if scheme in ("http", "https"):
-            _http_put(target, parts, username, password, source, creation_flag, budget)
+            _http_put(
+                target, parts, username, password, source, creation_flag, budget, bearer_token
+            )
         elif scheme == "ftp":
             _ftp_put(parts, username, password, source, creation_flag, budget)
         else:

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +34,33 @@ from backends.model import JobSpec, JobState, JobStatus, StagingSpec
 from tests.staging_servers import ftp_files, http_files
 
 ROOT = os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Bounds:
+    lower: float | None = None
+    upper: float | None = None
+
+    def allows(self, value: float) -> bool:
+        return (self.lower is None or value >= self.lower) and (
+            self.upper is None or value <= self.upper
+        )
+
+
+@dataclass(frozen=True)
+class FutureJobSpec(JobSpec):
+    """JobSpec with the fields the JSDL front end adds (the backend reads them by name)."""
+
+    cpu_architecture: str = ""
+    operating_system: str = ""
+    total_resource_count: int | None = None
+    total_physical_memory: int | None = None
+    total_cpu_count_bounds: Bounds | None = None
+    open_descriptors_limit: int | None = None
+    stack_size_limit: int | None = None
+    core_dump_limit: int | None = None
+
+
 as_root = pytest.mark.skipif(not ROOT, reason="needs root to switch to the nobody account")
 
 
@@ -615,6 +643,38 @@ def test_staging_runs_as_the_account_not_as_root(
     assert not (shared_dir / "leaked").exists()
 
 
+def test_a_staging_only_job_runs_nothing_and_finishes(
+    backend: LocalExecutionBackend, shared_dir: Path
+) -> None:
+    remote = shared_dir / "relay"
+    remote.mkdir()
+    (remote / "data").write_text("relayed\n")
+    with http_files(remote) as server:
+        job = JobSpec(
+            "",  # JSDL without an Application: stage in, stage out, nothing in between
+            stage_in=(StagingSpec("data", source=f"{server.url}/data"),),
+            stage_out=(StagingSpec("data", target=f"{server.url}/out/data"),),
+        )
+        _, status = run(backend, job)
+    assert status.state is JobState.FINISHED, status.reason
+    assert status.exit_code is None
+    assert (remote / "out/data").read_text() == "relayed\n"
+
+
+def test_more_posix_limits_reach_the_job(backend: LocalExecutionBackend) -> None:
+    job = FutureJobSpec(
+        "/bin/sh",
+        ("-c", "ulimit -n; ulimit -s; ulimit -c"),
+        stdout="limits",
+        open_descriptors_limit=64,
+        stack_size_limit=4 * 1024 * 1024,
+        core_dump_limit=1024 * 1024,
+    )
+    activity, status = run(backend, job)
+    assert status.state is JobState.FINISHED, status.reason
+    assert (work(backend, activity) / "limits").read_text().split() == ["64", "4096", "2048"]
+
+
 # -- refusals at submit --------------------------------------------------------------------
 @pytest.mark.parametrize(
     "job",
@@ -633,6 +693,22 @@ def test_paths_out_of_the_working_directory_are_refused(
 
 
 def test_impossible_requests_and_duplicates_are_refused(backend: LocalExecutionBackend) -> None:
+    import platform
+
+    with pytest.raises(BackendError, match="needs CPU architecture sparc"):
+        backend.submit(new_id(), FutureJobSpec("true", cpu_architecture="sparc"), None)
+    machine = {"x86_64": "x86_64", "aarch64": "arm"}.get(platform.machine(), "other")
+    backend.submit(new_id(), FutureJobSpec("true", cpu_architecture=machine), None)
+    backend.submit(new_id(), FutureJobSpec("true", operating_system="LINUX"), None)
+    with pytest.raises(BackendError, match="asks for 3 hosts"):
+        backend.submit(new_id(), FutureJobSpec("true", total_resource_count=3), None)
+    with pytest.raises(BackendError, match="bytes of memory"):
+        backend.submit(new_id(), FutureJobSpec("true", total_physical_memory=2**60), None)
+    # a CPU range the host fits is fine even when the preferred count is more
+    fits = Bounds(1, 100000)
+    backend.submit(
+        new_id(), FutureJobSpec("true", total_cpu_count=64, total_cpu_count_bounds=fits), None
+    )
     with pytest.raises(NotSupported, match="no SPMD"):
         backend.submit(new_id(), JobSpec("true", spmd_variation="MPI", spmd_processes=4), None)
     with pytest.raises(BackendError, match="asks for 100000 CPUs"):

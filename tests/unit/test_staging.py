@@ -86,6 +86,15 @@ def test_http_basic_credentials(work: Path, remote: Path) -> None:
     assert (work / "a").read_bytes() == (work / "b").read_bytes() == b"hello grid\n"
 
 
+def test_http_bearer_token(work: Path, remote: Path) -> None:
+    with http_files(remote, bearer="tok-123") as server:
+        with pytest.raises(StagingError, match="HTTP 401"):
+            stage_in(work, "a", f"{server.url}/input.txt", bearer_token="wrong")
+        stage_in(work, "a", f"{server.url}/input.txt", bearer_token="tok-123")
+        stage_out(work, "a", f"{server.url}/copy", bearer_token="tok-123")
+    assert (remote / "copy").read_bytes() == b"hello grid\n"
+
+
 def test_credentials_are_not_forwarded_to_another_host(work: Path, remote: Path) -> None:
     with http_files(remote) as target, http_files(remote, credentials=("a", "b")) as first:
         hop = target.url.removeprefix("http://")
