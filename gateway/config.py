@@ -79,6 +79,9 @@ class ExecutionSettings(Section):
     staging_max_bytes: int = Field(10 * 1024**3, ge=0, description="bytes per file")
     staging_timeout_seconds: float = Field(3600, gt=0, description="per file, whole transfer")
     staging_io_timeout_seconds: float = Field(60, gt=0, description="without progress")
+    # CA certificates (PEM) that https staging servers are verified with; default: the
+    # system's. TLS is always verified.
+    staging_ca_file: str = ""
     # The interpreter that runs activity supervisors; default: the gateway's own.
     python: str = ""
 

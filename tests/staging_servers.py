@@ -27,9 +27,13 @@ class HTTPFiles:
 
 @contextmanager
 def http_files(
-    root: Path, credentials: tuple[str, str] | None = None, bearer: str = ""
+    root: Path,
+    credentials: tuple[str, str] | None = None,
+    bearer: str = "",
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[HTTPFiles]:
-    """``credentials``: demand HTTP Basic with them; ``bearer``: demand that token."""
+    """``credentials``: demand HTTP Basic with them; ``bearer``: demand that token;
+    ``tls``: (certificate, key) PEM files: serve https."""
     state = HTTPFiles(root=root, url="", credentials=credentials)
 
     class Handler(BaseHTTPRequestHandler):
@@ -90,7 +94,15 @@ def http_files(
             self.end_headers()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
@@ -131,3 +143,42 @@ def ftp_files(root: Path, user: str = "grid", password: str = "secret") -> Itera
     finally:
         stop.set()
         thread.join(5)
+
+
+def self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throw-away certificate for ``host`` (an IP address), and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file

@@ -98,6 +98,7 @@ class LocalExecutionBackend(ExecutionBackend):
             "timeout": float(_option(options, "staging_timeout_seconds", 3600)),
             "io_timeout": float(_option(options, "staging_io_timeout_seconds", 60)),
             "file_roots": list(_option(options, "file_staging_roots", [])),
+            "ca_file": str(_option(options, "staging_ca_file", "")),
         }
         self.python = str(_option(options, "python", "") or sys.executable)
         self._terminal: dict[str, JobStatus] = {}  # final states never change: cache them

@@ -819,7 +819,8 @@ def transfer(direction: str, specs: list[dict[str, Any]], work: Path, job: dict[
     """Run every transfer of one direction; '' when all worked, else the first failure."""
     from backends.execution.staging import StagingError, StagingLimits, stage_in, stage_out
 
-    limits = StagingLimits(**job.get("staging_limits", {}))
+    given = job.get("staging_limits", {})
+    limits = StagingLimits(**{**given, "file_roots": tuple(given.get("file_roots", ()))})
     for spec in specs:
         url = spec.get("source") if direction == "in" else spec.get("target")
         if not url:

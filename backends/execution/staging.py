@@ -43,6 +43,7 @@ class StagingLimits:
     timeout: float = 300.0  # seconds for the whole transfer
     io_timeout: float = 30.0  # seconds without progress on the socket
     file_roots: tuple[str, ...] = field(default=())  # where file: URLs may point
+    ca_file: str = ""  # CA certificates for https (PEM); default: the system's
 
 
 def preload() -> None:
@@ -131,7 +132,10 @@ class _Budget:
 
 
 # -- HTTP --------------------------------------------------------------------------------
-def _http_opener(username: str, password: str, token: str = "") -> tuple[object, dict[str, str]]:
+def _http_opener(
+    username: str, password: str, token: str = "", ca_file: str = ""
+) -> tuple[object, dict[str, str]]:
+    import ssl
     import urllib.request
 
     class _StripAuthOnHostChange(urllib.request.HTTPRedirectHandler):
@@ -152,7 +156,10 @@ def _http_opener(username: str, password: str, token: str = "") -> tuple[object,
     elif username or password:
         pair = base64.b64encode(f"{username}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {pair}"
-    return urllib.request.build_opener(_StripAuthOnHostChange), headers
+    # TLS is always verified: the system's CAs, or the site's own bundle
+    tls = ssl.create_default_context(cafile=ca_file or None)
+    https = urllib.request.HTTPSHandler(context=tls)
+    return urllib.request.build_opener(_StripAuthOnHostChange, https), headers
 
 
 def _http_url(url: str, parts: urllib.parse.SplitResult, username: str, password: str):  # type: ignore[no-untyped-def]
@@ -183,7 +190,7 @@ def _http_get(
     import urllib.request
 
     plain, username, password = _http_url(url, parts, username, password)
-    opener, headers = _http_opener(username, password, token)
+    opener, headers = _http_opener(username, password, token, budget.limits.ca_file)
     request = urllib.request.Request(plain, headers=headers)  # noqa: S310 - scheme checked
     try:
         with opener.open(request, timeout=budget.limits.io_timeout) as response:  # type: ignore[attr-defined]
@@ -208,7 +215,7 @@ def _http_put(url, parts, username, password, local: Path, flag: str, budget, to
     if flag == "append":
         raise StagingError(f"{budget.what}: CreationFlag append is not possible over HTTP")
     plain, username, password = _http_url(url, parts, username, password)
-    opener, headers = _http_opener(username, password, token)
+    opener, headers = _http_opener(username, password, token, budget.limits.ca_file)
     size = local.stat().st_size
     budget.take(size)
     headers["Content-Length"] = str(size)

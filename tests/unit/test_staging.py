@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backends.execution.staging import StagingError, StagingLimits, redact, stage_in, stage_out
-from tests.staging_servers import ftp_files, http_files
+from tests.staging_servers import ftp_files, http_files, self_signed
 
 
 @pytest.fixture
@@ -93,6 +93,19 @@ def test_http_bearer_token(work: Path, remote: Path) -> None:
         stage_in(work, "a", f"{server.url}/input.txt", bearer_token="tok-123")
         stage_out(work, "a", f"{server.url}/copy", bearer_token="tok-123")
     assert (remote / "copy").read_bytes() == b"hello grid\n"
+
+
+def test_https_is_verified_against_the_configured_cas(
+    work: Path, remote: Path, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    with http_files(remote, tls=(cert, key)) as server:
+        url = f"{server.url}/input.txt"
+        with pytest.raises(StagingError, match="CERTIFICATE_VERIFY_FAILED"):
+            stage_in(work, "a", url)
+        stage_in(work, "a", url, limits=StagingLimits(ca_file=str(cert)))
+        stage_out(work, "a", f"{server.url}/back", limits=StagingLimits(ca_file=str(cert)))
+    assert (remote / "back").read_bytes() == b"hello grid\n"
 
 
 def test_credentials_are_not_forwarded_to_another_host(work: Path, remote: Path) -> None:
