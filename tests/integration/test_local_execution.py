@@ -31,7 +31,7 @@ from backends.interfaces import (
     UnknownResource,
 )
 from backends.model import JobSpec, JobState, JobStatus, StagingSpec
-from tests.staging_servers import ftp_files, http_files
+from tests.staging_servers import ftp_files, http_files, self_signed
 
 ROOT = os.geteuid() == 0
 
@@ -524,6 +524,31 @@ def test_http_stage_in_run_stage_out(backend: LocalExecutionBackend, shared_dir:
     assert (remote / "results/sorted").read_text() == "1\n2\n3\n"
     # DeleteOnTermination (the default) removed the staged files
     assert sorted(p.name for p in work(backend, activity).iterdir()) == []
+
+
+def test_https_staging_with_the_sites_ca(
+    make_backend: Callable[..., LocalExecutionBackend], shared_dir: Path
+) -> None:
+    certs = shared_dir / "certs"
+    certs.mkdir(mode=0o755)
+    cert, key = self_signed(certs)
+    cert.chmod(0o644)  # the job's account verifies with it
+    remote = shared_dir / "tls"
+    remote.mkdir()
+    (remote / "in").write_text("secure\n")
+    backend = make_backend(staging_ca_file=str(cert))
+    with http_files(remote, tls=(cert, key)) as server:
+        job = sh(
+            "cat in > out",
+            stage_in=(StagingSpec("in", source=f"{server.url}/in"),),
+            stage_out=(StagingSpec("out", target=f"{server.url}/out"),),
+        )
+        _, status = run(backend, job)
+        assert status.state is JobState.FINISHED, status.reason
+        _, refused = run(make_backend(), job)  # without the site's CA: not trusted
+    assert (remote / "out").read_text() == "secure\n"
+    assert refused.state is JobState.FAILED
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.reason
 
 
 def test_failed_stage_in_fails_the_job_before_it_runs(
