@@ -200,7 +200,7 @@ def _http_get(
                     f"{budget.what}: the server announces {length} bytes, more than the "
                     f"limit of {budget.limits.max_bytes} bytes"
                 )
-            while chunk := response.read(CHUNK):
+            while chunk := response.read1(CHUNK):  # per receive: the deadline holds
                 budget.take(len(chunk))
                 sink(chunk)
     except StagingError:

@@ -144,6 +144,39 @@ def test_unreachable_server_fails_within_the_timeout(work: Path) -> None:
             stage_in(work, "x", url, limits=StagingLimits(io_timeout=0.3))
 
 
+def test_a_trickling_server_cannot_outlast_the_deadline(work: Path) -> None:
+    import socket
+    import threading
+    import time
+
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def trickle() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.wait(0.05):  # one byte at a time, never idle for long
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        return
+
+        threading.Thread(target=trickle, daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow"
+        started = time.monotonic()
+        try:
+            with pytest.raises(StagingError, match=r"not done within 0\.5 s"):
+                stage_in(work, "slow", url, limits=StagingLimits(timeout=0.5, io_timeout=5))
+        finally:
+            stop.set()
+    assert time.monotonic() - started < 3
+    assert list(work.iterdir()) == []
+
+
 def test_missing_output_file_is_a_clear_failure(work: Path) -> None:
     with pytest.raises(StagingError, match=r"'out.dat'.*did not create the file"):
         stage_out(work, "out.dat", "http://127.0.0.1:9/out.dat")
