@@ -159,7 +159,9 @@ def test_a_trickling_server_cannot_outlast_the_deadline(work: Path) -> None:
             with conn:
                 conn.recv(65536)
                 conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n")
-                while not stop.wait(0.05):  # one byte at a time, never idle for long
+                for _ in range(100):  # one byte at a time, never idle for long
+                    if stop.wait(0.05):
+                        return
                     try:
                         conn.sendall(b"x")
                     except OSError:
