@@ -235,15 +235,24 @@ class LocalExecutionBackend(ExecutionBackend):
             raise BackendError(
                 f"the job needs operating system {wanted_os}; this host runs {platform.system()}"
             )
-        names = [job.stdin, job.stdout, job.stderr, job.working_directory]
-        names += [s.filename for s in (*job.stage_in, *job.stage_out)]
-        for name in filter(None, names):
+        names = [
+            ("input file", job.stdin),
+            ("output file", job.stdout),
+            ("error file", job.stderr),
+            ("working directory", job.working_directory),
+        ]
+        names += [("staged file", s.filename) for s in (*job.stage_in, *job.stage_out)]
+        for what, name in names:
+            if not name:
+                continue
             try:
                 runner.safe_name(name)
-            except ValueError as exc:
+            except ValueError:
                 raise BackendError(
-                    f"{exc}: names must be relative and must not contain '..'"
-                ) from exc
+                    f"{what} {name!r} is not inside the job's own folder: this backend runs "
+                    "every job in a folder of its own, so names must be relative to it "
+                    "and must not contain '..'"
+                ) from None
 
     def submit(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> str:
         folder = self.folder(activity_id)

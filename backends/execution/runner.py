@@ -363,6 +363,9 @@ class Supervisor:
         self.work = folder / WORK
         self.job: dict[str, Any] = read_json(folder / JOB_FILE) or {}
         self.spec: dict[str, Any] = self.job.get("spec", {})
+        # JSDL: file names (staging, stdin/out/err) are relative to the working directory
+        # (checked at submit: relative, without '..')
+        self.cwd = self.work / (self.spec.get("working_directory") or "")
         self.account: dict[str, Any] | None = self.job.get("account")
         self.state: dict[str, Any] = read_json(folder / STATE_FILE) or {
             "state": PENDING,
@@ -421,6 +424,7 @@ class Supervisor:
         self.record(supervisor=process_identity(os.getpid()), state=PENDING)
         try:
             self.take_slot()
+            self.make_dirs(self.cwd)  # as root, before anything of the job's ran there
             if self.spec.get("stage_in"):
                 self.record(state=RUNNING, substate=STAGING_IN, started_at=now())
                 self.staging("in")
@@ -489,7 +493,7 @@ class Supervisor:
                     signal.signal(sig, signal.SIG_DFL)
                 if preload:
                     preload()
-                os.chdir(self.work)
+                os.chdir(self.cwd)
                 self.become_account()
                 message = task()
             except BaseException as exc:
@@ -558,10 +562,7 @@ class Supervisor:
             self.classify_and_stage_out(None)
             return
         self.prepare_executable()
-        cwd = self.work
-        if spec.get("working_directory"):
-            cwd = self.work / safe_name(spec["working_directory"])
-            self.make_dirs(cwd)
+        cwd = self.cwd
         files = self.open_std_files()
         switch = os.geteuid() == 0 and self.account is not None
         kwargs: dict[str, Any] = {}
@@ -670,7 +671,7 @@ class Supervisor:
         name = self.spec.get("executable", "")
         staged = {s.get("filename") for s in self.spec.get("stage_in") or []}
         if name in staged or name.removeprefix("./") in staged:
-            path = self.work / name
+            path = self.cwd / name
             with contextlib.suppress(OSError):
                 if path.is_file() and not path.is_symlink():
                     path.chmod(path.stat().st_mode | 0o100)
@@ -683,7 +684,7 @@ class Supervisor:
         def open_one(name: str, write: bool) -> int:
             if not name:
                 return os.open(os.devnull, os.O_WRONLY if write else os.O_RDONLY)
-            path = self.work / safe_name(name)
+            path = self.cwd / safe_name(name)
             key = str(path)
             if key in opened:
                 return opened[key]
@@ -729,12 +730,12 @@ class Supervisor:
         home = account.get("home") or ""
         env = {
             "PATH": DEFAULT_PATH,
-            "HOME": home if home and os.path.isdir(home) else str(self.work),
+            "HOME": home if home and os.path.isdir(home) else str(self.cwd),
             "USER": name,
             "LOGNAME": name,
             "SHELL": "/bin/sh",
             "LANG": "C.UTF-8",
-            "TMPDIR": str(self.work),
+            "TMPDIR": str(self.cwd),
             "XTREEMGATE_ACTIVITY_ID": self.folder.name,
         }
         env.update({str(k): str(v) for k, v in (self.spec.get("environment") or {}).items()})
@@ -853,7 +854,12 @@ def main(argv: list[str]) -> int:
     slot = int(argv[2]) if len(argv) == 3 else None
     if slot is not None:
         os.set_inheritable(slot, False)
-    Supervisor(folder, slot).run()
+    try:
+        supervisor = Supervisor(folder, slot)
+    except Exception as exc:  # leave a reason behind, not only a vanished process
+        record_failure(folder, f"internal error in the activity supervisor: {exc!r}")
+        raise
+    supervisor.run()
     return 0
 
 

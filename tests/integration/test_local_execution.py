@@ -551,6 +551,29 @@ def test_https_staging_with_the_sites_ca(
     assert "CERTIFICATE_VERIFY_FAILED" in refused.reason
 
 
+def test_names_are_relative_to_the_jobs_working_directory(
+    backend: LocalExecutionBackend, shared_dir: Path
+) -> None:
+    remote = shared_dir / "wd"
+    remote.mkdir()
+    (remote / "in").write_text("x\n")
+    with http_files(remote) as server:
+        job = sh(
+            "pwd > where; cat in",
+            working_directory="run/here",
+            stdout="out",
+            stage_in=(StagingSpec("in", source=f"{server.url}/in", delete_on_termination=False),),
+            stage_out=(StagingSpec("where", target=f"{server.url}/where"),),
+        )
+        activity, status = run(backend, job)
+    assert status.state is JobState.FINISHED, status.reason
+    here = work(backend, activity) / "run/here"
+    assert (here / "out").read_text() == "x\n"
+    assert (here / "in").exists()
+    assert not (here / "where").exists()  # DeleteOnTermination after its stage-out
+    assert (remote / "where").read_text().strip() == str(here)
+
+
 def test_failed_stage_in_fails_the_job_before_it_runs(
     backend: LocalExecutionBackend, shared_dir: Path
 ) -> None:
@@ -707,12 +730,13 @@ def test_more_posix_limits_reach_the_job(backend: LocalExecutionBackend) -> None
         sh("true", stdout="../escape"),
         sh("true", stage_in=(StagingSpec("/etc/passwd", source="http://127.0.0.1:9/x"),)),
         sh("true", working_directory="../.."),
+        sh("true", working_directory="/tmp/bes_netstat_output"),  # as in a real JSDL sample
     ],
 )
 def test_paths_out_of_the_working_directory_are_refused(
     backend: LocalExecutionBackend, job: JobSpec
 ) -> None:
-    with pytest.raises(BackendError, match="must be relative"):
+    with pytest.raises(BackendError, match=r"is not inside the job's own folder.*relative"):
         backend.submit(new_id(), job, None)
     assert backend.activity_ids() == []
 
