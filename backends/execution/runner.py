@@ -361,8 +361,11 @@ class Supervisor:
     def __init__(self, folder: Path, slot: int | None = None) -> None:
         self.folder = folder
         self.work = folder / WORK
-        self.job: dict[str, Any] = read_json(folder / JOB_FILE) or {}
-        self.spec: dict[str, Any] = self.job.get("spec", {})
+        job = read_json(folder / JOB_FILE)
+        if not isinstance(job, dict) or not isinstance(job.get("spec"), dict):
+            raise ValueError(f"{JOB_FILE} is missing or damaged")
+        self.job: dict[str, Any] = job
+        self.spec: dict[str, Any] = job["spec"]
         # JSDL: file names (staging, stdin/out/err) are relative to the working directory
         # (checked at submit: relative, without '..')
         self.cwd = self.work / (self.spec.get("working_directory") or "")
@@ -857,8 +860,8 @@ def main(argv: list[str]) -> int:
     try:
         supervisor = Supervisor(folder, slot)
     except Exception as exc:  # leave a reason behind, not only a vanished process
-        record_failure(folder, f"internal error in the activity supervisor: {exc!r}")
-        raise
+        record_failure(folder, f"the activity supervisor cannot start: {exc}")
+        return 1
     supervisor.run()
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -502,6 +503,19 @@ def test_the_cancel_file_alone_ends_the_job(backend: LocalExecutionBackend) -> N
     (backend.work_dir / activity / runner.CANCEL_FILE).touch()
     status = wait_for(backend, activity, timeout=5)
     assert status.state is JobState.CANCELLED
+
+
+def test_a_damaged_job_file_fails_the_activity_with_the_reason(
+    backend: LocalExecutionBackend,
+) -> None:
+    activity = new_id()
+    folder = backend.work_dir / activity
+    (folder / runner.WORK).mkdir(parents=True)
+    (folder / runner.JOB_FILE).write_text("{not json")
+    runner.launch(folder, sys.executable).wait(timeout=10)
+    status = backend.status([activity])[activity]
+    assert status.state is JobState.FAILED
+    assert status.reason == "the activity supervisor cannot start: job.json is missing or damaged"
 
 
 # -- staging -------------------------------------------------------------------------------
