@@ -7,6 +7,7 @@ limits are enforced by the kernel; staging goes to http.server and pyftpdlib on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -92,7 +93,8 @@ def make_backend(shared_dir: Path) -> Callable[..., LocalExecutionBackend]:
     for backend in made:
         for activity, status in backend.status(backend.activity_ids()).items():
             if not status.state.terminal:
-                backend.terminate(activity)
+                with contextlib.suppress(InvalidState):  # it may have ended meanwhile
+                    backend.terminate(activity)
 
 
 @pytest.fixture
