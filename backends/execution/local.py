@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -103,6 +104,7 @@ class LocalExecutionBackend(ExecutionBackend):
         self.python = str(_option(options, "python", "") or sys.executable)
         self._terminal: dict[str, JobStatus] = {}  # final states never change: cache them
         self._children: list[subprocess.Popen] = []
+        self._lock = threading.Lock()  # front ends call from many threads
         self._work_dir_ready = False
         self._dispatched_at = 0.0
 
@@ -293,7 +295,9 @@ class LocalExecutionBackend(ExecutionBackend):
             self.dispatch()
             return activity_id
         try:
-            self._children.append(runner.launch(folder, self.python))
+            proc = runner.launch(folder, self.python)
+            with self._lock:
+                self._children.append(proc)
         except OSError as exc:
             runner.record_failure(folder, f"cannot start the activity supervisor: {exc}")
             raise BackendError(f"cannot start the activity supervisor: {exc}") from exc
@@ -303,11 +307,14 @@ class LocalExecutionBackend(ExecutionBackend):
         """Start queued activities while run slots are free."""
         self._dispatched_at = time.monotonic()
         if self.max_running > 0:
-            self._children += runner.dispatch(self.work_dir, self.max_running, self.python)
+            started = runner.dispatch(self.work_dir, self.max_running, self.python)
+            with self._lock:
+                self._children += started
 
     def reap(self) -> None:
         """Collect our exited supervisors (they are our children until we exit)."""
-        self._children = [p for p in self._children if p.poll() is None]
+        with self._lock:
+            self._children = [p for p in self._children if p.poll() is None]
 
     # -- status ----------------------------------------------------------------------------
     def status(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:

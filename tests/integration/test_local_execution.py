@@ -385,6 +385,27 @@ def test_a_slot_held_by_a_lost_supervisor_goes_to_the_next_in_line(
     assert wait_for(restarted, waiting).state is JobState.FINISHED
 
 
+def test_many_threads_submit_and_poll_at_once(
+    make_backend: Callable[..., LocalExecutionBackend],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = make_backend(max_running=3)
+
+    def client(n: int) -> list[str]:
+        ids = [
+            backend.submit(new_id(), sh(f"echo {n}-{i} > o", stdout="x"), None) for i in range(4)
+        ]
+        backend.status(ids)
+        return ids
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = [a for batch in pool.map(client, range(8)) for a in batch]
+    statuses = [wait_for(backend, a, timeout=60) for a in ids]
+    assert [s.state for s in statuses] == [JobState.FINISHED] * 32
+    assert len({(work(backend, a) / "o").read_text() for a in ids}) == 32
+
+
 # -- job control ---------------------------------------------------------------------------
 def test_suspend_and_resume_stop_and_continue_the_processes(backend: LocalExecutionBackend) -> None:
     activity = backend.submit(new_id(), sh("sleep 60 & echo $! > child; wait"), None)
