@@ -860,7 +860,7 @@ deadline = time.monotonic() + 20
 while not backend.status([activity])[activity].state.terminal and time.monotonic() < deadline:
     time.sleep(0.02)
 print(backend.status([activity])[activity].state.value)
-print((root / "act/n1/work/who").read_text().strip())
+print((root / "act" / "n1" / "work" / "who").read_text().strip())
 try:
     backend.submit("n2", JobSpec("true"), LocalAccount("daemon", 1, 1))
 except BackendError as exc:
