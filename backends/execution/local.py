@@ -1,12 +1,14 @@
 """Local processes: the embedded execution backend.
 
-Every activity is a folder ``<work_dir>/<activity id>/`` and a detached supervisor
-process (``runner.py``) that runs it to the end and records its state in files there
-(see the runner's docstring for the layout). This class only writes the job file, starts
-supervisors, reads their state files and signals them; it holds no state of its own that
-matters, so a new gateway process over the same ``work_dir`` sees exactly what the old one
-saw. A supervisor that vanished without a final state (host reboot, SIGKILL) is found out
-by its pid and process start time and the activity is marked Failed with that reason.
+Every activity is a folder ``<work_dir>/<activity id>/`` and, once a run slot is free, a
+detached supervisor process (``runner.py``) that runs it to the end and records its state
+in files there (see the runner's docstring for the layout). Queued activities cost a file,
+not a process. This class only writes the job file, queues and starts supervisors, reads
+their state files and signals them; it holds no state of its own that matters, so a new
+gateway process over the same ``work_dir`` sees exactly what the old one saw. A
+supervisor that vanished without a final state (host reboot, SIGKILL) is found out by its
+pid, process start time and boot id; what is left of its job is killed and the activity
+is marked Failed with that reason. No activity is lost silently.
 """
 
 from __future__ import annotations

@@ -1,24 +1,30 @@
 """The activity supervisor: one detached process per activity that runs it to the end.
 
-``LocalExecutionBackend.submit`` writes ``job.json`` into the activity folder and starts
-``python -I -S runner.py <activity folder>`` in a new session, so the supervisor outlives
-the gateway process that started it (a gateway restart or crash changes nothing). The
-supervisor waits for a run slot, stages the input in, runs the job in its own process
-group with its resource limits and as the mapped account, stages the output out, removes
-the files marked DeleteOnTermination, and records every transition in ``state.json``
-(written to a temp file and renamed, so a reader never sees half a state). The gateway
-only reads these files; it talks to a supervisor with signals (SIGTERM: terminate).
+``LocalExecutionBackend.submit`` writes ``job.json`` into the activity folder and queues
+the activity; as soon as one of ``max_running`` run slots is free, ``dispatch`` starts
+``python -I -S runner.py <activity folder> <slot fd>`` in a new session, so the supervisor
+outlives the gateway process that started it (a gateway restart or crash changes
+nothing). The supervisor stages the input in, runs the job in its own process group with
+its resource limits and as the mapped account, stages the output out, removes the files
+marked DeleteOnTermination, records every transition in ``state.json`` (written to a temp
+file and renamed, so a reader never sees half a state), and at the end hands its slot to
+the next queued activity. The gateway only reads these files; it talks to a supervisor
+with SIGTERM (terminate) or, from another host sharing the folder, the ``cancel`` file.
+Processes of the job left behind when it ends are killed with its process group.
 
 Only the standard library is imported (``staging`` too, and only when there is staging),
 so the supervisor starts in a few milliseconds and does not depend on the gateway's
-third-party packages.
+third-party packages. Staging and clean-up run in a forked child that has become the
+job's account: the folder is the job's, and root must not follow the job's links.
 
 Folder layout (``<work_dir>/<activity id>/``, owned by the gateway, mode 0711)::
 
     job.json      the job spec, the account, the limits (gateway-only, 0600)
-    launch.json   pid and start time of the supervisor, written by the gateway
+    dispatched    left by the dispatcher that claimed the activity from the queue
+    launch.json   pid and start time of the supervisor, written by its starter
     state.json    the current state, written by the supervisor (and once by the
-                  gateway, when it finds the supervisor gone)
+                  gateway, when it finds the supervisor gone, or cancels a queued one)
+    cancel        terminate was asked for
     work/         the job's working directory, owned by the mapped account, 0700
 
 Control files live beside, not in, ``work/``: a job must never be able to forge its
