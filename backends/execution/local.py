@@ -204,6 +204,10 @@ class LocalExecutionBackend(ExecutionBackend):
             raise NotSupported(
                 "the local backend runs no SPMD (MPI) jobs; submit them to a cluster backend"
             )
+        if job.exclusive and self.max_running <= 0:
+            raise NotSupported(
+                "ExclusiveExecution needs run slots: set execution.max_running above 0"
+            )
         hosts_asked = getattr(job, "total_resource_count", None)
         if hosts_asked and hosts_asked > 1:
             raise BackendError(f"the job asks for {hosts_asked} hosts; this backend is one host")

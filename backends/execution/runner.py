@@ -59,6 +59,7 @@ DISPATCHED_FILE = "dispatched"
 WORK = "work"
 SLOTS = ".slots"
 QUEUE = ".queue"
+BARRIER = "exclusive"
 
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = (
     "Pending",
@@ -275,12 +276,40 @@ def unqueue(work_dir: Path, activity_id: str) -> bool:
     return False
 
 
+def _flock(fd: int, how: int) -> bool:
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        return False
+    return True
+
+
+def barrier(work_dir: Path) -> int:
+    """The file an exclusive job locks (LOCK_EX) so that nothing new starts beside it;
+    dispatchers hold it shared while they start activities."""
+    path = _folder(work_dir / SLOTS) / BARRIER
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 def dispatch(work_dir: Path, limit: int, python: str) -> list[subprocess.Popen]:
-    """Start supervisors for the oldest queued activities while slots are free."""
+    """Start supervisors for the oldest queued activities while slots are free (and no
+    exclusive job holds the host)."""
     try:
         names = sorted(os.listdir(work_dir / QUEUE))
     except FileNotFoundError:
         return []
+    gate = barrier(work_dir)
+    try:
+        if not _flock(gate, fcntl.LOCK_SH):
+            return []  # an exclusive job has, or waits for, the whole host
+        return _dispatch(work_dir, limit, python, names)
+    finally:
+        os.close(gate)
+
+
+def _dispatch(work_dir: Path, limit: int, python: str, names: list[str]) -> list[subprocess.Popen]:
     started = []
     for name in names:
         slot = take_slot(work_dir, limit)
@@ -385,6 +414,7 @@ class Supervisor:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.slot = slot
+        self.held: list[int] = []  # an exclusive job's barrier and slots
 
     # -- state -------------------------------------------------------------------------
     def record(self, **changes: Any) -> None:
@@ -433,6 +463,8 @@ class Supervisor:
         self.record(supervisor=process_identity(os.getpid()), state=PENDING)
         try:
             self.take_slot()
+            if self.spec.get("exclusive") and int(self.job.get("max_running") or 0) > 0:
+                self.take_whole_host()
             self.make_dirs(self.cwd)  # as root, before anything of the job's ran there
             if self.spec.get("stage_in"):
                 self.record(state=RUNNING, substate=STAGING_IN, started_at=now())
@@ -464,11 +496,43 @@ class Supervisor:
                 self.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def take_whole_host(self) -> None:
+        """ExclusiveExecution: hold the barrier (nothing new starts), then every slot.
+
+        The slot this supervisor was given is handed back first, so that two exclusive
+        jobs never each hold what the other waits for."""
+        limit = int(self.job.get("max_running") or 0)
+        if self.slot is not None:
+            os.close(self.slot)
+            self.slot = None
+        self.held.append(barrier(self.folder.parent))
+        delay = 0.05
+        while not _flock(self.held[0], fcntl.LOCK_EX):
+            self.wait_a_little(delay)
+            delay = min(delay * 2, 1.0)
+        while len(self.held) < limit + 1:
+            slot = take_slot(self.folder.parent, limit)
+            if slot is None:
+                self.wait_a_little(delay)
+                delay = min(delay * 2, 1.0)
+            else:
+                self.held.append(slot)
+
+    def wait_a_little(self, seconds: float) -> None:
+        if self.cancel:
+            raise Cancelled
+        self.sleep(seconds)
+        if self.cancel:
+            raise Cancelled
+
     def release_slot(self) -> None:
         """Give the slot back and start whoever waits for it."""
         if self.slot is not None:
             os.close(self.slot)
             self.slot = None
+        for fd in reversed(self.held):
+            os.close(fd)
+        self.held.clear()
         limit = int(self.job.get("max_running") or 0)
         if limit > 0:
             with contextlib.suppress(OSError):

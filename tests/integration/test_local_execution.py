@@ -406,6 +406,29 @@ def test_many_threads_submit_and_poll_at_once(
     assert len({(work(backend, a) / "o").read_text() for a in ids}) == 32
 
 
+def test_exclusive_jobs_run_alone(make_backend: Callable[..., LocalExecutionBackend]) -> None:
+    backend = make_backend(max_running=2)
+    ids = [
+        backend.submit(new_id(), JobSpec("sleep", ("0.4",)), None),
+        backend.submit(new_id(), JobSpec("sleep", ("0.3",), exclusive=True), None),
+        backend.submit(new_id(), JobSpec("sleep", ("0.3",), exclusive=True), None),
+        backend.submit(new_id(), JobSpec("sleep", ("0.3",)), None),
+        backend.submit(new_id(), JobSpec("sleep", ("0.3",)), None),
+    ]
+    statuses = [wait_for(backend, a, timeout=30) for a in ids]
+    assert all(s.state is JobState.FINISHED for s in statuses)
+    for exclusive in statuses[1:3]:
+        for other in statuses:
+            if other is not exclusive:
+                apart = (
+                    other.finished_at <= exclusive.started_at
+                    or other.started_at >= exclusive.finished_at
+                )
+                assert apart, f"{other} overlaps the exclusive {exclusive}"
+    with pytest.raises(NotSupported, match="ExclusiveExecution needs run slots"):
+        make_backend(max_running=0).submit(new_id(), JobSpec("true", exclusive=True), None)
+
+
 # -- job control ---------------------------------------------------------------------------
 def test_suspend_and_resume_stop_and_continue_the_processes(backend: LocalExecutionBackend) -> None:
     activity = backend.submit(new_id(), sh("sleep 60 & echo $! > child; wait"), None)
