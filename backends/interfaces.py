@@ -93,7 +93,10 @@ class ExecutionBackend(Backend):
         raise NotSupported(f"{self.name} cannot submit jobs yet")
 
     def status(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Statuses of many jobs in one call (one poll for all, not one per job)."""
+        """Statuses of many jobs in one call (one poll for all, not one per job).
+
+        Ids the backend does not know are left out of the answer (rather than failing the
+        whole batch), so the caller can answer "unknown activity" for each of them."""
         raise NotSupported(f"{self.name} cannot report job status yet")
 
     def terminate(self, backend_id: str) -> None:

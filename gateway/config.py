@@ -70,7 +70,27 @@ class BackendSettings(Section):
 
 
 class ExecutionSettings(Section):
+    """The local execution backend (the embedded default)."""
+
     work_dir: str = ""  # default: <state_dir>/activities
+    # Jobs executing at once; more wait as Pending. 0: no limit.
+    max_running: int = Field(64, ge=0, le=100_000)
+    # terminate: SIGTERM to the job's process group, SIGKILL this much later.
+    terminate_grace_seconds: float = Field(10, ge=0, le=3600)
+    # When the gateway runs as root, a job with no mapped account runs as this one
+    # (never as root). Empty: such jobs are refused.
+    default_account: str = "nobody"
+    # Folders file:// staging URLs may point into (as the job's account). Empty: file://
+    # staging is refused.
+    file_staging_roots: list[str] = Field(default_factory=list)
+    staging_max_bytes: int = Field(10 * 1024**3, ge=0, description="bytes per file")
+    staging_timeout_seconds: float = Field(3600, gt=0, description="per file, whole transfer")
+    staging_io_timeout_seconds: float = Field(60, gt=0, description="without progress")
+    # CA certificates (PEM) that https staging servers are verified with; default: the
+    # system's. TLS is always verified.
+    staging_ca_file: str = ""
+    # The interpreter that runs activity supervisors; default: the gateway's own.
+    python: str = ""
 
 
 class VMSize(Section):

@@ -203,7 +203,7 @@ def test_create_run_finish_and_read_the_output(soap, runtime):
     status = soap.wait(activity_id, "Finished", "Failed")
     assert status.get("state") == "Finished"
     assert status.findtext("xg:ExitCode", namespaces=m.NS) == "0"
-    output = work_dir(runtime) / activity_id / "stdout.txt"
+    output = work_dir(runtime) / activity_id / "work" / "stdout.txt"  # the job's own folder
     assert output.read_text() == "hello grid\n"
 
 
@@ -297,6 +297,21 @@ def test_activity_documents_give_back_the_jsdl(soap):
 
 
 def test_submit_failure_leaves_a_failed_record_not_a_pending_ghost(soap, client):
+    """The backend refuses the job at submit (an absolute working directory): the
+    activity is recorded Failed with the backend's reason, never left Pending."""
+    job = m.job("/bin/true").replace(
+        "<posix:Output>", "<posix:WorkingDirectory>/etc</posix:WorkingDirectory><posix:Output>"
+    )
+    activity_id = soap.create(job)
+    status = soap.wait(activity_id, "Failed", "Finished")
+    assert status.get("state") == "Failed"
+    assert "/etc" in status.findtext("xg:Reason", namespaces=m.NS)
+    listing = client.get("/api/v1/activities/", headers=basic("alice")).json()
+    assert [a["state"] for a in listing["activities"]] == ["Failed"]
+    assert listing["activities"][0]["reason"].startswith("not started: ")
+
+
+def test_stage_in_failure_fails_the_activity_naming_the_url(soap):
     staging = (
         "<jsdl:DataStaging><jsdl:FileName>in.txt</jsdl:FileName>"
         "<jsdl:CreationFlag>overwrite</jsdl:CreationFlag>"
@@ -304,12 +319,9 @@ def test_submit_failure_leaves_a_failed_record_not_a_pending_ghost(soap, client)
         "</jsdl:DataStaging>"
     )
     activity_id = soap.create(m.job("/bin/cat", "in.txt", extra=staging))
-    status = soap.wait(activity_id, "Failed", "Finished", "Running")
+    status = soap.wait(activity_id, "Failed", "Finished")
     assert status.get("state") == "Failed"
-    assert "nonexistent" in status.findtext("xg:Reason", namespaces=m.NS)
-    listing = client.get("/api/v1/activities/", headers=basic("alice")).json()
-    assert [a["state"] for a in listing["activities"]] == ["Failed"]
-    assert listing["activities"][0]["reason"].startswith("not started: ")
+    assert "file:///nonexistent/in.txt" in status.findtext("xg:Reason", namespaces=m.NS)
 
 
 # -- faults -----------------------------------------------------------------------------
@@ -643,3 +655,33 @@ def test_an_internal_error_is_a_server_fault_with_the_request_id(soap, monkeypat
     assert fault.findtext("faultcode") == "soap:Server"
     assert "trace-42" in fault.findtext("faultstring")
     assert "secret" not in response.text
+
+
+def test_an_application_named_in_the_site_registry_runs(make_settings):
+    """UNICORE-style JSDL (ApplicationName, no Executable) runs what the site registered."""
+    from backends.store import migrate
+    from gateway.app import create_app
+    from gateway.auth.users import add_user
+
+    s = make_settings(applications={"Echo": {"1.0": "/bin/echo"}})
+    migrate.upgrade(s.database_url)
+    app = create_app(s, configure_logs=False)
+    try:
+        rt = app.app.extensions["xtreemgate"]
+        add_user(rt.db, "alice", PASSWORD)
+        job = m.job("", "registered").replace(
+            "<jsdl:Application><posix:POSIXApplication><posix:Executable></posix:Executable>",
+            "<jsdl:Application><jsdl:ApplicationName>Echo</jsdl:ApplicationName>"
+            "<jsdl:ApplicationVersion>1.0</jsdl:ApplicationVersion><posix:POSIXApplication>",
+        )
+        with app.test_client() as c:
+            soap = SOAPClient(c, basic("alice"))
+            activity_id = soap.create(job)
+            assert soap.wait(activity_id, "Finished", "Failed").get("state") == "Finished"
+            output = work_dir(rt) / activity_id / "work" / "stdout.txt"
+            assert output.read_text() == "registered\n"
+            unknown = soap.fault(m.create(job.replace(">Echo<", ">Povray<")))
+            assert m.fault_detail_names(unknown) == ["UnsupportedFeatureFault"]
+            assert "this site offers: Echo" in unknown.findtext("faultstring")
+    finally:
+        app.app.extensions["xtreemgate"].close()

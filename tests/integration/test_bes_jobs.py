@@ -89,7 +89,7 @@ def test_signal_reaches_the_job(client, alice, runtime):
     assert sent.status_code == 200
     final = wait(client, alice, activity_id, "Finished", "Failed")
     assert final["state"] == "Finished" and final["exit_code"] == 0
-    folder = runtime.backends["execution"].work_dir / activity_id
+    folder = runtime.backends["execution"].work_dir / activity_id / "work"
     assert (folder / "caught.txt").read_text() == "caught\n"
 
 

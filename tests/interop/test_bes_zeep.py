@@ -8,6 +8,7 @@ network; the transport below serves them from local copies (loopback only here).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,12 +51,26 @@ def posix_application(executable: str, *arguments: str, output: str = "") -> etr
 
 
 @pytest.fixture
-def gateway(gateway_server, tmp_path):
+def staging_root():
+    """Where file:// stage-out may write: a folder the job's account (nobody, when the
+    tests run as root) can reach, unlike pytest's private temp folders."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="xg-zeep-staging-"))
+    root.chmod(0o777)  # the job runs as another account
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def gateway(gateway_server, tmp_path, staging_root):
     env = {k: v for k, v in os.environ.items() if not k.startswith("XTREEMGATE_")}
     env.update(
         XTREEMGATE_STATE_DIR=str(tmp_path / "state"),
         XTREEMGATE_LOGGING__FORMAT="text",
         XTREEMGATE_LOGGING__ACCESS_LOG="false",
+        XTREEMGATE_EXECUTION__FILE_STAGING_ROOTS=json.dumps([str(staging_root)]),
     )
     xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
     subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -112,7 +127,7 @@ def wait_for(service, epr, *states: str, timeout: float = 20):
     raise AssertionError(f"never reached {states}: {response.ActivityStatus.state}")
 
 
-def test_classic_interop_sequence(gateway, tmp_path):
+def test_classic_interop_sequence(gateway, staging_root):
     url, key = gateway
     client, service = bes_client(url, key)
 
@@ -122,7 +137,7 @@ def test_classic_interop_sequence(gateway, tmp_path):
     assert document.BasicResourceAttributesDocument.CPUCount == os.cpu_count()
     assert document.TotalNumberOfActivities == 0
 
-    staged = tmp_path / "outputs" / "greeting.txt"
+    staged = staging_root / "greeting.txt"
     created = service.CreateActivity(
         ActivityDocument={
             "JobDefinition": job_definition(
