@@ -30,6 +30,7 @@ from backends.model import (
     VMInfo,
     VMSpec,
     Volume,
+    VOMembership,
 )
 
 
@@ -214,6 +215,25 @@ class VOBackend(Backend):
     def account_for(self, principal: Principal, vo: str = "", role: str = "") -> LocalAccount:
         """The local POSIX account the principal's work runs as."""
         raise NotSupported(f"{self.name} cannot map accounts yet")
+
+    def memberships_of(self, principal: str) -> tuple[VOMembership, ...]:
+        """The principal's active, unexpired, unsuspended VO memberships."""
+        return ()
+
+    def membership_epoch(self, principal: str) -> int:
+        """A counter that grows whenever something is taken away from the principal;
+        VO tokens issued at an older epoch are refused."""
+        return 0
+
+    def record(
+        self,
+        category: str,
+        principal: Principal | str,
+        action: str,
+        resource: Resource | None = None,
+        **details: Any,
+    ) -> None:
+        """Append an accounting/audit record ("execution" or "data"); default: none kept."""
 
 
 BACKEND_KINDS: dict[str, type[Backend]] = {

@@ -23,7 +23,7 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-API_DOCUMENTS = ("gateway.yaml",)
+API_DOCUMENTS = ("gateway.yaml", "vo.yaml")
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FlaskApp:
@@ -43,14 +43,20 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app = FlaskApp(
         __name__,
         specification_dir=data_dir("openapi"),
-        security_map=security_map(rt.chain),
+        security_map=security_map(rt.chain, rt.memberships),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
         lifespan=lifespan,
     )
     app.app.extensions[runtime_module.EXTENSION] = rt
     app.app.extensions["xtreemgate.metrics"] = metrics
     for document in API_DOCUMENTS:
-        app.add_api(document, strict_validation=True, validate_responses=False)
+        # Documents share the base path "/": each needs its own Flask blueprint name.
+        app.add_api(
+            document,
+            name=document.removesuffix(".yaml"),
+            strict_validation=True,
+            validate_responses=False,
+        )
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

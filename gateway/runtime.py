@@ -11,11 +11,19 @@ from dataclasses import dataclass, field
 import flask
 
 from backends import registry
-from backends.interfaces import Backend, BackendContext
-from backends.model import HealthReport
+from backends.interfaces import Backend, BackendContext, VOBackend
+from backends.model import HealthReport, Principal
 from backends.store import Database
-from gateway.auth.chain import AuthChain, Authenticator, BasicAuthenticator, BearerAuthenticator
+from gateway.auth.chain import (
+    AuthChain,
+    Authenticator,
+    AuthRequest,
+    BasicAuthenticator,
+    BearerAuthenticator,
+)
+from gateway.auth.memberships import MembershipResolver
 from gateway.auth.tokens import KeyRing, TokenService
+from gateway.auth.vo_tokens import VOTokenService
 from gateway.config import Settings
 
 EXTENSION = "xtreemgate"
@@ -29,6 +37,16 @@ class Runtime:
     tokens: TokenService
     chain: AuthChain
     backends: dict[str, Backend] = field(default_factory=dict)
+    vo_tokens: VOTokenService | None = None
+    memberships: MembershipResolver | None = None
+
+    def authenticate(self, request: AuthRequest) -> Principal | None:
+        """For front ends outside the OpenAPI routes (SOAP, portal): the chain, then the
+        principal's VO memberships. Raises AuthenticationFailed; None: no credentials."""
+        principal = self.chain.authenticate(request)
+        if principal is not None and self.memberships is not None:
+            principal = self.memberships.enrich(principal)
+        return principal
 
     def health(self) -> dict[str, HealthReport]:
         """Every dependency tried for real; a check that raises counts as failed."""
@@ -74,15 +92,23 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     db = open_database(settings)
     keyring = KeyRing(db, settings.auth.tokens)
     tokens = TokenService(keyring, settings.auth.tokens, settings.token_issuer)
+    backends = load_backends(settings, db) if with_backends else {}
+    vo_backend = backends.get("vo")
+    vo_tokens = resolver = None
+    if isinstance(vo_backend, VOBackend):
+        vo_tokens = VOTokenService(
+            tokens,
+            settings.vo,
+            vo_backend.membership_epoch,
+            authority=settings.vo.entitlement_authority or settings.token_issuer,
+        )
+        resolver = MembershipResolver(vo_backend)
     by_name: dict[str, Authenticator] = {
-        "bearer": BearerAuthenticator(tokens, settings.auth.realm),
+        "bearer": BearerAuthenticator(tokens, settings.auth.realm, vo_tokens),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
     }
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
-    runtime = Runtime(settings, db, keyring, tokens, chain)
-    if with_backends:
-        runtime.backends = load_backends(settings, db)
-    return runtime
+    return Runtime(settings, db, keyring, tokens, chain, backends, vo_tokens, resolver)
 
 
 def current() -> Runtime:

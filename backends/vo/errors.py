@@ -1,0 +1,29 @@
+"""What the VO backend refuses, by kind, so that front ends answer 400/403/404/409."""
+
+from __future__ import annotations
+
+from backends.interfaces import BackendError
+
+
+class VOError(BackendError):
+    """A VO operation was refused; the message says why, for a person."""
+
+
+class Invalid(VOError):
+    """The request itself is wrong (a bad name, a policy that fails its schema): 400."""
+
+
+class Forbidden(VOError):
+    """The caller may not do this (decide() said deny; the reason is the message): 403."""
+
+
+class NotFound(VOError):
+    """No such VO, group, role, member, policy version or resource: 404."""
+
+
+class Conflict(VOError):
+    """It exists already, or the current state does not allow the change: 409."""
+
+
+class PoolExhausted(VOError):
+    """Every account of the pool is leased to someone whose work may still run."""
