@@ -49,13 +49,18 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.app.extensions[runtime_module.EXTENSION] = rt
     app.app.extensions["xtreemgate.metrics"] = metrics
-    for document in API_DOCUMENTS:
+    for document in reversed(API_DOCUMENTS):
         # Documents share the base path "/": each needs its own Flask blueprint name.
+        # Connexion's spec/UI middleware serves only one document per base path (the last
+        # added), so the first is added last, and the others are served as JSON at
+        # /openapi/<name>.json (see _serve_spec).
+        name = document.removesuffix(".yaml")
+        extra: dict[str, Any] = {}
+        if document != API_DOCUMENTS[0]:
+            extra["swagger_ui_options"] = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
+            _serve_spec(app, document, name)
         app.add_api(
-            document,
-            name=document.removesuffix(".yaml"),
-            strict_validation=True,
-            validate_responses=False,
+            document, name=name, strict_validation=True, validate_responses=False, **extra
         )
     app.add_middleware(
         ObservabilityMiddleware,
@@ -85,6 +90,16 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
     app.add_error_handler(401, unauthorized)
     return app
+
+
+def _serve_spec(app: FlaskApp, document: str, name: str) -> None:
+    import flask
+    import yaml
+
+    spec = yaml.safe_load((data_dir("openapi") / document).read_text(encoding="utf-8"))
+    app.app.add_url_rule(
+        f"/openapi/{name}.json", f"openapi-{name}", lambda: flask.jsonify(spec)
+    )
 
 
 def create_asgi() -> FlaskApp:
