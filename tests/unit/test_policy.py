@@ -235,7 +235,7 @@ def test_owner_permit_naming_a_vo_offers_without_registration():
     ],
 )
 def test_bad_policies_are_refused_with_their_place(document, where):
-    with pytest.raises(Invalid, match="vo-policy.schema.json") as caught:
+    with pytest.raises(Invalid, match=r"vo-policy\.schema\.json") as caught:
         validate_document(document)
     assert where in str(caught.value)
 
