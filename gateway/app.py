@@ -59,9 +59,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         if document != API_DOCUMENTS[0]:
             extra["swagger_ui_options"] = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
             _serve_spec(app, document, name)
-        app.add_api(
-            document, name=name, strict_validation=True, validate_responses=False, **extra
-        )
+        app.add_api(document, name=name, strict_validation=True, validate_responses=False, **extra)
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -97,9 +95,7 @@ def _serve_spec(app: FlaskApp, document: str, name: str) -> None:
     import yaml
 
     spec = yaml.safe_load((data_dir("openapi") / document).read_text(encoding="utf-8"))
-    app.app.add_url_rule(
-        f"/openapi/{name}.json", f"openapi-{name}", lambda: flask.jsonify(spec)
-    )
+    app.app.add_url_rule(f"/openapi/{name}.json", f"openapi-{name}", lambda: flask.jsonify(spec))
 
 
 def create_asgi() -> FlaskApp:

@@ -250,8 +250,8 @@ class SQLVOBackend(VOBackend):
         if hit is not None and hit[0] > now:
             return hit[1]
         wall = _now()
-        with self.db.session() as session:
-            rows = session.execute(
+        with self.db.engine.connect() as conn:  # Core, no ORM session: this runs per login
+            rows = conn.execute(
                 select(VO.name, VOMember.group_path, VOMember.roles, VOMember.expires_at)
                 .join(VO, VO.id == VOMember.vo_id)
                 .where(
