@@ -293,8 +293,14 @@ def combine(
         if rule is None:
             notes.append(f"no rule of the vo policy of {vo} (v{vo_policy.version}) permits it")
             continue
-        return _permit(f"{action} on {what} permitted by {rule.label}; {offered}")
+        return PolicyDecision(
+            Decision.PERMIT, f"{action} on {what} permitted by {rule.label}; {offered}", vo
+        )
     if not candidates:
         notes.append(f"{who} has no VO membership")
     detail = "; ".join(notes) if notes else "no rule applies"
-    return _deny(f"default deny: no rule permits {who} to {action} {what} ({detail})")
+    return PolicyDecision(
+        Decision.DENY,
+        f"default deny: no rule permits {who} to {action} {what} ({detail})",
+        resource.vo or (candidates[0] if len(candidates) == 1 else ""),
+    )

@@ -229,8 +229,7 @@ class SQLVOBackend(VOBackend):
             "decision",
             principal.name,
             action,
-            vo=resource.vo
-            or (principal.memberships[0].vo if len(principal.memberships) == 1 else ""),
+            vo=decision.vo or resource.vo or (resource.id if resource.kind == "vo" else ""),
             resource_kind=resource.kind,
             resource_id=resource.id,
             outcome=decision.decision.value,

@@ -42,6 +42,11 @@ def issue_token(body: dict | None = None) -> tuple[dict, int, dict]:
     """A token for the caller; a caller holding a token cannot outlive it by exchange."""
     principal = current_principal()
     body = body or {}
+    issuer = runtime.current().tokens.issuer
+    if principal.authenticated_by == "vo-token" and principal.attributes.get("iss") != issuer:
+        detail = "a VO token of another gateway cannot be exchanged for a token of this one"
+        body = {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": detail}
+        return body, 403, {"Content-Type": "application/problem+json"}
     not_after = None
     if principal.authenticated_by in ("bearer", "vo-token"):
         not_after = principal.attributes.get("exp")

@@ -102,6 +102,8 @@ def test_vo_token_of_gateway_a_works_at_gateway_b_until_revoked(gateway_server, 
     # B's tokens are not A's: B does not trust itself as A, and A does not trust B
     status, b_token = call("POST", f"{b}/api/v1/vo/tokens", bearer(token), {})
     assert status == 403 and "another gateway" in b_token["detail"]
+    status, b_token = call("POST", f"{b}/api/v1/tokens", bearer(token), {})
+    assert status == 403 and "another gateway" in b_token["detail"]
 
     assert call("DELETE", f"{a}/api/v1/vos/cms/members/alice", basic("maria"))[0] == 204
     assert call("GET", f"{a}/api/v1/whoami", bearer(token))[0] == 401  # A: at once

@@ -48,7 +48,7 @@ def test_default_deny_says_why():
 
 def test_vo_member_may_use_what_the_owner_registered_into_the_vo():
     d = combine(index(), alice(CMS), "submit", CLUSTER)
-    assert d.permitted
+    assert d.permitted and d.vo == "cms"  # accounting: through which VO
     assert "rule 'members-use-offered-resources' of the vo policy of cms (v1)" in d.reason
     assert "registered into VO cms by carol" in d.reason
     # not offered: another cluster
