@@ -804,6 +804,10 @@ class SQLVOBackend(VOBackend):
         """Store a new version (never changes an old one); returns it."""
         if level not in LEVELS:
             raise Invalid(f"policy level {level!r}: use one of {', '.join(LEVELS)}")
+        if level == "vo":
+            check_name(scope, "VO name")
+        else:
+            check_principal(scope)
         document = validate_document(document)
         compile_policy(level, scope, 0, document)
         for _attempt in range(5):

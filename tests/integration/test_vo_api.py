@@ -319,3 +319,64 @@ def test_accounts_usage_and_audit(two_vos):
     assert denied and denied[0]["principal"] == "maria"
     assert "maria is not an active member of VO cms" in denied[0]["reason"]
     assert trail == sorted(trail, key=lambda t: -t["id"])
+
+
+def test_nested_groups_roles_and_their_removal_revoke(two_vos):
+    c, rt = two_vos
+    maria = basic("maria")
+    for path in ("analysis", "analysis/higgs"):
+        c.post("/api/v1/vos/cms/groups", json={"path": path}, headers=maria)
+    c.post("/api/v1/vos/cms/roles", json={"name": "production"}, headers=maria)
+    assert "must join VO cms before" in problem(
+        c.post(
+            "/api/v1/vos/cms/members", json={"principal": "bob", "group": "analysis"}, headers=maria
+        ),
+        409,
+    )
+    c.post(
+        "/api/v1/vos/cms/members", json={"principal": "bob", "roles": ["production"]}, headers=maria
+    )
+    c.post(
+        "/api/v1/vos/cms/members",
+        json={"principal": "bob", "group": "analysis/higgs"},
+        headers=maria,
+    )
+    me = c.get("/api/v1/whoami", headers=basic("bob")).json()
+    assert {m["group"] for m in me["memberships"]} == {"", "analysis/higgs"}
+    assert any(":group:cms:analysis:higgs#" in e for e in me["entitlements"])
+    # the SOAP and portal front ends get the same memberships through Runtime.authenticate
+    from gateway.auth.chain import AuthRequest
+
+    soap = rt.authenticate(AuthRequest(headers={k.lower(): v for k, v in basic("bob").items()}))
+    assert {m.group for m in soap.memberships} == {"", "analysis/higgs"}
+    # suspending the VO membership hides the subgroup too
+    c.patch("/api/v1/vos/cms/members/bob", json={"status": "suspended"}, headers=maria)
+    assert c.get("/api/v1/whoami", headers=basic("bob")).json()["memberships"] == []
+    c.patch("/api/v1/vos/cms/members/bob", json={"status": "active"}, headers=maria)
+    token = c.post("/api/v1/vo/tokens", json={}, headers=basic("bob")).json()["access_token"]
+    assert c.get("/api/v1/whoami", headers=bearer(token)).status_code == 200
+    assert c.delete("/api/v1/vos/cms/roles/production", headers=maria).status_code == 204
+    assert c.get("/api/v1/whoami", headers=bearer(token)).status_code == 401  # a role dropped
+    token = c.post("/api/v1/vo/tokens", json={}, headers=basic("bob")).json()["access_token"]
+    assert c.delete("/api/v1/vos/cms/groups?path=analysis", headers=maria).status_code == 204
+    assert c.get("/api/v1/whoami", headers=bearer(token)).status_code == 401  # a group gone
+    assert c.get("/api/v1/vos/cms/groups", headers=basic("bob")).json() == [""]
+    assert [m["group"] for m in c.get("/api/v1/vos/cms/members/bob", headers=maria).json()] == [""]
+
+
+def test_site_admin_gets_404_for_what_does_not_exist_and_deletes_vos(two_vos):
+    c, _ = two_vos
+    root = basic("root")
+    problem(c.post("/api/v1/vos/nope/roles", json={"name": "r"}, headers=root), 404)
+    problem(c.patch("/api/v1/vos/cms/members/ghost", json={"status": "active"}, headers=root), 404)
+    problem(c.delete("/api/v1/vos/cms/managers/ghost", headers=root), 404)
+    problem(c.delete("/api/v1/vos/cms/resources/cluster/none", headers=root), 404)
+    problem(
+        c.patch("/api/v1/vos/cms/members/alice", json={}, headers=root), 400
+    )  # spec: minProperties
+    c.post("/api/v1/vos/cms/members", json={"principal": "alice"}, headers=root)
+    token = c.post("/api/v1/vo/tokens", json={}, headers=basic("alice")).json()["access_token"]
+    problem(c.delete("/api/v1/vos/cms", headers=basic("maria")), 403)
+    assert c.delete("/api/v1/vos/cms", headers=root).status_code == 204
+    assert c.get("/api/v1/whoami", headers=bearer(token)).status_code == 401
+    assert [v["name"] for v in c.get("/api/v1/vos", headers=basic("alice")).json()] == ["atlas"]
