@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,6 +96,18 @@ def check_principal(name: str) -> str:
     if not isinstance(name, str) or not PRINCIPAL.match(name):
         raise Invalid(f"principal name {name!r} is empty, too long or has spaces or '/'")
     return name
+
+
+_MEMBERSHIPS = (
+    select(VO.name, VOMember.group_path, VOMember.roles, VOMember.expires_at)
+    .join(VO, VO.id == VOMember.vo_id)
+    .where(
+        VOMember.principal == bindparam("principal"),
+        VOMember.status == "active",
+        or_(VOMember.expires_at.is_(None), VOMember.expires_at > bindparam("now")),
+    )
+    .order_by(VO.name, VOMember.group_path)
+)
 
 
 class _Sessions:
@@ -249,17 +261,8 @@ class SQLVOBackend(VOBackend):
         if hit is not None and hit[0] > now:
             return hit[1]
         wall = _now()
-        with self.db.engine.connect() as conn:  # Core, no ORM session: this runs per login
-            rows = conn.execute(
-                select(VO.name, VOMember.group_path, VOMember.roles, VOMember.expires_at)
-                .join(VO, VO.id == VOMember.vo_id)
-                .where(
-                    VOMember.principal == principal,
-                    VOMember.status == "active",
-                    or_(VOMember.expires_at.is_(None), VOMember.expires_at > wall),
-                )
-                .order_by(VO.name, VOMember.group_path)
-            ).all()
+        with self.db.engine.connect() as conn:  # Core, built once: this runs per login
+            rows = conn.execute(_MEMBERSHIPS, {"principal": principal, "now": wall}).all()
         # A subgroup counts only while the VO membership itself (root group) is active.
         joined = {vo for vo, group, _, _ in rows if group == ""}
         found = tuple(
@@ -903,6 +906,16 @@ class SQLVOBackend(VOBackend):
         shared = [a.username for a in self.accounts.pool(vo)]
         key = f"{vo}:{role}" if role and [a.username for a in pool] != shared else vo
         return self.leases.lease(principal.name, key, pool)
+
+    def release_idle_leases(self) -> int:
+        """Housekeeping (e.g. hourly): give back every lease idle for
+        ``vo.lease_idle_seconds`` whose holder runs nothing; returns how many. Without it
+        an idle lease is given back when its pool runs out."""
+        released = 0
+        for key in sorted({lease.pool for lease in self.leases.leases()}):
+            vo, _, role = key.partition(":")
+            released += self.leases.release_idle(self.accounts.pool(vo, role))
+        return released
 
     # -- accounting ----------------------------------------------------------------------
     def record(

@@ -174,6 +174,13 @@ def test_backend_maps_own_accounts_then_pools(store):
         assert backend.account_for(bob).username == "cms01"
         assert backend.account_for(bob, "cms", "prod").username == "cmsprod1"
         assert backend.account_for(bob, "cms").username == "cms01"
+        busy = {"bob"}
+        backend.use_activity_probe(lambda account, holder: holder in busy)
+        backend.leases.idle = timedelta(0)
+        assert backend.release_idle_leases() == 0  # bob's work still runs
+        busy.clear()
+        assert backend.release_idle_leases() == 2  # both of bob's pools
+        assert backend.leases.leases() == []
     finally:
         backend.close()
 
