@@ -101,6 +101,7 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
             settings.vo,
             vo_backend.membership_epoch,
             authority=settings.vo.entitlement_authority or settings.token_issuer,
+            epoch_cached=getattr(vo_backend, "cached_epoch", None),
         )
         resolver = MembershipResolver(vo_backend)
     by_name: dict[str, Authenticator] = {

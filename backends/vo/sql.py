@@ -286,6 +286,12 @@ class SQLVOBackend(VOBackend):
         hit = self._members.get(principal)
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
+    def cached_epoch(self, principal: str) -> int | None:
+        """The cached membership epoch, or None when reading it would touch the store."""
+        if time.monotonic() - self._checked >= self.refresh_interval:
+            return None
+        return self._epochs.get(principal)
+
     def membership_expiry(self, principal: str) -> datetime | None:
         """When the first of the principal's active memberships runs out (None: never)."""
         with self.db.session() as session:

@@ -18,6 +18,8 @@ Header ``typ: vo+jwt`` tells them from plain bearer tokens. They are accepted
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import secrets
@@ -48,6 +50,18 @@ def is_vo_token(token: str) -> bool:
         return jwt.get_unverified_header(token).get("typ") == VO_TOKEN_TYPE
     except jwt.DecodeError:
         return False
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """The payload, unverified: only to learn the issuer, hence the key to verify with."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a JWS compact serialization: {exc}") from exc
+    if not isinstance(claims, dict):
+        raise ValueError("the payload is not a JSON object")
+    return claims
 
 
 @dataclass(frozen=True)
@@ -96,10 +110,12 @@ class VOTokenService:
         authority: str,
         clock: Callable[[], float] = time.time,
         fetch: Callable[[str], Any] = _fetch_json,
+        epoch_cached: Callable[[str], int | None] | None = None,
     ) -> None:
         self.tokens = tokens
         self.settings = settings
         self.epoch = epoch
+        self.epoch_cached = epoch_cached
         self.authority = authority
         self.clock = clock
         self.fetch = fetch
@@ -184,8 +200,8 @@ class VOTokenService:
     def _check_signature(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.DecodeError as exc:
+            unverified = _unverified_claims(token)
+        except (jwt.DecodeError, ValueError) as exc:
             raise TokenError(f"malformed VO token: {exc}") from exc
         kid, issuer = header.get("kid"), unverified.get("iss")
         if not isinstance(kid, str):
@@ -225,14 +241,12 @@ class VOTokenService:
             raise TokenError(f"invalid VO token: {exc}") from exc
 
     def blocking(self, token: str) -> bool:
-        """Whether verifying may fetch from a remote issuer (run it off the event loop)."""
-        if token in self._verified and self._verified[token]["iss"] == self.tokens.issuer:
-            return False
-        try:
-            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-        except jwt.DecodeError:
-            return False
-        return issuer in self._remotes
+        """Whether verifying may do I/O or a signature check (run it off the event loop):
+        a remote issuer's keys or revocation list, a first sight, an uncached epoch."""
+        claims = self._verified.get(token)
+        if claims is None or claims["iss"] != self.tokens.issuer:
+            return True  # first sight, or a remote issuer whose list may be re-fetched
+        return self.epoch_cached is None or self.epoch_cached(claims["sub"]) is None
 
     # -- remote issuers ------------------------------------------------------------------
     def _remote_key(self, remote: _Remote, kid: str) -> Any:

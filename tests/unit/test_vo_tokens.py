@@ -141,3 +141,14 @@ def test_untrusted_issuer_and_unreachable_revocation_list_are_refused(rings):
     strict = VOTokenService(rings("d"), settings, lambda s: 0, authority="d", fetch=fetch)
     with pytest.raises(TokenError, match="cannot confirm"):
         strict.verify(a.issue("alice", CMS)[0])
+
+
+def test_only_a_reused_local_token_with_a_cached_epoch_verifies_on_the_event_loop(rings):
+    cached: dict[str, int] = {}
+    a = VOTokenService(rings("a"), VOSettings(), lambda s: 0, authority=A, epoch_cached=cached.get)
+    token = a.issue("alice", CMS)[0]
+    assert a.blocking(token)  # first sight: a signature check
+    a.verify(token)
+    assert a.blocking(token)  # the epoch would be read from the store
+    cached["alice"] = 0
+    assert not a.blocking(token)  # all in memory now
