@@ -365,11 +365,16 @@ class SQLVOBackend(VOBackend):
                 session.flush()
                 session.add(VOGroup(vo_id=vo.id, path="", description="the VO itself"))
                 session.add_all(VOManager(vo_id=vo.id, principal=m) for m in set(managers))
+                earlier = session.scalar(  # a VO of that name deleted before: keep its history
+                    select(func.max(PolicyVersion.version)).where(
+                        PolicyVersion.level == "vo", PolicyVersion.scope == name
+                    )
+                )
                 session.add(
                     PolicyVersion(
                         level="vo",
                         scope=name,
-                        version=1,
+                        version=(earlier or 0) + 1,
                         document=DEFAULT_VO_POLICY,
                         author=creator,
                         comment="created with the VO",

@@ -380,3 +380,7 @@ def test_site_admin_gets_404_for_what_does_not_exist_and_deletes_vos(two_vos):
     assert c.delete("/api/v1/vos/cms", headers=root).status_code == 204
     assert c.get("/api/v1/whoami", headers=bearer(token)).status_code == 401
     assert [v["name"] for v in c.get("/api/v1/vos", headers=basic("alice")).json()] == ["atlas"]
+    # a VO of the same name again starts afresh; the old policy history stays readable
+    assert c.post("/api/v1/vos", json={"name": "cms"}, headers=root).status_code == 201
+    versions = c.get("/api/v1/policies/vo/cms/versions", headers=root).json()
+    assert [v["version"] for v in versions] == [1, 2]
