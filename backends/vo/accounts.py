@@ -8,7 +8,7 @@ account is never handed to someone else while work of its last holder still runs
 Where accounts come from is an :class:`AccountSource`. :class:`ConfigAccountSource` reads
 ``[vo.pools]`` and ``[vo.own_accounts]`` from the config file; an LDAP-backed source
 (``adapters/ldap``: a user's posixAccount, pool accounts from the directory) plugs in
-through :data:`LDAP_ACCOUNT_SOURCE_HOOK` / ``SQLVOBackend.use_account_source``. Pool
+through :func:`ldap_account_source` / ``SQLVOBackend.use_account_source``. Pool
 accounts must exist as POSIX accounts (same name, uid, gid) on every resource the VO's
 work runs on; the gateway only chooses among them.
 """
@@ -106,11 +106,31 @@ class ChainedAccountSource:
         return next((p for s in self.sources if (p := s.pool(vo, role))), [])
 
 
-def LDAP_ACCOUNT_SOURCE_HOOK(settings: Any) -> AccountSource | None:
-    """Merge point for adapters/ldap: return an AccountSource backed by the directory
-    (posixAccount of a user, pool accounts from LDAP), or None when LDAP is not
-    configured. Until the LDAP adapter is wired in, there is none."""
-    return None
+class DirectoryAccountSource:
+    """Accounts from the site directory (adapters/ldap ``Directory``, duck-typed so that
+    this backend does not need python-ldap): a user's own posixAccount by uid, and the
+    VO's pool from the directory (per VO; a role has no pool of its own there)."""
+
+    def __init__(self, directory: Any) -> None:
+        self.directory = directory
+
+    def own_account(self, principal: str) -> LocalAccount | None:
+        user = self.directory.user_by_uid(principal)
+        return user.local_account() if user is not None else None
+
+    def pool(self, vo: str, role: str = "") -> list[LocalAccount]:
+        return list(self.directory.pool_accounts(vo))
+
+
+def ldap_account_source(directory: Any, config_source: AccountSource) -> AccountSource:
+    """THE MERGE HOOK for adapters/ldap (the lead wires it in build_runtime, where the
+    ``Directory`` is opened): the directory first, then the config file's pools and own
+    accounts::
+
+        vo_backend.use_account_source(ldap_account_source(directory, vo_backend.accounts))
+
+    With no directory configured, the config source stays alone."""
+    return ChainedAccountSource([DirectoryAccountSource(directory), config_source])
 
 
 def _parse_account(principal: str, spec: str) -> LocalAccount:
@@ -304,11 +324,12 @@ def _account(lease: AccountLease) -> LocalAccount:
 
 
 __all__ = [
-    "LDAP_ACCOUNT_SOURCE_HOOK",
     "AccountSource",
     "ActivityProbe",
     "ChainedAccountSource",
     "ConfigAccountSource",
+    "DirectoryAccountSource",
     "LeaseManager",
     "expand_accounts",
+    "ldap_account_source",
 ]

@@ -11,28 +11,43 @@ the ones its token carries (already checked against revocation when it was verif
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 from backends.interfaces import VOBackend
-from backends.model import Principal
+from backends.model import Principal, VOMembership
 
 VO_TOKEN_MECHANISM = "vo-token"  # noqa: S105 - a mechanism name, not a secret
 
+# Another place memberships come from (e.g. LDAP groups mapped to VOs, wired at merge):
+# principal -> memberships. Called per request: it must cache for itself.
+MembershipSource = Callable[[Principal], Sequence[VOMembership]]
+
 
 class MembershipResolver:
-    def __init__(self, backend: VOBackend) -> None:
+    def __init__(self, backend: VOBackend, sources: Sequence[MembershipSource] = ()) -> None:
         self.backend = backend
+        self.sources = list(sources)
+
+    def add_source(self, source: MembershipSource) -> None:
+        """Merge memberships from another source (the LDAP group mapping, at merge)."""
+        self.sources.append(source)
 
     def blocking(self, principal: Principal) -> bool:
         """Whether enrich() would read the store (run it off the event loop then)."""
         if principal.authenticated_by == VO_TOKEN_MECHANISM:
             return False
+        if self.sources:
+            return True
         cached = getattr(self.backend, "cached_memberships", None)
         return cached is None or cached(principal.name) is None
 
     def enrich(self, principal: Principal) -> Principal:
         if principal.authenticated_by == VO_TOKEN_MECHANISM:
             return principal
-        memberships = self.backend.memberships_of(principal.name)
+        memberships = tuple(self.backend.memberships_of(principal.name))
+        for source in self.sources:
+            extra = [m for m in source(principal) if m not in memberships]
+            memberships += tuple(extra)
         if memberships == principal.memberships:
             return principal
         return dataclasses.replace(principal, memberships=memberships)

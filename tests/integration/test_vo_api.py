@@ -349,6 +349,14 @@ def test_nested_groups_roles_and_their_removal_revoke(two_vos):
 
     soap = rt.authenticate(AuthRequest(headers={k.lower(): v for k, v in basic("bob").items()}))
     assert {m.group for m in soap.memberships} == {"", "analysis/higgs"}
+    # another membership source (the LDAP group mapping, at merge) adds to the store's
+    from backends.model import VOMembership
+
+    rt.memberships.add_source(lambda p: [VOMembership("lhcb")] if p.name == "bob" else [])
+    assert {
+        m["vo"] for m in c.get("/api/v1/whoami", headers=basic("bob")).json()["memberships"]
+    } == {"cms", "lhcb"}
+    rt.memberships.sources.clear()
     # suspending the VO membership hides the subgroup too
     c.patch("/api/v1/vos/cms/members/bob", json={"status": "suspended"}, headers=maria)
     assert c.get("/api/v1/whoami", headers=basic("bob")).json()["memberships"] == []

@@ -227,3 +227,42 @@ def test_migration_goes_down_and_up(store_url):
         assert migrate.is_current(db.engine)
     finally:
         db.dispose()
+
+
+class StandInDirectory:
+    """What adapters/ldap's Directory answers (user_by_uid, pool_accounts), from a dict:
+    the wiring is tested here; the real slapd behind it is the LDAP adapter's own test."""
+
+    class User:
+        def __init__(self, account: LocalAccount | None) -> None:
+            self.account = account
+
+        def local_account(self) -> LocalAccount | None:
+            return self.account
+
+    def __init__(self) -> None:
+        self.users = {"dora": LocalAccount("dora", 5001, 5000, "/home/dora"), "eve": None}
+        self.pools = {"lhcb": [LocalAccount("lhcb001", 73001, 73000)]}
+
+    def user_by_uid(self, uid: str):
+        return self.User(self.users[uid]) if uid in self.users else None
+
+    def pool_accounts(self, vo: str) -> list[LocalAccount]:
+        return self.pools.get(vo, [])
+
+
+def test_directory_accounts_come_first_then_the_config(store):
+    from backends.vo.accounts import ldap_account_source
+
+    opts = VOSettings(pools={"cms": {"accounts": ["cms01"], "uid_start": 72001, "gid": 72000}})
+    backend = SQLVOBackend(BackendContext(store().engine, Path("."), opts))
+    backend.use_account_source(ldap_account_source(StandInDirectory(), backend.accounts))
+    try:
+        both = (VOMembership("cms"), VOMembership("lhcb"))
+        dora = Principal("dora", "negotiate", memberships=both)
+        assert backend.account_for(dora, "lhcb").username == "dora"  # her posixAccount
+        eve = Principal("eve", "negotiate", memberships=both)  # in LDAP, no posixAccount
+        assert backend.account_for(eve, "lhcb").username == "lhcb001"  # LDAP pool
+        assert backend.account_for(eve, "cms").username == "cms01"  # config pool
+    finally:
+        backend.close()
