@@ -4,8 +4,9 @@ Every front end's principal passes through :meth:`MembershipResolver.enrich`: th
 routes in the security hook (gateway/auth/security.py), the SOAP and portal front ends
 through :meth:`gateway.runtime.Runtime.authenticate`. Memberships come from the VO
 backend (active, unexpired, unsuspended; cached there for ``vo.membership_cache_seconds``
-and dropped on any change), except for a VO token's principal, whose memberships are
-the ones its token carries (already checked against revocation when it was verified).
+and dropped on any change), added to those the authenticator found (e.g. Negotiate's
+LDAP groups) — except for a VO token's principal, whose memberships are exactly the ones
+its token carries (already checked against revocation when it was verified).
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class MembershipResolver:
     def enrich(self, principal: Principal) -> Principal:
         if principal.authenticated_by == VO_TOKEN_MECHANISM:
             return principal
-        memberships = tuple(self.backend.memberships_of(principal.name))
-        for source in self.sources:
-            extra = [m for m in source(principal) if m not in memberships]
-            memberships += tuple(extra)
+        # What the authenticator established (e.g. Negotiate from LDAP groups) stays;
+        # the VO store's and any other source's memberships are added to it.
+        memberships = tuple(principal.memberships)
+        for found in (
+            self.backend.memberships_of(principal.name),
+            *(s(principal) for s in self.sources),
+        ):
+            memberships += tuple(m for m in found if m not in memberships)
         if memberships == principal.memberships:
             return principal
         return dataclasses.replace(principal, memberships=memberships)

@@ -392,3 +392,16 @@ def test_site_admin_gets_404_for_what_does_not_exist_and_deletes_vos(two_vos):
     assert c.post("/api/v1/vos", json={"name": "cms"}, headers=root).status_code == 201
     versions = c.get("/api/v1/policies/vo/cms/versions", headers=root).json()
     assert [v["version"] for v in versions] == [1, 2]
+
+
+def test_memberships_the_authenticator_found_are_kept(two_vos):
+    """Negotiate puts LDAP-derived memberships on its principal: the store's are added."""
+    from backends.model import Principal, VOMembership
+
+    c, rt = two_vos
+    c.post("/api/v1/vos/cms/members", json={"principal": "dora"}, headers=basic("maria"))
+    from_ldap = Principal("dora", "negotiate", memberships=(VOMembership("atlas", "prod"),))
+    enriched = rt.memberships.enrich(from_ldap)
+    assert enriched.memberships == (VOMembership("atlas", "prod"), VOMembership("cms"))
+    token = Principal("dora", "vo-token", memberships=(VOMembership("lhcb"),))
+    assert rt.memberships.enrich(token) is token  # a VO token says exactly what it carries
