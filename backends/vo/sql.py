@@ -960,6 +960,12 @@ class SQLVOBackend(VOBackend):
             unit=unit,
         )
 
+    def audit_records(
+        self, *, vo: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[Any]:
+        """The audit trail, newest first (rows of ``audit_records``)."""
+        return self.audit.records(vo=vo, limit=limit, before_id=before_id)
+
     def usage(
         self, vo: str, since: datetime | None = None, until: datetime | None = None
     ) -> list[Usage]:

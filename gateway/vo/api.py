@@ -7,11 +7,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from backends.interfaces import (
+    BackendError,
+    InvalidRequest,
+    InvalidState,
+    PermissionDenied,
+    UnknownResource,
+    VOAdministration,
+)
 from backends.model import Principal, Resource
-from backends.vo.errors import Conflict, Forbidden, Invalid, NotFound, PoolExhausted, VOError
-from backends.vo.sql import SQLVOBackend
 from gateway import runtime
 from gateway.auth.memberships import VO_TOKEN_MECHANISM
 from gateway.auth.security import current_principal
@@ -19,12 +25,11 @@ from gateway.auth.tokens import TokenError
 from gateway.responses import json_response
 
 PROBLEM = "application/problem+json"
-_STATUS: dict[type[VOError], tuple[int, str]] = {
-    Invalid: (400, "Bad Request"),
-    Forbidden: (403, "Forbidden"),
-    NotFound: (404, "Not Found"),
-    Conflict: (409, "Conflict"),
-    PoolExhausted: (409, "Conflict"),
+_STATUS: dict[type[BackendError], tuple[int, str]] = {
+    InvalidRequest: (400, "Bad Request"),
+    PermissionDenied: (403, "Forbidden"),
+    UnknownResource: (404, "Not Found"),
+    InvalidState: (409, "Conflict"),
 }
 
 
@@ -40,7 +45,7 @@ def vo_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return handler(*args, **kwargs)
-        except VOError as exc:
+        except (InvalidRequest, PermissionDenied, UnknownResource, InvalidState) as exc:
             status, title = next(
                 (v for k, v in _STATUS.items() if isinstance(exc, k)), (400, "Bad Request")
             )
@@ -49,17 +54,24 @@ def vo_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _backend() -> SQLVOBackend:
+class _VOBackend(VOAdministration, Protocol):
+    def decide(self, principal: Principal, action: str, resource: Resource) -> Any: ...
+    def account_for(self, principal: Principal, vo: str = "", role: str = "") -> Any: ...
+
+
+def _backend() -> _VOBackend:
     backend = runtime.current().backends.get("vo")
-    if not isinstance(backend, SQLVOBackend):
-        raise Invalid("the configured VO backend does not manage VOs (backends.vo = 'sql' does)")
-    return backend
+    if not isinstance(backend, VOAdministration):
+        raise InvalidRequest(
+            "the configured VO backend does not manage VOs (backends.vo = 'sql' does)"
+        )
+    return backend  # type: ignore[return-value]
 
 
 def _require(principal: Principal, action: str, resource: Resource) -> None:
     decision = _backend().decide(principal, action, resource)
     if not decision.permitted:
-        raise Forbidden(decision.reason)
+        raise PermissionDenied(decision.reason)
 
 
 def _manage(vo: str) -> Principal:
@@ -73,7 +85,7 @@ def _admin(action: str) -> Principal:
     principal = current_principal()
     if not principal.site_admin:
         _backend().decide(principal, action, Resource("vo"))  # recorded, and denied
-        raise Forbidden(f"only a site admin may {action} VOs ({principal.name} is not)")
+        raise PermissionDenied(f"only a site admin may {action} VOs ({principal.name} is not)")
     return principal
 
 
@@ -101,9 +113,9 @@ def _when(text: str | None, what: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise Invalid(f"{what} {text!r} is not an ISO 8601 date-time") from exc
+        raise InvalidRequest(f"{what} {text!r} is not an ISO 8601 date-time") from exc
     if value.tzinfo is None:
-        raise Invalid(f"{what} {text!r} needs a time zone (e.g. 'Z' or '+01:00')")
+        raise InvalidRequest(f"{what} {text!r} needs a time zone (e.g. 'Z' or '+01:00')")
     return value.astimezone(UTC)
 
 
@@ -218,7 +230,7 @@ def add_member(vo: str, body: dict) -> Any:
     ):
         status = "requested"  # asking to join; a manager approves
     else:
-        raise Forbidden(
+        raise PermissionDenied(
             f"{caller.name} does not manage VO {vo}: one may only ask to join, for oneself, "
             "without roles"
         )
@@ -275,7 +287,7 @@ def register_resource(vo: str, body: dict) -> Any:
     caller = current_principal()
     owner = body.get("owner") or caller.name
     if owner != caller.name and not caller.site_admin:
-        raise Forbidden(f"only {owner} (or a site admin) may offer {owner}'s resources")
+        raise PermissionDenied(f"only {owner} (or a site admin) may offer {owner}'s resources")
     _require(caller, "register", Resource(body["kind"], body["id"], owner=owner, vo=vo))
     return _ok(_backend().register_resource(vo, body["kind"], body["id"], owner), 201)
 
@@ -298,9 +310,11 @@ def _policy_access(level: str, scope: str, *, write: bool) -> Principal:
             return _manage(scope)
         return caller
     if caller.name != scope and not caller.site_admin:
-        raise Forbidden(f"the {level} policy of {scope} is {scope}'s own (or a site admin's)")
+        raise PermissionDenied(
+            f"the {level} policy of {scope} is {scope}'s own (or a site admin's)"
+        )
     if write and caller.authenticated_by == VO_TOKEN_MECHANISM and level == "user":
-        raise Forbidden("a delegated VO token cannot change the user policy that narrows it")
+        raise PermissionDenied("a delegated VO token cannot change the user policy that narrows it")
     return caller
 
 
@@ -338,20 +352,20 @@ def issue_vo_token(body: dict | None = None) -> Any:
     caller = current_principal()
     rt = runtime.current()
     if rt.vo_tokens is None:
-        raise Invalid("VO tokens need the VO backend")
+        raise InvalidRequest("VO tokens need the VO backend")
     if caller.authenticated_by == VO_TOKEN_MECHANISM and caller.attributes.get("iss") != (
         rt.tokens.issuer
     ):
-        raise Forbidden("a VO token of another gateway cannot be exchanged for one of ours")
+        raise PermissionDenied("a VO token of another gateway cannot be exchanged for one of ours")
     memberships = caller.memberships
     wanted = body.get("vos")
     if wanted is not None:
         missing = sorted(set(wanted) - {m.vo for m in memberships})
         if missing:
-            raise Forbidden(f"{caller.name} is not an active member of {', '.join(missing)}")
+            raise PermissionDenied(f"{caller.name} is not an active member of {', '.join(missing)}")
         memberships = tuple(m for m in memberships if m.vo in wanted)
     if not memberships:
-        raise Forbidden(f"{caller.name} has no active VO membership to put in a token")
+        raise PermissionDenied(f"{caller.name} has no active VO membership to put in a token")
     not_after: float | None = None
     if caller.authenticated_by in ("bearer", VO_TOKEN_MECHANISM):
         not_after = caller.attributes.get("exp")
@@ -368,7 +382,7 @@ def issue_vo_token(body: dict | None = None) -> Any:
             name=caller.display_name,
         )
     except TokenError as exc:
-        raise Conflict(exc.reason) from exc
+        raise InvalidState(exc.reason) from exc
     return _ok(
         {
             "access_token": token,
@@ -431,7 +445,7 @@ def vo_audit(vo: str, limit: int = 100, before: int | None = None) -> Any:
     _manage(vo)
     backend = _backend()
     backend.get_vo(vo)
-    rows = backend.audit.records(vo=vo, limit=limit, before_id=before)
+    rows = backend.audit_records(vo=vo, limit=limit, before_id=before)
     return _ok(
         [
             {
