@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from backends.model import (
     HealthReport,
@@ -30,6 +31,7 @@ from backends.model import (
     VMInfo,
     VMSpec,
     Volume,
+    VOMembership,
 )
 
 
@@ -57,6 +59,14 @@ class InvalidSpec(BackendError, ValueError):
 class InvalidState(BackendError):
     """The operation does not apply in the resource's current state (409, BES
     CantApplyOperationToCurrentState)."""
+
+
+class InvalidRequest(BackendError):
+    """The request itself is wrong: a bad name, a document failing its schema (400)."""
+
+
+class PermissionDenied(BackendError):
+    """The caller may not do this; the message is the policy decision's reason (403)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +232,78 @@ class VOBackend(Backend):
     def account_for(self, principal: Principal, vo: str = "", role: str = "") -> LocalAccount:
         """The local POSIX account the principal's work runs as."""
         raise NotSupported(f"{self.name} cannot map accounts yet")
+
+    def memberships_of(self, principal: str) -> tuple[VOMembership, ...]:
+        """The principal's active, unexpired, unsuspended VO memberships."""
+        return ()
+
+    def membership_epoch(self, principal: str) -> int:
+        """A counter that grows whenever something is taken away from the principal;
+        VO tokens issued at an older epoch are refused."""
+        return 0
+
+    def record(
+        self,
+        category: str,
+        principal: Principal | str,
+        action: str,
+        resource: Resource | None = None,
+        **details: Any,
+    ) -> None:
+        """Append an accounting/audit record ("execution" or "data"); default: none kept."""
+
+
+@runtime_checkable
+class VOAdministration(Protocol):
+    """What the VO REST API (gateway/vo) asks of a VO backend that manages VOs itself
+    (the ``sql`` one). Refusals are InvalidRequest (400), PermissionDenied (403),
+    UnknownResource (404) and InvalidState (409); dates are aware UTC datetimes."""
+
+    # VOs, groups, roles, managers
+    def create_vo(
+        self, name: str, *, description: str = "", creator: str = "", managers: list[str] = ...
+    ) -> dict[str, Any]: ...
+    def list_vos(self) -> list[dict[str, Any]]: ...
+    def get_vo(self, name: str) -> dict[str, Any]: ...
+    def delete_vo(self, name: str) -> None: ...
+    def add_group(self, vo: str, path: str, description: str = "") -> str: ...
+    def remove_group(self, vo: str, path: str) -> None: ...
+    def add_role(self, vo: str, role: str, description: str = "") -> str: ...
+    def remove_role(self, vo: str, role: str) -> None: ...
+    def add_manager(self, vo: str, principal: str) -> None: ...
+    def remove_manager(self, vo: str, principal: str) -> None: ...
+
+    # members: requested | active | suspended (| expired, derived)
+    def add_member(self, vo: str, principal: str, **details: Any) -> dict[str, Any]: ...
+    def update_member(self, vo: str, principal: str, **changes: Any) -> dict[str, Any]: ...
+    def remove_member(self, vo: str, principal: str, group: str | None = None) -> int: ...
+    def list_members(self, vo: str, status: str | None = None) -> list[dict[str, Any]]: ...
+    def member(self, vo: str, principal: str) -> list[dict[str, Any]]: ...
+    def membership_expiry(self, principal: str) -> datetime | None: ...
+
+    # resources owners offer to VOs
+    def register_resource(
+        self, vo: str, kind: str, resource_id: str, owner: str
+    ) -> dict[str, Any]: ...
+    def unregister_resource(self, vo: str, kind: str, resource_id: str) -> None: ...
+    def resource_owner(self, kind: str, resource_id: str) -> str: ...
+    def list_resources(self, vo: str) -> list[dict[str, Any]]: ...
+
+    # versioned policies (level: owner | vo | user)
+    def put_policy(
+        self, level: str, scope: str, document: Any, *, author: str = "", comment: str = ""
+    ) -> dict[str, Any]: ...
+    def get_policy(self, level: str, scope: str, version: int | None = None) -> dict[str, Any]: ...
+    def policy_history(self, level: str, scope: str) -> list[dict[str, Any]]: ...
+
+    # tokens, accounting
+    def revocations(self, window_seconds: int) -> dict[str, int]: ...
+    def usage(
+        self, vo: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Any]: ...
+    def audit_records(
+        self, *, vo: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[Any]: ...
 
 
 BACKEND_KINDS: dict[str, type[Backend]] = {

@@ -47,6 +47,7 @@ class PolicyDecision:
 
     decision: Decision
     reason: str
+    vo: str = ""  # the VO through which it was permitted or asked, for accounting
 
     @property
     def permitted(self) -> bool:

@@ -316,6 +316,71 @@ class BESSettings(Section):
     launch_queue: int = Field(10000, ge=1, le=1000000)
 
 
+class VOPoolSettings(Section):
+    """A pool of POSIX accounts a VO's members lease from. The accounts must exist on
+    every resource the VO's work runs on (same name, uid, gid), e.g. made once by the
+    site's provisioning; adding or removing a VO member changes nothing there."""
+
+    # Names, or ranges "vo1pool001..vo1pool050" (the numeric suffix counts up).
+    accounts: list[str] = Field(default_factory=list)
+    uid_start: int = Field(ge=1, description="uid of the first account; the next count up")
+    gid: int = Field(ge=0)
+    home: str = "/home/{username}"
+
+    @field_validator("accounts")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        from backends.vo.accounts import expand_accounts
+
+        expand_accounts(value)  # raises ValueError naming the bad entry
+        return value
+
+
+class VOTokenSettings(Section):
+    # VO attribute tokens are short-lived: a remote gateway learns of a revocation at
+    # the latest after this (or at its next revocation-list fetch).
+    lifetime: int = Field(300, ge=30, le=86400, description="seconds")
+    audience: str = "xtreemgate-vo"
+
+
+class TrustedIssuer(Section):
+    """Another xtreemgate whose VO tokens this one accepts (federation)."""
+
+    issuer: str
+    jwks_url: str
+    revocations_url: str = ""  # default: <issuer origin of jwks_url>/api/v1/vo/revocations
+    vos: list[str] = Field(default_factory=lambda: ["*"])  # VOs it may assert
+
+
+class VOSettings(Section):
+    # How often each process asks the database whether policies/VOs changed (one
+    # SELECT of a counter); changes made by this process apply at once.
+    refresh_interval: float = Field(1.0, ge=0.0, le=300.0)
+    # A principal's memberships are remembered this long per process.
+    membership_cache_seconds: float = Field(5.0, ge=0.0, le=3600.0)
+    # Owner-only compatibility: any authenticated user may create/list at a factory.
+    # Set false so that only VO policy grants creating work.
+    open_factory: bool = True
+    # AARC-G002 entitlements: urn:<namespace>:group:<vo>...#<authority>
+    entitlement_namespace: str = "urn:geant:xtreemgate"
+    entitlement_authority: str = ""  # default: the token issuer
+    # A pool lease not used this long is released (unless its holder still has work).
+    lease_idle_seconds: int = Field(7 * 86400, ge=1)
+    # Pools per VO ("cms") or per VO and role ("cms:production").
+    pools: dict[str, VOPoolSettings] = Field(default_factory=dict)
+    # Principals with an account of their own: name -> "username:uid:gid[:home]".
+    own_accounts: dict[str, str] = Field(default_factory=dict)
+    # Audit records are written by a background thread at most this often, in batches.
+    audit_flush_seconds: float = Field(0.5, ge=0.01, le=60.0)
+    tokens: VOTokenSettings = Field(default_factory=VOTokenSettings)
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    jwks_cache_seconds: int = Field(300, ge=1)
+    # An unknown kid re-fetches the issuer's JWKS at most this often.
+    jwks_refetch_interval: float = Field(10.0, ge=0.0)
+    # How often a remote issuer's revocation list is fetched.
+    revocation_refresh: float = Field(15.0, ge=0.0)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -339,6 +404,7 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     vm: VMSettings = Field(default_factory=VMSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    vo: VOSettings = Field(default_factory=VOSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     bes: BESSettings = Field(default_factory=BESSettings)

@@ -13,11 +13,20 @@ from typing import Any
 import flask
 
 from backends import registry
-from backends.interfaces import Backend, BackendContext
-from backends.model import HealthReport
+from backends.interfaces import Backend, BackendContext, VOBackend
+from backends.model import HealthReport, Principal
 from backends.store import Database
-from gateway.auth.chain import AuthChain, Authenticator, BasicAuthenticator, BearerAuthenticator
+from backends.vo.accounts import ldap_account_source
+from gateway.auth.chain import (
+    AuthChain,
+    Authenticator,
+    AuthRequest,
+    BasicAuthenticator,
+    BearerAuthenticator,
+)
+from gateway.auth.memberships import MembershipResolver
 from gateway.auth.tokens import KeyRing, TokenService
+from gateway.auth.vo_tokens import VOTokenService
 from gateway.auth.wssecurity import WSSecurityAuthenticator
 from gateway.auth.x509 import X509Authenticator
 from gateway.config import Settings
@@ -34,8 +43,18 @@ class Runtime:
     chain: AuthChain
     backends: dict[str, Backend] = field(default_factory=dict)
     directory: Any = None  # adapters.ldap.Directory when [ldap] url is set
+    vo_tokens: VOTokenService | None = None
+    memberships: MembershipResolver | None = None
     # Front ends' own workers (e.g. the BES launcher), stopped before the backends close.
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def authenticate(self, request: AuthRequest) -> Principal | None:
+        """For front ends outside the OpenAPI routes (SOAP, portal): the chain, then the
+        principal's VO memberships. Raises AuthenticationFailed; None: no credentials."""
+        principal = self.chain.authenticate(request)
+        if principal is not None and self.memberships is not None:
+            principal = self.memberships.enrich(principal)
+        return principal
 
     def health(self) -> dict[str, HealthReport]:
         """Every dependency tried for real; a check that raises counts as failed."""
@@ -110,8 +129,22 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     keyring = KeyRing(db, settings.auth.tokens)
     tokens = TokenService(keyring, settings.auth.tokens, settings.token_issuer)
     directory = open_directory(settings)
+    backends = load_backends(settings, db) if with_backends else {}
+    vo_backend = backends.get("vo")
+    vo_tokens = resolver = None
+    if isinstance(vo_backend, VOBackend):
+        vo_tokens = VOTokenService(
+            tokens,
+            settings.vo,
+            vo_backend.membership_epoch,
+            authority=settings.vo.entitlement_authority or settings.token_issuer,
+            epoch_cached=getattr(vo_backend, "cached_epoch", None),
+        )
+        resolver = MembershipResolver(vo_backend)
+        if directory is not None and hasattr(vo_backend, "use_account_source"):
+            vo_backend.use_account_source(ldap_account_source(directory, vo_backend.accounts))
     by_name: dict[str, Authenticator] = {
-        "bearer": BearerAuthenticator(tokens, settings.auth.realm),
+        "bearer": BearerAuthenticator(tokens, settings.auth.realm, vo_tokens),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
         "wss": WSSecurityAuthenticator(db, settings.auth.wss),
     }
@@ -120,10 +153,7 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     if "x509" in settings.auth.chain:
         by_name["x509"] = X509Authenticator(settings.auth.x509)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
-    runtime = Runtime(settings, db, keyring, tokens, chain, directory=directory)
-    if with_backends:
-        runtime.backends = load_backends(settings, db)
-    return runtime
+    return Runtime(settings, db, keyring, tokens, chain, backends, directory, vo_tokens, resolver)
 
 
 def current() -> Runtime:

@@ -1,1 +1,17 @@
-"""VO backends: VOs, memberships, policy decisions, account mapping."""
+"""VO backends: VOs, memberships, policy decisions, account mapping, accounting.
+
+What other code calls on the ``sql`` implementation (:class:`backends.vo.sql.SQLVOBackend`):
+
+- ``decide(principal, action, resource) -> PolicyDecision`` — every front end, before it
+  acts; default deny, the reason names the rule (and ``.vo`` the VO it went through);
+- ``memberships_of(name)`` / ``membership_epoch(name)`` — gateway/auth (the membership
+  resolver; VO token revocation);
+- ``account_for(principal, vo="", role="") -> LocalAccount`` — execution front ends,
+  before submitting (own account, else a persisted pool lease);
+- ``record(category, principal, action, resource, *, vo, outcome, reason, quantity,
+  unit)`` — front ends, for every execution ("execution") and data access ("data");
+- ``use_account_source(source)`` / ``use_activity_probe(probe)`` — merge hooks for the
+  LDAP account source and the execution records;
+- management (VOs, groups, roles, managers, members, resources, policies, usage) for the
+  VO REST API in gateway/vo.
+"""

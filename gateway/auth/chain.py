@@ -21,8 +21,10 @@ from typing import Protocol
 
 from backends.model import Principal
 from backends.store import Database
+from gateway.auth.memberships import VO_TOKEN_MECHANISM
 from gateway.auth.tokens import TokenError, TokenService
 from gateway.auth.users import check_password
+from gateway.auth.vo_tokens import VOTokenService, is_vo_token
 
 
 class AuthenticationFailed(Exception):
@@ -75,22 +77,48 @@ class Authenticator(Protocol):
 
 
 class BearerAuthenticator:
-    """``Authorization: Bearer <JWT>`` issued by this gateway."""
+    """``Authorization: Bearer <JWT>`` issued by this gateway, or a VO attribute token
+    (header ``typ: vo+jwt``) of this gateway or of a trusted one (gateway/auth/vo_tokens)."""
 
     mechanism = "bearer"
 
-    def __init__(self, tokens: TokenService, realm: str) -> None:
+    def __init__(
+        self, tokens: TokenService, realm: str, vo_tokens: VOTokenService | None = None
+    ) -> None:
         self.tokens = tokens
         self.realm = realm
+        self.vo_tokens = vo_tokens
 
     def present(self, request: AuthRequest) -> bool:
         return request.authorization("Bearer") is not None
 
     def blocking(self, request: AuthRequest) -> bool:
+        token = request.authorization("Bearer") or ""
+        if self.vo_tokens is not None and is_vo_token(token):
+            return self.vo_tokens.blocking(token)  # a remote issuer's keys may be fetched
         return False  # a cache lookup or one signature check, in memory
+
+    def _vo_principal(self, token: str) -> Principal:
+        assert self.vo_tokens is not None
+        try:
+            verified = self.vo_tokens.verify(token)
+        except TokenError as exc:
+            raise AuthenticationFailed(exc.reason, self.mechanism) from exc
+        claims = verified.claims
+        return Principal(
+            name=verified.subject
+            if verified.local
+            else self.vo_tokens.remote_principal_name(verified.subject, verified.issuer),
+            authenticated_by=VO_TOKEN_MECHANISM,
+            display_name=claims.get("name", ""),
+            memberships=verified.memberships,
+            attributes=claims,
+        )
 
     def authenticate(self, request: AuthRequest) -> Principal:
         token = request.authorization("Bearer") or ""
+        if self.vo_tokens is not None and is_vo_token(token):
+            return self._vo_principal(token)
         try:
             claims = self.tokens.verify(token)
         except TokenError as exc:

@@ -15,6 +15,7 @@ from connexion.security import NO_VALUE, AbstractSecurityHandler
 
 from backends.model import Principal
 from gateway.auth.chain import AuthChain, AuthenticationFailed, AuthRequest
+from gateway.auth.memberships import MembershipResolver
 
 SCOPE_KEY = "xtreemgate.auth"
 # Headers the authenticator wants on the answer; a dict the middleware below puts in the
@@ -36,7 +37,11 @@ def auth_request(request: ConnexionRequest) -> AuthRequest:
     )
 
 
-def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
+def security_map(
+    chain: AuthChain, resolver: MembershipResolver | None = None
+) -> dict[str, type[AbstractSecurityHandler]]:
+    """The handler connexion calls; the principal it yields carries its VO memberships."""
+
     async def verify(request: ConnexionRequest) -> Any:
         scope = request.scope
         if SCOPE_KEY in scope:  # a second scheme of the same operation: same answer
@@ -53,6 +58,11 @@ def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
                     outcome = authenticator.authenticate(view)
             except AuthenticationFailed as exc:
                 outcome = exc
+            if isinstance(outcome, Principal) and resolver is not None:
+                if resolver.blocking(outcome):
+                    outcome = await anyio.to_thread.run_sync(resolver.enrich, outcome)
+                else:
+                    outcome = resolver.enrich(outcome)
             scope[SCOPE_KEY] = outcome
             if outcome is not None and not isinstance(outcome, AuthenticationFailed):
                 scope.get(RESPONSE_HEADERS_KEY, {}).update(view.response_headers)

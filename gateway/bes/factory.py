@@ -120,12 +120,16 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
 
 def _local_account(call: Call, vo: str) -> LocalAccount | None:
     """The POSIX account the jobs run as, from the VO backend's mapping; None where the
-    backend maps no accounts (the execution backend then runs jobs as the gateway)."""
+    backend maps no accounts, or for a caller in no VO who has no account of their own
+    (the execution backend then runs the jobs as its default account): VO policy has
+    already said whether such a caller may create activities at all."""
     try:
         return call.vo.account_for(call.principal, vo)
     except NotSupported:
         return None
     except BackendError as exc:
+        if not call.principal.memberships:
+            return None
         raise BESFault(
             "NotAuthorized", f"no local account for {call.principal.name}: {exc}"
         ) from exc

@@ -109,6 +109,7 @@ def test_basic_right_and_wrong(client, alice):
         "authenticated_by": "basic",
         "site_admin": False,
         "memberships": [],
+        "entitlements": [],
     }
     for headers in (
         basic(alice, "wrong password"),

@@ -33,6 +33,7 @@ def test_config_check_reports_each_service(env, tmp_path):
 
     stale = run(["config", "check"], env, check=False)
     assert stale.returncode == 1
+
     assert (
         "database   NOT REACHABLE  schema (empty), code needs "
         f"{migrate.head_revision()}: run 'xtreemgate db upgrade'" in stale.stdout

@@ -120,6 +120,9 @@ def test_users_of_both_realms_get_in_with_curl(gateway, kerberos_realms, curl, t
     alice = kerberos_realms.kinit(f"alice@{REALM}", tmp_path / "alice.cc")
     status, headers, body = curl_negotiate(curl, alice, whoami(gateway))
     assert status == 200, body
+    # the LDAP groups, also as AARC-G002 entitlements (the VO backend writes them)
+    entitlements = body.pop("entitlements")
+    assert any(e.startswith("urn:geant:xtreemgate:group:atlas:prod#") for e in entitlements)
     assert body == {
         "name": "alice",
         "display_name": "Alice Liddell",
