@@ -23,7 +23,7 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-API_DOCUMENTS = ("gateway.yaml",)
+API_DOCUMENTS = ("gateway.yaml", "saml.yaml")
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FlaskApp:
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         log.info("xtreemgate serving at %s", settings.public_url)
+        if rt.saml is not None:
+            rt.saml.start()  # federation metadata loads and refreshes in the background
         yield
         rt.close()
 
@@ -50,7 +52,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.app.extensions[runtime_module.EXTENSION] = rt
     app.app.extensions["xtreemgate.metrics"] = metrics
     for document in API_DOCUMENTS:
-        app.add_api(document, strict_validation=True, validate_responses=False)
+        # Each document's blueprint needs its own name: they all live at base path "/".
+        app.add_api(
+            document,
+            name=document.rsplit(".", 1)[0],
+            strict_validation=True,
+            validate_responses=False,
+        )
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

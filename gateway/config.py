@@ -92,12 +92,95 @@ class TokenSettings(Section):
 
 class AuthSettings(Section):
     # Authenticators tried in this order; the first that finds its credential decides.
-    chain: list[Literal["bearer", "basic"]] = Field(default_factory=lambda: ["bearer", "basic"])
+    # "saml" is the SAML login session cookie (needs saml.enabled).
+    chain: list[Literal["bearer", "basic", "saml"]] = Field(
+        default_factory=lambda: ["bearer", "basic"]
+    )
     realm: str = "xtreemgate"
     # A verified Basic credential is remembered this long, so the KDF runs once, not per
     # request. 0 disables the cache.
     basic_cache_seconds: int = Field(60, ge=0, le=3600)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+
+
+class FederationSource(Section):
+    """One federation's metadata aggregate (eduGAIN, a national federation, or one IdP)."""
+
+    # A file path or an https:// URL.
+    source: str
+    # PEM certificate of the federation's metadata signing key; the aggregate's
+    # signature must verify against it. Unsigned metadata is never accepted.
+    certificate: str
+    # Re-read at least this often (seconds); a shorter cacheDuration in the document wins.
+    refresh: int = Field(3600, ge=10, le=7 * 86400)
+    # Refuse documents without validUntil (eduGAIN's metadata profile requires one).
+    require_valid_until: bool = True
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+
+
+class SAMLSettings(Section):
+    """The SAML 2.0 service provider (gateway/saml)."""
+
+    enabled: bool = False
+    entity_id: str = ""  # default: <server.public_url>/saml/metadata
+    # PEM files; empty: generated into <state_dir>/saml/ at first start.
+    signing_key: str = ""
+    signing_cert: str = ""
+    encryption_key: str = ""
+    encryption_cert: str = ""
+    key_size: int = Field(3072, ge=2048, le=8192)
+    # Display data in the SP metadata (mdui / Organization / ContactPerson).
+    display_name: str = "xtreemgate"
+    organization_url: str = ""
+    contact_email: str = ""
+    clock_skew: int = Field(180, ge=0, le=3600, description="seconds")
+    want_response_signed: bool = False
+    want_assertions_signed: bool = True
+    want_assertions_encrypted: bool = False
+    # "when_wanted": sign AuthnRequests for IdPs with WantAuthnRequestsSigned="true".
+    sign_authn_requests: Literal["always", "when_wanted", "never"] = "when_wanted"
+    allow_unsolicited: bool = False
+    request_lifetime: int = Field(600, ge=30, le=86400, description="seconds")
+    session_lifetime: int = Field(8 * 3600, ge=60, le=7 * 86400, description="seconds")
+    session_cookie: str = "xg_saml_session"
+    # HMAC key of the session cookie; empty: generated into <state_dir>/saml/ (set it
+    # when several gateway processes with different state_dirs share sessions).
+    session_secret: str = ""
+    # Attribute Name (urn:oid:…) or FriendlyName -> the name the gateway uses; merged over
+    # the built-in eduPerson/SAML subject-id map.
+    attribute_map: dict[str, str] = Field(default_factory=dict)
+    # Which mapped attribute identifies the user, first present wins; "persistent-nameid"
+    # is a persistent NameID qualified by the IdP.
+    identifier: list[str] = Field(
+        default_factory=lambda: [
+            "subject-id",
+            "pairwise-id",
+            "eduPersonPrincipalName",
+            "persistent-nameid",
+        ]
+    )
+    # Attributes listed as RequestedAttribute in the SP metadata (mapped names).
+    requested_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "subject-id",
+            "eduPersonPrincipalName",
+            "displayName",
+            "mail",
+            "eduPersonEntitlement",
+            "eduPersonScopedAffiliation",
+        ]
+    )
+    # Attributes whose values are user@scope and must match the IdP's shibmd:Scope.
+    scoped_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "subject-id",
+            "pairwise-id",
+            "eduPersonPrincipalName",
+            "eduPersonScopedAffiliation",
+        ]
+    )
+    federations: list[FederationSource] = Field(default_factory=list)
+    metadata_validity: int = Field(7 * 86400, ge=3600, description="validUntil of SP metadata")
 
 
 class LoggingSettings(Section):
@@ -124,6 +207,7 @@ class Settings(BaseSettings):
     vm: VMSettings = Field(default_factory=VMSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    saml: SAMLSettings = Field(default_factory=SAMLSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
@@ -152,6 +236,10 @@ class Settings(BaseSettings):
         return (self.server.public_url or f"http://{self.server.host}:{self.server.port}").rstrip(
             "/"
         )
+
+    @property
+    def saml_entity_id(self) -> str:
+        return self.saml.entity_id or f"{self.public_url}/saml/metadata"
 
     @property
     def token_issuer(self) -> str:

@@ -7,6 +7,7 @@ it through :func:`current`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import flask
 
@@ -17,6 +18,9 @@ from backends.store import Database
 from gateway.auth.chain import AuthChain, Authenticator, BasicAuthenticator, BearerAuthenticator
 from gateway.auth.tokens import KeyRing, TokenService
 from gateway.config import Settings
+
+if TYPE_CHECKING:
+    from gateway.saml.sp import ServiceProvider
 
 EXTENSION = "xtreemgate"
 
@@ -29,6 +33,7 @@ class Runtime:
     tokens: TokenService
     chain: AuthChain
     backends: dict[str, Backend] = field(default_factory=dict)
+    saml: ServiceProvider | None = None  # when saml.enabled
 
     def health(self) -> dict[str, HealthReport]:
         """Every dependency tried for real; a check that raises counts as failed."""
@@ -46,6 +51,8 @@ class Runtime:
         return checks
 
     def close(self) -> None:
+        if self.saml is not None:
+            self.saml.close()
         for backend in self.backends.values():
             backend.close()
         self.db.dispose()
@@ -78,8 +85,17 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
         "bearer": BearerAuthenticator(tokens, settings.auth.realm),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),
     }
+    saml = None
+    if settings.saml.enabled:
+        from gateway.saml.authenticator import SAMLSessionAuthenticator
+        from gateway.saml.sp import ServiceProvider
+
+        saml = ServiceProvider(settings, db)
+        by_name["saml"] = SAMLSessionAuthenticator(saml)
+    elif "saml" in settings.auth.chain:
+        raise ValueError("auth.chain names 'saml' but saml.enabled is false")
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
-    runtime = Runtime(settings, db, keyring, tokens, chain)
+    runtime = Runtime(settings, db, keyring, tokens, chain, saml=saml)
     if with_backends:
         runtime.backends = load_backends(settings, db)
     return runtime

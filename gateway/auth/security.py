@@ -61,7 +61,11 @@ def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
         def get_fn(self, security_scheme: dict, required_scopes: list) -> Any:
             return verify
 
-    return {"basic": ChainSecurityHandler, "bearer": ChainSecurityHandler}
+    return {
+        "basic": ChainSecurityHandler,
+        "bearer": ChainSecurityHandler,
+        "apiKey": ChainSecurityHandler,  # the SAML session cookie (samlSession scheme)
+    }
 
 
 def current_principal() -> Principal:

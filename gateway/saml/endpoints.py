@@ -1,0 +1,160 @@
+"""Handlers of openapi/saml.yaml: thin, each one SAML step on the ServiceProvider."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import flask
+from connexion.problem import problem
+
+from gateway import runtime
+from gateway.saml.response import ResponseRejected
+from gateway.saml.sp import SAMLError, ServiceProvider, safe_return_to
+
+
+def _sp() -> ServiceProvider:
+    sp = runtime.current().saml
+    if sp is None:
+        raise SAMLError("SAML is not enabled on this gateway (saml.enabled)", 404)
+    return sp
+
+
+def _problem(exc: SAMLError | ResponseRejected, status: int | None = None) -> Any:
+    code = status or getattr(exc, "status", 400)
+    titles = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        409: "Conflict",
+    }
+    return problem(code, titles.get(code, "Error"), exc.reason)
+
+
+def _see_other(location: str) -> flask.Response:
+    response = flask.Response(status=303)
+    response.headers["Location"] = location
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def metadata() -> Any:
+    try:
+        document = _sp().metadata()
+    except SAMLError as exc:
+        return _problem(exc)
+    return flask.Response(
+        document,
+        200,
+        {"Content-Type": "application/samlmetadata+xml", "Cache-Control": "max-age=3600"},
+    )
+
+
+def login(idp: str | None = None, entityID: str | None = None, return_to: str | None = None) -> Any:
+    try:
+        sp = _sp()
+        chosen = idp or entityID
+        if not chosen:
+            raise SAMLError("name the identity provider: /saml/login?idp=<entityID>")
+        return _see_other(sp.authn_request_url(chosen, return_to))
+    except SAMLError as exc:
+        return _problem(exc)
+
+
+def acs(body: dict[str, str]) -> Any:
+    try:
+        sp = _sp()
+        assertion, principal = sp.consume(body["SAMLResponse"])
+    except SAMLError as exc:
+        return _problem(exc)
+    except ResponseRejected as exc:
+        return _problem(exc, 403)
+    cookie = sp.start_session(assertion, principal)
+    return_to = safe_return_to(getattr(assertion.request, "return_to", None))
+    response = _see_other(return_to)
+    response.set_cookie(
+        sp.config.session_cookie,
+        cookie,
+        max_age=sp.config.session_lifetime,
+        path="/",
+        secure=sp.public_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def slo(**_params: str) -> Any:
+    try:
+        sp = _sp()
+        params = {k: v for k, v in flask.request.args.items()}
+        raw = flask.request.query_string.decode("latin-1")
+        location = sp.single_logout(raw, params)
+    except SAMLError as exc:
+        return _problem(exc)
+    return _see_other(location or "/")
+
+
+def logout(**_params: str) -> Any:
+    try:
+        sp = _sp()
+    except SAMLError as exc:
+        return _problem(exc)
+    cookie = flask.request.cookies.get(sp.config.session_cookie, "")
+    location = sp.logout_request_url(cookie) if cookie else None
+    response = _see_other(location or "/")
+    response.delete_cookie(sp.config.session_cookie, path="/")
+    return response
+
+
+def _current_session(sp: ServiceProvider) -> Any:
+    cookie = flask.request.cookies.get(sp.config.session_cookie, "")
+    found = sp.session(cookie) if cookie else None
+    if found is None:
+        raise SAMLError("no SAML login session: log in at /saml/login", 401)
+    return found
+
+
+def session(**_params: str) -> Any:
+    try:
+        sp = _sp()
+        login_session, principal = _current_session(sp)
+    except SAMLError as exc:
+        return _problem(exc)
+    return (
+        {
+            "name": principal.name,
+            "display_name": principal.display_name,
+            "idp": login_session.idp,
+            "expires_at": login_session.expires_at.isoformat(),
+            "memberships": [asdict(m) for m in principal.memberships],
+            "attributes": principal.attributes.get("saml", {}),
+        },
+        200,
+        {"Content-Type": "application/json", "Cache-Control": "no-store"},
+    )
+
+
+def token(**_params: str) -> Any:
+    try:
+        sp = _sp()
+        login_session, principal = _current_session(sp)
+    except SAMLError as exc:
+        return _problem(exc)
+    claims: dict[str, Any] = {"auth": "saml", "idp": login_session.idp}
+    if principal.display_name:
+        claims["name"] = principal.display_name
+    if principal.memberships:
+        claims["vos"] = [asdict(m) for m in principal.memberships]
+    issued, expires_in = runtime.current().tokens.issue(
+        principal.name,
+        claims=claims,
+        not_after=min(login_session.expires_at.timestamp(), time.time() + 86400),
+    )
+    return (
+        {"access_token": issued, "token_type": "Bearer", "expires_in": expires_in},
+        201,
+        {"Content-Type": "application/json", "Cache-Control": "no-store"},
+    )
