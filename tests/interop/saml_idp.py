@@ -167,7 +167,9 @@ class IdP:
                         "single_sign_on_service": [
                             (f"{self.base}/sso/redirect", BINDING_HTTP_REDIRECT)
                         ],
-                        "single_logout_service": [(f"{self.base}/slo/redirect", BINDING_HTTP_REDIRECT)],
+                        "single_logout_service": [
+                            (f"{self.base}/slo/redirect", BINDING_HTTP_REDIRECT)
+                        ],
                     },
                     "policy": {
                         "default": {
@@ -186,7 +188,11 @@ class IdP:
             "encryption_keypairs": [{"key_file": str(self.key), "cert_file": str(self.cert)}],
             "metadata": metadata,
             "xmlsec_binary": xmlsec1(),
-            "organization": {"display_name": "Example University", "name": "Example University", "url": self.base},
+            "organization": {
+                "display_name": "Example University",
+                "name": "Example University",
+                "url": self.base,
+            },
         }
 
     def metadata(self) -> bytes:
@@ -232,7 +238,6 @@ class IdP:
         return [b"not found"]
 
     def _login_page(self, params: dict[str, str], start_response: Any) -> list[bytes]:
-        from saml2 import BINDING_HTTP_REDIRECT
 
         # Parsing checks the request is a well-formed AuthnRequest from a known SP.
         self._parse(params)
@@ -264,7 +269,7 @@ class IdP:
         )
 
     def _login(self, params: dict[str, str], start_response: Any) -> list[bytes]:
-        from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+        from saml2 import BINDING_HTTP_POST
         from saml2.saml import NAMEID_FORMAT_TRANSIENT, NameID
 
         user = params.get("username", "")
@@ -290,7 +295,11 @@ class IdP:
         )
         self.sessions[user] = (name_id.text, "")
         http_args = self.server.apply_binding(
-            BINDING_HTTP_POST, str(response), args["destination"], params.get("RelayState", ""), response=True
+            BINDING_HTTP_POST,
+            str(response),
+            args["destination"],
+            params.get("RelayState", ""),
+            response=True,
         )
         start_response("200 OK", [("Content-Type", "text/html")])
         body = http_args["data"]

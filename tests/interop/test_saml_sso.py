@@ -17,7 +17,12 @@ from backends.store.models import SAMLSession
 pytestmark = pytest.mark.service
 
 
-def idp_response(world: Any, user: str = "alice", password: str = "wonderland", **options: Any) -> tuple[requests.Session, dict[str, str]]:
+def idp_response(
+    world: Any,
+    user: str = "alice",
+    password: str = "wonderland",  # noqa: S107
+    **options: Any,
+) -> tuple[requests.Session, dict[str, str]]:
     """Start login at the gateway, log in at the IdP; the form the IdP auto-submits."""
     world.idp.options.clear()
     world.idp.options.update(options)
@@ -34,7 +39,11 @@ def idp_response(world: Any, user: str = "alice", password: str = "wonderland", 
     fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', login_page.text))
     answer = browser.post(
         f"{world.idp.base}/login",
-        data={**{k: _unescape(v) for k, v in fields.items()}, "username": user, "password": password},
+        data={
+            **{k: _unescape(v) for k, v in fields.items()},
+            "username": user,
+            "password": password,
+        },
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
@@ -56,9 +65,9 @@ def sessions(world: Any) -> int:
 
 
 def test_sp_metadata_is_signed_and_complete(saml_world: Any) -> None:
+    from gateway import xmlsafe
     from gateway.saml import dsig
     from gateway.saml.names import MD, q
-    from gateway import xmlsafe
 
     answer = requests.get(f"{saml_world.gateway}/saml/metadata", timeout=10)
     assert answer.headers["Content-Type"] == "application/samlmetadata+xml"
@@ -88,7 +97,9 @@ def test_redirect_post_sso_logs_in_and_gives_a_token(saml_world: Any, options: d
     browser, form = idp_response(saml_world, **options)
     assert saml_world.idp.options["seen_signed_request"]  # the IdP wants signed requests
     before = sessions(saml_world)
-    answer = browser.post(f"{saml_world.gateway}/saml/acs", data=form, allow_redirects=False, timeout=10)
+    answer = browser.post(
+        f"{saml_world.gateway}/saml/acs", data=form, allow_redirects=False, timeout=10
+    )
     assert answer.status_code == 303, answer.text
     assert answer.headers["Location"] == "/saml/session"
     cookie = answer.headers["Set-Cookie"]
@@ -150,15 +161,24 @@ def test_idp_initiated_single_logout_ends_the_session(saml_world: Any) -> None:
         name_id=NameID(format=NAMEID_FORMAT_TRANSIENT, text="_alice-transient"),
     )
     http_args = server.apply_binding(
-        BINDING_HTTP_REDIRECT, str(request), f"{saml_world.gateway}/saml/slo", "rs1", sign=True, sigalg=SIG_RSA_SHA256
+        BINDING_HTTP_REDIRECT,
+        str(request),
+        f"{saml_world.gateway}/saml/slo",
+        "rs1",
+        sign=True,
+        sigalg=SIG_RSA_SHA256,
     )
     location = dict(http_args["headers"])["Location"]
     answer = requests.get(location, allow_redirects=False, timeout=10)
     assert answer.status_code == 303, answer.text
-    assert answer.headers["Location"].startswith(f"{saml_world.idp.base}/slo/redirect?SAMLResponse=")
+    assert answer.headers["Location"].startswith(
+        f"{saml_world.idp.base}/slo/redirect?SAMLResponse="
+    )
     assert browser.get(f"{saml_world.gateway}/saml/session", timeout=10).status_code == 401
     # Unsigned, the same request is refused.
-    unsigned = server.apply_binding(BINDING_HTTP_REDIRECT, str(request), f"{saml_world.gateway}/saml/slo", "rs1")
+    unsigned = server.apply_binding(
+        BINDING_HTTP_REDIRECT, str(request), f"{saml_world.gateway}/saml/slo", "rs1"
+    )
     refused = requests.get(dict(unsigned["headers"])["Location"], allow_redirects=False, timeout=10)
     assert refused.status_code == 403
     assert "not signed" in refused.json()["detail"]
@@ -166,7 +186,10 @@ def test_idp_initiated_single_logout_ends_the_session(saml_world: Any) -> None:
 
 def test_login_names_unknown_idp(saml_world: Any) -> None:
     answer = requests.get(
-        f"{saml_world.gateway}/saml/login", params={"idp": "https://nowhere.example/idp"}, allow_redirects=False, timeout=10
+        f"{saml_world.gateway}/saml/login",
+        params={"idp": "https://nowhere.example/idp"},
+        allow_redirects=False,
+        timeout=10,
     )
     assert answer.status_code == 404
     assert "not an identity provider" in answer.json()["detail"]
