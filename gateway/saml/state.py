@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from backends.store import Database
@@ -25,12 +25,20 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class OutstandingRequest:
+    id: str
+    idp: str
+    return_to: str
+
+
 class RequestStore:
     """AuthnRequest IDs awaiting their Response."""
 
     def __init__(self, db: Database, lifetime: int) -> None:
         self.db = db
         self.lifetime = lifetime
+        self._next_purge = 0.0
 
     def remember(self, request_id: str, idp: str, return_to: str) -> None:
         now = _now()
@@ -45,17 +53,28 @@ class RequestStore:
                 )
             )
 
-    def consume(self, request_id: str) -> SAMLRequest | None:
-        """The outstanding request, deleted in the same transaction (answered once)."""
-        with self.db.session() as session:
-            row = session.get(SAMLRequest, request_id)
-            if row is None:
-                return None
-            result = session.execute(delete(SAMLRequest).where(SAMLRequest.id == request_id))
-            if result.rowcount != 1:  # another process consumed it a moment ago
-                return None
-            session.execute(delete(SAMLRequest).where(SAMLRequest.expires_at < _now()))
-        return row if row.expires_at > _now() else None
+    def consume(self, request_id: str) -> OutstandingRequest | None:
+        """The outstanding request, deleted by the same statement: of two processes
+        consuming it at once, exactly one gets the row (answered once)."""
+        table = SAMLRequest.__table__
+        statement = (
+            delete(table)
+            .where(table.c.id == request_id)
+            .returning(table.c.idp, table.c.return_to, table.c.expires_at)
+        )
+        with self.db.engine.begin() as conn:
+            row = conn.execute(statement).first()
+            if time.monotonic() > self._next_purge:
+                self._next_purge = time.monotonic() + 60
+                conn.execute(delete(table).where(table.c.expires_at < _now()))
+        if row is None:
+            return None
+        expires_at = row.expires_at
+        if expires_at.tzinfo is None:  # SQLite hands back naive UTC through Core
+            expires_at = expires_at.replace(tzinfo=UTC)
+        if expires_at <= _now():
+            return None
+        return OutstandingRequest(request_id, row.idp, row.return_to)
 
 
 class ReplayCache:
@@ -67,10 +86,13 @@ class ReplayCache:
 
     def first_use(self, issuer: str, assertion_id: str, expires_at: datetime) -> bool:
         """True the first time (issuer, ID) is seen; False for a replay."""
+        table = SAMLReplay.__table__
         try:
-            with self.db.session() as session:
-                session.add(
-                    SAMLReplay(
+            # Core, not the ORM: this runs once per login and the ORM's unit of work
+            # costs several times the insert itself.
+            with self.db.engine.begin() as conn:
+                conn.execute(
+                    insert(table).values(
                         key=_digest(issuer, assertion_id), issuer=issuer, expires_at=expires_at
                     )
                 )
@@ -78,8 +100,8 @@ class ReplayCache:
             return False
         if time.monotonic() > self._next_purge:
             self._next_purge = time.monotonic() + 60
-            with self.db.session() as session:
-                session.execute(delete(SAMLReplay).where(SAMLReplay.expires_at < _now()))
+            with self.db.engine.begin() as conn:
+                conn.execute(delete(table).where(table.c.expires_at < _now()))
         return True
 
 
