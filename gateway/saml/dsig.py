@@ -45,6 +45,9 @@ _REFERENCE_TRANSFORMS = (
 )
 
 
+_SAME_ID = etree.XPath("//*[@ID=$id]")  # compiled once: it runs on every signature
+
+
 class SignatureError(ValueError):
     """The element is unsigned, or its signature is not acceptable; says why."""
 
@@ -86,7 +89,7 @@ def _check_shape(element: etree._Element, signature: etree._Element) -> None:
     for transform in references[0].iter(q(DS, "Transform")):
         if transform.get("Algorithm") not in _ALLOWED_TRANSFORMS:
             raise SignatureError(f"transform {transform.get('Algorithm')!r} is not accepted")
-    same_id = element.getroottree().getroot().xpath("//*[@ID=$id]", id=element_id)
+    same_id = _SAME_ID(element.getroottree().getroot(), id=element_id)
     if len(same_id) != 1:
         raise SignatureError(f"ID {element_id!r} occurs {len(same_id)} times in the document")
 
