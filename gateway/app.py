@@ -23,6 +23,9 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
+# connexion 3.3 chains documents mounted at the same base path ("/") so that of three or
+# more only the first and the last answer: keep at most two at "/", or give each its
+# own servers.url.
 API_DOCUMENTS = ("gateway.yaml", "saml.yaml")
 
 

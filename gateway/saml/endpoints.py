@@ -58,7 +58,27 @@ def login(idp: str | None = None, entityID: str | None = None, return_to: str | 
         chosen = idp or entityID
         if not chosen:
             raise SAMLError("name the identity provider: /saml/login?idp=<entityID>")
-        return _see_other(sp.authn_request_url(chosen, return_to))
+        response = _see_other(sp.authn_request_url(chosen, return_to))
+    except SAMLError as exc:
+        return _problem(exc)
+    # Remembered for the discovery page (a preference, not a credential).
+    response.set_cookie(
+        "xg_saml_idp",
+        chosen,
+        max_age=365 * 86400,
+        path="/saml/",
+        secure=sp.public_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def discovery(**params: str) -> Any:
+    from gateway.saml import discovery as page
+
+    try:
+        return page.render(_sp(), {k: v for k, v in flask.request.args.items()})
     except SAMLError as exc:
         return _problem(exc)
 

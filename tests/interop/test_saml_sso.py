@@ -202,3 +202,64 @@ def test_open_redirect_is_not_possible(saml_world: Any) -> None:
     assert safe_return_to("//evil.example/") == "/saml/session"
     assert safe_return_to("/portal/vms") == "/portal/vms"
     assert urllib.parse.quote("/") == "/"
+
+
+def test_discovery_searches_by_name_and_remembers_the_choice(saml_world: Any) -> None:
+    browser = requests.Session()
+    page = browser.get(
+        f"{saml_world.gateway}/saml/discovery",
+        params={"q": "example university", "return_to": "/portal/"},
+        timeout=10,
+    )
+    assert page.status_code == 200
+    assert "Example University" in page.text
+    link = re.search(r"class='idp' href='([^']+)'", page.text).group(1)
+    start = browser.get(f"{saml_world.gateway}{_unescape(link)}", allow_redirects=False, timeout=10)
+    assert start.status_code == 303
+    assert start.headers["Location"].startswith(f"{saml_world.idp.base}/sso/redirect?")
+    again = browser.get(f"{saml_world.gateway}/saml/discovery", timeout=10)
+    assert "id='last-idp'" in again.text
+    nothing = browser.get(f"{saml_world.gateway}/saml/discovery", params={"q": "zzz"}, timeout=10)
+    assert "No institution matches" in nothing.text
+
+
+def test_discovery_protocol_passive_and_return_checks(saml_world: Any) -> None:
+    browser = requests.Session()
+    browser.get(
+        f"{saml_world.gateway}/saml/login",
+        params={"idp": saml_world.idp.entity_id},
+        allow_redirects=False,
+        timeout=10,
+    )
+    own = f"{saml_world.gateway}/saml/login"
+    passive = browser.get(
+        f"{saml_world.gateway}/saml/discovery",
+        params={"entityID": saml_world.sp.entity_id, "return": own, "isPassive": "true"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert passive.status_code == 303
+    assert passive.headers["Location"] == own + "?" + urllib.parse.urlencode(
+        {"entityID": saml_world.idp.entity_id}
+    )
+    elsewhere = browser.get(
+        f"{saml_world.gateway}/saml/discovery",
+        params={"return": "https://evil.example/collect", "isPassive": "true"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert elsewhere.status_code == 400
+    assert "DiscoveryResponse" in elsewhere.json()["detail"]
+
+
+def test_portal_sends_strangers_to_discovery_and_shows_vos_after_login(saml_world: Any) -> None:
+    stranger = requests.get(f"{saml_world.gateway}/portal/", allow_redirects=False, timeout=10)
+    assert stranger.status_code == 303
+    assert stranger.headers["Location"].startswith("/saml/discovery?")
+    browser, form = idp_response(saml_world)
+    browser.post(f"{saml_world.gateway}/saml/acs", data=form, allow_redirects=False, timeout=10)
+    page = browser.get(f"{saml_world.gateway}/portal/", timeout=10)
+    assert page.status_code == 200
+    assert "Alice Liddell" in page.text
+    assert page.text.count("<tr class='vo'>") == 3
+    assert "<td>fusion</td><td>/</td><td>admin</td>" in page.text
