@@ -23,10 +23,10 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-# connexion 3.3 chains documents mounted at the same base path ("/") so that of three or
-# more only the first and the last answer: keep at most two at "/", or give each its
-# own servers.url.
-API_DOCUMENTS = ("gateway.yaml", "saml.yaml")
+# Each document has its own base path (servers.url), and with it its own openapi.json.
+# (connexion 3.3 chains documents sharing a base path so that of three or more only the
+# first and the last are reachable, and serves only one openapi.json there.)
+API_DOCUMENTS = ("gateway.yaml", "saml.yaml", "portal.yaml")
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FlaskApp:

@@ -24,6 +24,7 @@ def _sp() -> ServiceProvider:
 def _problem(exc: SAMLError | ResponseRejected, status: int | None = None) -> Any:
     code = status or getattr(exc, "status", 400)
     titles = {
+        406: "Not Acceptable",
         400: "Bad Request",
         401: "Unauthorized",
         403: "Forbidden",
@@ -91,9 +92,13 @@ def acs(body: dict[str, str]) -> Any:
         return _problem(exc)
     except ResponseRejected as exc:
         return _problem(exc, 403)
+    return _login_redirect(sp, assertion, principal, getattr(assertion.request, "return_to", None))
+
+
+def _login_redirect(sp: ServiceProvider, assertion: Any, principal: Any, to: str | None) -> Any:
+    """A new session, its cookie, and the way back into the gateway."""
     cookie = sp.start_session(assertion, principal)
-    return_to = safe_return_to(getattr(assertion.request, "return_to", None))
-    response = _see_other(return_to)
+    response = _see_other(safe_return_to(to))
     response.set_cookie(
         sp.config.session_cookie,
         cookie,
@@ -103,6 +108,41 @@ def acs(body: dict[str, str]) -> Any:
         httponly=True,
         samesite="Lax",
     )
+    return response
+
+
+def ecp_start(**_params: str) -> Any:
+    from gateway.saml import ecp
+
+    try:
+        sp = _sp()
+        if not ecp.client_speaks_paos(
+            flask.request.headers.get("Accept", ""), flask.request.headers.get("PAOS", "")
+        ):
+            raise SAMLError(
+                f"this is the ECP endpoint: send 'Accept: {ecp.MIME_PAOS}' and a PAOS header "
+                f"naming {ecp.ECP} (SAML profiles §4.2.3.1)",
+                406,
+            )
+        envelope = sp.ecp_request()
+    except SAMLError as exc:
+        return _problem(exc)
+    return flask.Response(
+        envelope, 200, {"Content-Type": ecp.MIME_PAOS, "Cache-Control": "no-store"}
+    )
+
+
+def ecp_consume(body: Any = None) -> Any:
+    try:
+        sp = _sp()
+        data = flask.request.get_data()
+        assertion, principal = sp.consume_ecp(data)
+    except SAMLError as exc:
+        return _problem(exc)
+    except ResponseRejected as exc:
+        return _problem(exc, 403)
+    response = _login_redirect(sp, assertion, principal, "/saml/session")
+    response.status_code = 302  # ECP clients (pysaml2's among them) expect 302 here
     return response
 
 

@@ -143,9 +143,14 @@ class ResponseValidator:
 
     # -- the pipeline --------------------------------------------------------------------
     def validate(self, saml_response: str | bytes, *, acs_url: str) -> AuthenticatedAssertion:
+        """A Response as the HTTP-POST binding carries it (base64)."""
         data = decode_post(
             saml_response.decode() if isinstance(saml_response, bytes) else saml_response
         )
+        return self.validate_xml(data, acs_url=acs_url)
+
+    def validate_xml(self, data: bytes, *, acs_url: str) -> AuthenticatedAssertion:
+        """A Response document as bytes (the PAOS binding carries it in a SOAP body)."""
         try:
             root = xmlsafe.parse(data, max_bytes=MAX_RESPONSE_BYTES)
         except xmlsafe.UnsafeXML as exc:
@@ -379,7 +384,8 @@ class ResponseValidator:
                 f"InResponseTo {in_response_to!r} names no outstanding request of this SP "
                 "(unknown, expired or already answered)"
             )
-        if getattr(request, "idp", idp.entity_id) != idp.entity_id:
+        # An ECP request names no IdP (the client picks one): "" accepts any known IdP.
+        if getattr(request, "idp", idp.entity_id) not in ("", idp.entity_id):
             raise ResponseRejected(
                 f"request {in_response_to!r} was sent to {request.idp!r}, "  # type: ignore[attr-defined]
                 f"answered by {idp.entity_id!r}"

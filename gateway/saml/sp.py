@@ -209,11 +209,49 @@ class ServiceProvider:
             signing_key=self._signing_key if self._sign_requests_for(idp) else None,
         )
 
-    def consume(self, saml_response: str) -> tuple[AuthenticatedAssertion, Principal]:
-        """The ACS: a verified assertion and the principal it establishes, or
-        :class:`ResponseRejected` (logged with its reason)."""
+    # -- ECP (PAOS) -----------------------------------------------------------------------
+    @property
+    def ecp_url(self) -> str:
+        return f"{self.public_url}/saml/ecp"
+
+    def ecp_request(self) -> bytes:
+        """The PAOS envelope with a fresh AuthnRequest; the client picks the IdP, so the
+        request state accepts an answer from any IdP of the federation."""
+        from gateway.saml import ecp
+
+        request_id = new_id()
+        self.requests.remember(request_id, "", "/saml/session")
+        # The client, not the SP, picks the IdP, so "when_wanted" cannot know whether it
+        # wants signed requests; ECP IdPs authenticate the user directly and rarely do.
+        # (A signed request must also survive the client re-serialising it.)
+        signing = None
+        if self.config.sign_authn_requests == "always":
+            signing = (self.signing.key_pem, self.signing.cert_pem)
+        return ecp.authn_request_envelope(
+            request_id, self.entity_id, self.ecp_url, self.config.display_name, signing
+        )
+
+    def consume_ecp(self, envelope: bytes) -> tuple[AuthenticatedAssertion, Principal]:
+        from gateway.saml import ecp
+
         try:
-            assertion = self.validator.validate(saml_response, acs_url=self.acs_url)
+            document = ecp.response_from_envelope(envelope)
+        except ResponseRejected as exc:
+            log.warning("SAML response refused: %s", exc.reason)
+            raise
+        return self.consume(document, acs_url=self.ecp_url)
+
+    def consume(
+        self, saml_response: str | bytes, *, acs_url: str | None = None
+    ) -> tuple[AuthenticatedAssertion, Principal]:
+        """The ACS: a verified assertion and the principal it establishes, or
+        :class:`ResponseRejected` (logged with its reason). ``str`` is the HTTP-POST
+        binding's base64; ``bytes`` a Response document (PAOS)."""
+        try:
+            if isinstance(saml_response, bytes):
+                assertion = self.validator.validate_xml(saml_response, acs_url=acs_url or "")
+            else:
+                assertion = self.validator.validate(saml_response, acs_url=self.acs_url)
             principal = self.principal(assertion)
         except ResponseRejected as exc:
             log.warning("SAML response refused: %s", exc.reason)

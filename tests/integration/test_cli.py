@@ -31,9 +31,11 @@ def env(tmp_path):
 def test_config_check_reports_each_service(env, tmp_path):
     stale = run(["config", "check"], env, check=False)
     assert stale.returncode == 1
+    from backends.store.migrate import head_revision
+
     assert (
-        "database   NOT REACHABLE  schema (empty), code needs 0001: run 'xtreemgate db upgrade'"
-        in stale.stdout
+        f"database   NOT REACHABLE  schema (empty), code needs {head_revision()}: "
+        "run 'xtreemgate db upgrade'" in stale.stdout
     )
     run(["db", "upgrade"], env)
     ok = run(["config", "check"], env)

@@ -142,6 +142,7 @@ class IdP:
     sp_metadata: bytes = b""
     options: dict[str, Any] = field(default_factory=dict)
     server: Any = None
+    ecp_server: Any = None  # ECP requests need no signature (the user logs in here)
     _httpd: WSGIServer | None = None
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)  # user -> name_id, idx
 
@@ -154,7 +155,7 @@ class IdP:
         return f"{self.base}/idp"
 
     def config(self) -> dict[str, Any]:
-        from saml2 import BINDING_HTTP_REDIRECT
+        from saml2 import BINDING_HTTP_REDIRECT, BINDING_SOAP
         from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 
         metadata = {"inline": [self.sp_metadata.decode()]} if self.sp_metadata else {}
@@ -165,7 +166,8 @@ class IdP:
                     "name": "Example University IdP",
                     "endpoints": {
                         "single_sign_on_service": [
-                            (f"{self.base}/sso/redirect", BINDING_HTTP_REDIRECT)
+                            (f"{self.base}/sso/redirect", BINDING_HTTP_REDIRECT),
+                            (f"{self.base}/sso/ecp", BINDING_SOAP),
                         ],
                         "single_logout_service": [
                             (f"{self.base}/slo/redirect", BINDING_HTTP_REDIRECT)
@@ -208,6 +210,9 @@ class IdP:
 
         self.sp_metadata = sp_metadata
         self.server = Server(config=IdPConfig().load(self.config()))
+        ecp_config = self.config()
+        ecp_config["service"]["idp"]["want_authn_requests_signed"] = False
+        self.ecp_server = Server(config=IdPConfig().load(ecp_config))
         self._httpd = make_server("127.0.0.1", self.port, self.wsgi, handler_class=_Quiet)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
@@ -219,7 +224,7 @@ class IdP:
     # -- the IdP's pages -----------------------------------------------------------------
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         path = environ["PATH_INFO"]
-        if environ["REQUEST_METHOD"] == "POST":
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] != "/sso/ecp":
             size = int(environ.get("CONTENT_LENGTH") or 0)
             params = dict(urllib.parse.parse_qsl(environ["wsgi.input"].read(size).decode()))
         else:
@@ -229,6 +234,8 @@ class IdP:
                 return self._login_page(params, start_response)
             if path == "/login":
                 return self._login(params, start_response)
+            if path == "/sso/ecp":
+                return self._ecp(environ, start_response)
             if path == "/slo/redirect":
                 return self._slo(params, environ.get("QUERY_STRING", ""), start_response)
         except Exception as exc:  # the test shows what the IdP disliked
@@ -304,6 +311,45 @@ class IdP:
         start_response("200 OK", [("Content-Type", "text/html")])
         body = http_args["data"]
         return [body.encode() if isinstance(body, str) else body]
+
+    def _ecp(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """The IdP's SOAP SSO endpoint for ECP clients: HTTP Basic, then a Response in a
+        SOAP envelope with the ecp:Response header naming the SP's PAOS consumer."""
+        import base64
+
+        from saml2 import BINDING_PAOS, BINDING_SOAP
+        from saml2.saml import NAMEID_FORMAT_TRANSIENT, NameID
+
+        scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        user, _, password = base64.b64decode(encoded or "").decode().partition(":")
+        if scheme != "Basic" or user not in USERS or USERS[user][0] != password:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="idp"')])
+            return [b"log in"]
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size).decode()
+        request = self.ecp_server.parse_authn_request(body, BINDING_SOAP)
+        args = self.ecp_server.response_args(request.message, [BINDING_PAOS])
+        response = self.ecp_server.create_authn_response(
+            dict(USERS[user][1]),
+            userid=user,
+            name_id=NameID(format=NAMEID_FORMAT_TRANSIENT, text="_" + user + "-ecp"),
+            authn={
+                "class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+            },
+            sign_assertion=True,
+            **args,
+        )
+        document = re.sub(r"^<\?xml[^>]*\?>\s*", "", str(response))
+        envelope = (
+            '<soap11:Envelope xmlns:soap11="http://schemas.xmlsoap.org/soap/envelope/">'
+            "<soap11:Header>"
+            '<ecp:Response xmlns:ecp="urn:oasis:names:tc:SAML:2.0:profiles:SSO:ecp" '
+            'soap11:mustUnderstand="1" soap11:actor="http://schemas.xmlsoap.org/soap/actor/next" '
+            f'AssertionConsumerServiceURL="{html.escape(args["destination"])}"/>'
+            f"</soap11:Header><soap11:Body>{document}</soap11:Body></soap11:Envelope>"
+        )
+        start_response("200 OK", [("Content-Type", "text/xml")])
+        return [envelope.encode()]
 
     def _slo(self, params: dict[str, str], query: str, start_response: Any) -> list[bytes]:
         from saml2 import BINDING_HTTP_REDIRECT

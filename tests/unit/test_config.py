@@ -67,7 +67,10 @@ def test_every_problem_is_named_with_key_and_env_variable(tmp_path, monkeypatch)
     [
         ("[server]\nport = 70000\n", "server.port: Input should be less than or equal to 65535"),
         ('[database]\nurl = "mysql://x"\n', "database.url: Value error, only sqlite"),
-        ('[auth]\nchain = ["kerberos"]\n', "auth.chain.0: Input should be 'bearer' or 'basic'"),
+        (
+            '[auth]\nchain = ["kerberos"]\n',
+            "auth.chain.0: Input should be 'bearer', 'basic' or 'saml'",
+        ),
         ("[server\nport = 1", "not valid TOML"),
     ],
 )
