@@ -126,6 +126,7 @@ def main() -> None:
                 name_id=NameID(format=NAMEID_FORMAT_TRANSIENT, text=f"_t{n}"),
                 authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"},
                 sign_assertion=True,
+                **saml_idp.SHA256,
                 **resp_args,
             )
             responses.append(

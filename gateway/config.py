@@ -140,6 +140,9 @@ class SAMLSettings(Section):
     # "when_wanted": sign AuthnRequests for IdPs with WantAuthnRequestsSigned="true".
     sign_authn_requests: Literal["always", "when_wanted", "never"] = "when_wanted"
     allow_unsolicited: bool = False
+    # RSA-SHA1 signatures and SHA-1 digests (SAML2int and eduGAIN want SHA-256; some IdPs
+    # still sign with SHA-1).
+    accept_sha1: bool = False
     request_lifetime: int = Field(600, ge=30, le=86400, description="seconds")
     session_lifetime: int = Field(8 * 3600, ge=60, le=7 * 86400, description="seconds")
     session_cookie: str = "xg_saml_session"

@@ -28,9 +28,11 @@ _ALLOWED_SIGNATURE_METHODS = {
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
-    "http://www.w3.org/2000/09/xmldsig#rsa-sha1",  # still common in federations
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 }
+# SHA-1 only where a site still has to accept it (saml.accept_sha1).
+SHA1_SIGNATURE = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1_DIGEST = "http://www.w3.org/2000/09/xmldsig#sha1"
 
 
 # xmlsec counts the digest among a reference's transforms, so the list names them too.
@@ -63,7 +65,7 @@ def signature_of(element: etree._Element) -> etree._Element | None:
     return found[0] if found else None
 
 
-def _check_shape(element: etree._Element, signature: etree._Element) -> None:
+def _check_shape(element: etree._Element, signature: etree._Element, allow_sha1: bool) -> None:
     local = etree.QName(element).localname
     element_id = element.get("ID")
     if not element_id:
@@ -76,7 +78,9 @@ def _check_shape(element: etree._Element, signature: etree._Element) -> None:
         raise SignatureError("SignedInfo must be canonicalized with exclusive c14n")
     method = signed_info.find(q(DS, "SignatureMethod"))
     algorithm = method.get("Algorithm", "") if method is not None else ""
-    if algorithm not in _ALLOWED_SIGNATURE_METHODS:
+    if algorithm not in _ALLOWED_SIGNATURE_METHODS and not (
+        allow_sha1 and algorithm == SHA1_SIGNATURE
+    ):
         raise SignatureError(f"signature method {algorithm!r} is not accepted")
     references = signed_info.findall(q(DS, "Reference"))
     if len(references) != 1:
@@ -86,6 +90,9 @@ def _check_shape(element: etree._Element, signature: etree._Element) -> None:
         raise SignatureError(
             f"signature of <{local} ID={element_id!r}> references {uri!r}, not this element"
         )
+    digest = references[0].find(q(DS, "DigestMethod"))
+    if digest is not None and digest.get("Algorithm") == SHA1_DIGEST and not allow_sha1:
+        raise SignatureError("SHA-1 digests are not accepted")
     for transform in references[0].iter(q(DS, "Transform")):
         if transform.get("Algorithm") not in _ALLOWED_TRANSFORMS:
             raise SignatureError(f"transform {transform.get('Algorithm')!r} is not accepted")
@@ -94,13 +101,15 @@ def _check_shape(element: etree._Element, signature: etree._Element) -> None:
         raise SignatureError(f"ID {element_id!r} occurs {len(same_id)} times in the document")
 
 
-def verify(element: etree._Element, keys: Sequence[xmlsec.Key]) -> etree._Element:
+def verify(
+    element: etree._Element, keys: Sequence[xmlsec.Key], *, allow_sha1: bool = False
+) -> etree._Element:
     """``element`` itself once its own signature verifies against one of ``keys``;
     otherwise :class:`SignatureError`. Callers read only from the returned element."""
     signature = signature_of(element)
     if signature is None:
         raise SignatureError(f"<{etree.QName(element).localname}> is not signed")
-    _check_shape(element, signature)
+    _check_shape(element, signature, allow_sha1)
     if not keys:
         raise SignatureError("no signing key is known for the issuer")
     xmlsec.tree.add_ids(element, ["ID"])

@@ -108,6 +108,7 @@ class ServiceProvider:
                 want_assertions_encrypted=self.config.want_assertions_encrypted,
                 allow_unsolicited=self.config.allow_unsolicited,
                 scoped_attributes=tuple(self.config.scoped_attributes),
+                accept_sha1=self.config.accept_sha1,
             ),
             self.federations,
             self.requests,

@@ -22,6 +22,16 @@ from cryptography.x509.oid import NameOID
 
 from tests import services
 
+# pysaml2 signs with RSA-SHA1 unless told otherwise; the gateway refuses SHA-1 by default.
+SHA256 = {
+    "sign_alg": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "digest_alg": "http://www.w3.org/2001/04/xmlenc#sha256",
+}
+SHA1 = {
+    "sign_alg": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    "digest_alg": "http://www.w3.org/2000/09/xmldsig#sha1",
+}
+
 USERS = {
     "alice": (
         "wonderland",
@@ -298,6 +308,7 @@ class IdP:
             sign_assertion=self.options.get("sign_assertion", True),
             encrypt_assertion=self.options.get("encrypt_assertion", False),
             encrypt_assertion_self_contained=True,
+            **(SHA1 if self.options.get("sha1") else SHA256),
             **args,
         )
         self.sessions[user] = (name_id.text, "")
@@ -337,6 +348,7 @@ class IdP:
                 "class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
             },
             sign_assertion=True,
+            **SHA256,
             **args,
         )
         document = re.sub(r"^<\?xml[^>]*\?>\s*", "", str(response))

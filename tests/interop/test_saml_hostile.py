@@ -250,6 +250,59 @@ def test_unsigned_by_the_idp_is_refused(saml_world: Any, caplog: pytest.LogCaptu
     assert sessions(saml_world) == before
 
 
+def test_sha1_signature_is_refused_by_default(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser, form = idp_response(saml_world, sha1=True)
+    assert "xmldsig#rsa-sha1" in base64.b64decode(form["SAMLResponse"]).decode()
+    before = sessions(saml_world)
+    _refused(
+        saml_world,
+        caplog,
+        _post(saml_world, browser, base64.b64decode(form["SAMLResponse"])),
+        "rsa-sha1",
+    )
+    assert sessions(saml_world) == before
+
+
+def test_rsa_v15_key_transport_is_refused(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PKCS#1 v1.5 key transport is the Bleichenbacher oracle of XML Encryption."""
+    from gateway.saml.names import XENC
+
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser, form = idp_response(saml_world, encrypt_assertion=True)
+    root = _tree(form)
+    methods = list(root.iter(q(XENC, "EncryptionMethod")))
+    assert methods, "the IdP was asked to encrypt"
+    for method in methods:
+        if "rsa-oaep" in method.get("Algorithm"):
+            method.set("Algorithm", "http://www.w3.org/2001/04/xmlenc#rsa-1_5")
+    _refused(saml_world, caplog, _post(saml_world, browser, etree.tostring(root)), "rsa-1_5")
+
+
+def test_undecryptable_assertion_gives_one_uniform_reason(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.saml.names import XENC
+
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser, form = idp_response(saml_world, encrypt_assertion=True)
+    root = _tree(form)
+    value = next(root.iter(q(XENC, "CipherValue")))
+    raw = bytearray(base64.b64decode(value.text))
+    raw[-1] ^= 0x01  # a flipped bit in the last block: padding or content breaks
+    value.text = base64.b64encode(bytes(raw)).decode()
+    _refused(
+        saml_world,
+        caplog,
+        _post(saml_world, browser, etree.tostring(root)),
+        "EncryptedAssertion cannot be decrypted with the SP key",
+    )
+
+
 def test_response_signature_removed_is_refused(
     saml_world: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
