@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "XTREEMGATE_"
@@ -224,6 +231,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file's values arrive as init arguments; the environment beats them.
         return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _saml_session_needs_saml(self) -> Settings:
+        if "saml" in self.auth.chain and not self.saml.enabled:
+            raise ValueError(
+                "auth.chain names 'saml' (the SAML session cookie) but saml.enabled is false"
+            )
+        return self
 
     # Derived values: defaults that depend on other keys.
     @property

@@ -92,8 +92,6 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
 
         saml = ServiceProvider(settings, db)
         by_name["saml"] = SAMLSessionAuthenticator(saml)
-    elif "saml" in settings.auth.chain:
-        raise ValueError("auth.chain names 'saml' but saml.enabled is false")
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
     runtime = Runtime(settings, db, keyring, tokens, chain, saml=saml)
     if with_backends:

@@ -112,3 +112,11 @@ def test_example_config_is_valid_and_complete(monkeypatch):
 
     for key in keys(s):
         lookup(key)  # KeyError names an undocumented key
+
+
+def test_saml_session_in_chain_needs_saml_enabled():
+    with pytest.raises(ConfigError, match=r"saml\.enabled is false"):
+        load_settings(None, auth={"chain": ["bearer", "saml"]})
+    s = load_settings(None, auth={"chain": ["saml", "bearer"]}, saml={"enabled": True})
+    assert s.auth.chain == ["saml", "bearer"]
+    assert s.saml_entity_id == "http://127.0.0.1:8080/saml/metadata"
