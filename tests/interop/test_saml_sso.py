@@ -174,6 +174,17 @@ def test_idp_initiated_single_logout_ends_the_session(saml_world: Any) -> None:
     assert answer.headers["Location"].startswith(
         f"{saml_world.idp.base}/slo/redirect?SAMLResponse="
     )
+    # pysaml2 accepts our LogoutResponse, signature included.
+    from urllib.parse import parse_qsl, urlsplit
+
+    back = dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
+    from saml2.sigver import verify_redirect_signature
+
+    sp_cert = saml_world.sp.signing.cert_base64
+    assert verify_redirect_signature(back, server.sec.sec_backend, cert=sp_cert)
+    logout = server.parse_logout_request_response(back["SAMLResponse"], BINDING_HTTP_REDIRECT)
+    assert logout.status_ok()
+    assert logout.response.in_response_to == request.id
     assert browser.get(f"{saml_world.gateway}/saml/session", timeout=10).status_code == 401
     # Unsigned, the same request is refused.
     unsigned = server.apply_binding(
