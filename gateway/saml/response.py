@@ -106,9 +106,12 @@ class AuthenticatedAssertion:
 def decode_post(value: str) -> bytes:
     """The HTTP-POST binding's base64 (whitespace tolerated, nothing else)."""
     try:
-        data = base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ResponseRejected("SAMLResponse is not base64") from exc
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        try:  # IdPs may wrap base64 in lines; only then is the copy without them made
+            data = base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ResponseRejected("SAMLResponse is not base64") from exc
     if len(data) > MAX_RESPONSE_BYTES:
         raise ResponseRejected(f"SAMLResponse is larger than {MAX_RESPONSE_BYTES} bytes")
     return data
