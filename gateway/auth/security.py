@@ -61,11 +61,7 @@ def security_map(chain: AuthChain) -> dict[str, type[AbstractSecurityHandler]]:
         def get_fn(self, security_scheme: dict, required_scopes: list) -> Any:
             return verify
 
-    return {
-        "basic": ChainSecurityHandler,
-        "bearer": ChainSecurityHandler,
-        "apiKey": ChainSecurityHandler,  # the SAML session cookie (samlSession scheme)
-    }
+    return {"basic": ChainSecurityHandler, "bearer": ChainSecurityHandler}
 
 
 def current_principal() -> Principal:

@@ -92,7 +92,10 @@ def acs(body: dict[str, str]) -> Any:
         return _problem(exc)
     except ResponseRejected as exc:
         return _problem(exc, 403)
-    return _login_redirect(sp, assertion, principal, getattr(assertion.request, "return_to", None))
+    # A solicited login returns where it started; an unsolicited one (if allowed) where
+    # its RelayState says, as long as that is a local path.
+    to = getattr(assertion.request, "return_to", None) or body.get("RelayState")
+    return _login_redirect(sp, assertion, principal, to)
 
 
 def _login_redirect(sp: ServiceProvider, assertion: Any, principal: Any, to: str | None) -> Any:

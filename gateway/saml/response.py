@@ -73,7 +73,6 @@ class Replay(Protocol):
 @dataclass(frozen=True)
 class ValidationPolicy:
     entity_id: str
-    acs_urls: tuple[str, ...]
     clock_skew: int = 180
     want_response_signed: bool = False
     want_assertions_signed: bool = True

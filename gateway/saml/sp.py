@@ -12,7 +12,6 @@ import secrets
 import threading
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from lxml import etree
 
@@ -101,7 +100,6 @@ class ServiceProvider:
         self.validator = ResponseValidator(
             ValidationPolicy(
                 entity_id=self.entity_id,
-                acs_urls=(self.acs_url,),
                 clock_skew=self.config.clock_skew,
                 want_response_signed=self.config.want_response_signed,
                 want_assertions_signed=self.config.want_assertions_signed,
@@ -449,7 +447,3 @@ def principal_from_json(data: dict) -> Principal:
         ),
         attributes=data.get("attributes", {}),
     )
-
-
-def cache_dir(settings: Settings) -> Path:
-    return settings.state_path / "saml"
