@@ -56,4 +56,6 @@ def element_text(element: etree._Element) -> str:
     """All the character data of an element from the parsed tree: comments and
     processing instructions inside are skipped, never treated as the end of the value
     (``user@evil.org<!---->.good.org`` reads as ``user@evil.org.good.org``)."""
+    if len(element) == 0:  # no child at all (comments and PIs count): .text is all of it
+        return (element.text or "").strip()
     return "".join(element.itertext()).strip()
