@@ -104,9 +104,9 @@ class AuthenticatedAssertion:
 
 def decode_post(value: str) -> bytes:
     """The HTTP-POST binding's base64 (whitespace tolerated, nothing else)."""
-    try:
-        data = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+    try:  # strict (only the base64 alphabet, correct padding), in C
+        data = binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
         try:  # IdPs may wrap base64 in lines; only then is the copy without them made
             data = base64.b64decode("".join(value.split()), validate=True)
         except (binascii.Error, ValueError) as exc:
