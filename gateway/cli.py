@@ -134,6 +134,10 @@ def config_check(ctx: click.Context) -> None:
             report(kind, False, str(exc))
         except Exception as exc:
             report(kind, False, f"{kind}: {exc}")
+    if rt.saml is not None:  # federation metadata fetched and verified now, in the open
+        rt.saml.federations.load_all()
+        health = rt.saml.health()
+        report("saml", health.ok, health.detail)
     rt.close()
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")

@@ -43,6 +43,11 @@ class Runtime:
             checks["database"] = HealthReport(True, f"{self.db.engine.dialect.name} answers")
         except Exception as exc:
             checks["database"] = HealthReport(False, f"database unreachable: {exc}")
+        if self.saml is not None:
+            try:
+                checks["saml"] = self.saml.health()
+            except Exception as exc:
+                checks["saml"] = HealthReport(False, f"SAML service provider: {exc}")
         for kind, backend in self.backends.items():
             try:
                 checks[kind] = backend.health()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
-from backends.model import Principal, VOMembership
+from backends.model import HealthReport, Principal, VOMembership
 from backends.store import Database
 from gateway.config import Settings
 from gateway.saml import binding, keys, spmetadata
@@ -135,6 +135,22 @@ class ServiceProvider:
 
     def start(self) -> None:
         self.federations.start()
+
+    def health(self) -> HealthReport:
+        """Healthy when every federation source has verified, unexpired metadata."""
+        status = self.federations.status()
+        broken = [s for s in status if not s["identity_providers"] or s["error"]]
+        parts = [
+            f"{s['source']}: {s['identity_providers']} IdPs"
+            + (f" ({s['error']})" if s["error"] else "")
+            for s in status
+        ]
+        detail = "; ".join(parts) or "no federation configured"
+        return HealthReport(
+            not broken,
+            f"SP {self.entity_id}: {detail}",
+            {"identity_providers": len(self.federations)},
+        )
 
     def close(self) -> None:
         self.federations.stop()

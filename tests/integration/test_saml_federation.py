@@ -7,6 +7,7 @@ import base64
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,41 @@ def test_background_start_does_not_block(keys: dict[str, Path], big: bytes, tmp_
         ]
     finally:
         federations.stop()
+
+
+def test_health_and_config_check_report_the_federations(
+    keys: dict[str, Path], tmp_path: Path, make_settings: Any
+) -> None:
+    from backends.store import migrate
+    from gateway.runtime import build_runtime
+
+    good = tmp_path / "good.xml"
+    good.write_bytes(
+        sign_aggregate(
+            build(2, _cert_b64(keys["idp_cert"]), timedelta(days=1)),
+            keys["key"],
+            keys["cert"],
+            keys["dir"],
+        )
+    )
+    settings = make_settings(
+        saml={
+            "enabled": True,
+            "key_size": 2048,
+            "federations": [
+                {"source": str(good), "certificate": str(keys["cert"])},
+                {"source": str(tmp_path / "missing.xml"), "certificate": str(keys["cert"])},
+            ],
+        }
+    )
+    migrate.upgrade(settings.database_url)
+    runtime = build_runtime(settings, with_backends=False)
+    try:
+        runtime.saml.federations.load_all()
+        report = runtime.health()["saml"]
+        assert not report.ok
+        assert "good.xml: 2 IdPs" in report.detail
+        assert "missing.xml: 0 IdPs" in report.detail and "cannot fetch" in report.detail
+        assert report.figures["identity_providers"] == 2
+    finally:
+        runtime.close()
