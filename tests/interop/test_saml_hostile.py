@@ -369,3 +369,26 @@ def test_comment_cannot_truncate_a_scoped_value(
     # The signature still verifies; the full value is read and its scope is refused.
     _refused(saml_world, caplog, answer, "'mallory@example.org.evil.net'")
     assert sessions(saml_world) == before
+
+
+def test_unsolicited_is_accepted_where_allowed(saml_world: Any) -> None:
+    """The same IdP-initiated (re-signed, no InResponseTo) Response passes a validator
+    whose policy allows unsolicited Responses: the refusal above is the policy's."""
+    import dataclasses
+
+    from gateway.saml.response import ResponseValidator
+
+    sp = saml_world.sp
+    _browser, form = idp_response(saml_world)
+    document = unsolicited(_tree(form), saml_world)
+    allowing = ResponseValidator(
+        dataclasses.replace(sp.validator.policy, allow_unsolicited=True),
+        sp.federations,
+        sp.requests,
+        sp.replay,
+        [sp.encryption.key_pem],
+        sp.attribute_map,
+    )
+    result = allowing.validate(base64.b64encode(document).decode(), acs_url=sp.acs_url)
+    assert result.request is None
+    assert result.attributes["eduPersonPrincipalName"] == ["alice@example.org"]
