@@ -191,3 +191,54 @@ def test_health_and_config_check_report_the_federations(
         assert report.figures["identity_providers"] == 2
     finally:
         runtime.close()
+
+
+def test_url_source_is_fetched_cached_and_survives_the_server_going_away(
+    keys: dict[str, Path], tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    from tests import services
+
+    document = sign_aggregate(
+        build(3, _cert_b64(keys["idp_cert"]), timedelta(days=1)),
+        keys["key"],
+        keys["cert"],
+        keys["dir"],
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/samlmetadata+xml")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = services.free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    source = FederationSource(
+        source=f"http://127.0.0.1:{port}/aggregate.xml", certificate=str(keys["cert"])
+    )
+    try:
+        first = Federations([source], cache_dir=tmp_path)
+        first.load_all()
+        assert len(first) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+    # A restart while the federation's server is unreachable: the cached copy serves.
+    second = Federations([source], cache_dir=tmp_path)
+    second.load_all()
+    assert len(second) == 3
+    assert second.status()[0]["error"] == ""
+    # A later refresh that cannot fetch keeps the copy and says why.
+    second._sources[0].next_refresh = 0
+    second.refresh_due()
+    assert len(second) == 3
+    assert "cannot fetch" in second.status()[0]["error"]
