@@ -17,6 +17,7 @@ from lxml import etree
 
 from backends.model import HealthReport, Principal, VOMembership
 from backends.store import Database
+from gateway import xmlsafe
 from gateway.config import Settings
 from gateway.saml import binding, keys, spmetadata
 from gateway.saml.attributes import AttributeMap
@@ -383,8 +384,6 @@ class ServiceProvider:
         sessions and returns the URL of our signed LogoutResponse; a LogoutResponse to our
         own request returns None (the caller sends the browser home). Both must carry a
         valid redirect signature by the IdP's metadata key."""
-        from gateway import xmlsafe
-
         kind = "SAMLRequest" if "SAMLRequest" in params else "SAMLResponse"
         if kind not in params:
             raise SAMLError("SLO needs a SAMLRequest or SAMLResponse parameter")
