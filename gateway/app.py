@@ -25,7 +25,7 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-API_DOCUMENTS = ("gateway.yaml", "activities.yaml", "vo.yaml")
+API_DOCUMENTS = ("gateway.yaml", "activities.yaml", "vo.yaml", "saml.yaml", "portal.yaml")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -33,8 +33,9 @@ def api_document() -> dict[str, Any]:
     """The API_DOCUMENTS as one OpenAPI document served at "/": connexion serves one spec
     (and one Swagger UI) per base path, and several routers at "/" shadow each other, so
     the documents are joined, each staying its own file. A document's server URL becomes
-    a prefix of its paths and its global security moves onto its operations. A path
-    defined twice, or a component defined twice differently, stops the start."""
+    a prefix of its paths and its global security moves onto its operations; a component
+    that another document defines differently is renamed <document>_<name> in this one.
+    A path defined twice stops the start."""
     import copy
 
     import yaml
@@ -45,6 +46,7 @@ def api_document() -> dict[str, Any]:
         if not merged:
             merged = spec
             continue
+        spec = _rename_clashing_components(spec, merged, document.removesuffix(".yaml"))
         base = (spec.get("servers") or [{"url": "/"}])[0]["url"].rstrip("/")
         for path, item in spec.get("paths", {}).items():
             full = base + path
@@ -56,14 +58,33 @@ def api_document() -> dict[str, Any]:
                     item[method]["security"] = spec["security"]
             merged["paths"][full] = item
         for section, entries in spec.get("components", {}).items():
-            target = merged.setdefault("components", {}).setdefault(section, {})
-            for name, value in entries.items():
-                if name in target and not _same_component(section, target[name], value):
-                    raise ValueError(f"{document}: components.{section}.{name} differs")
-                target.setdefault(name, value)
+            merged.setdefault("components", {}).setdefault(section, {}).update(entries)
         known = {tag["name"] for tag in merged.setdefault("tags", [])}
         merged["tags"] += [tag for tag in spec.get("tags", []) if tag["name"] not in known]
     return merged
+
+
+def _rename_clashing_components(spec: dict, merged: dict, prefix: str) -> dict:
+    """``spec`` with each component that ``merged`` holds differently renamed, and every
+    reference to it rewritten (security schemes must agree but for their prose)."""
+    import json
+
+    text = json.dumps(spec)
+    for section, entries in spec.get("components", {}).items():
+        for name, value in entries.items():
+            existing = merged.get("components", {}).get(section, {}).get(name)
+            if existing is None or _same_component(section, existing, value):
+                continue
+            if section == "securitySchemes":
+                raise ValueError(f"{prefix}: security scheme {name} differs from the gateway's")
+            text = text.replace(
+                f'"#/components/{section}/{name}"', f'"#/components/{section}/{prefix}_{name}"'
+            )
+            renamed = json.loads(text)
+            components = renamed["components"][section]
+            components[f"{prefix}_{name}"] = components.pop(name)
+            text = json.dumps(renamed)
+    return json.loads(text)
 
 
 def _same_component(section: str, first: Any, second: Any) -> bool:
@@ -86,6 +107,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         log.info("xtreemgate serving at %s", settings.public_url)
+        if rt.saml is not None:
+            rt.saml.start()  # federation metadata loads and refreshes in the background
         yield
         rt.close()
 

@@ -141,6 +141,10 @@ def config_check(ctx: click.Context) -> None:
     if negotiate is not None:
         health = negotiate.acceptor.health()
         report("negotiate", health.ok, health.detail)
+    if rt.saml is not None:  # federation metadata fetched and verified now, in the open
+        rt.saml.federations.load_all()
+        health = rt.saml.health()
+        report("saml", health.ok, health.detail)
     rt.close()
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")

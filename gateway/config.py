@@ -219,7 +219,8 @@ class AuthSettings(Section):
     # "wss" (WS-Security UsernameToken) only ever finds one in a SOAP request's header.
     # "x509" (client certificates via the TLS proxy) needs auth.x509.proxy_secret.
     # "negotiate" (Kerberos SPNEGO) needs auth.negotiate.realms.
-    chain: list[Literal["bearer", "basic", "negotiate", "wss", "x509"]] = Field(
+    # "saml" is the SAML login session cookie (needs saml.enabled).
+    chain: list[Literal["bearer", "basic", "negotiate", "wss", "x509", "saml"]] = Field(
         default_factory=lambda: ["bearer", "basic", "wss"]
     )
     realm: str = "xtreemgate"
@@ -381,6 +382,89 @@ class VOSettings(Section):
     revocation_refresh: float = Field(15.0, ge=0.0)
 
 
+class FederationSource(Section):
+    """One federation's metadata aggregate (eduGAIN, a national federation, or one IdP)."""
+
+    # A file path or an https:// URL.
+    source: str
+    # PEM certificate of the federation's metadata signing key; the aggregate's
+    # signature must verify against it. Unsigned metadata is never accepted.
+    certificate: str
+    # Re-read at least this often (seconds); a shorter cacheDuration in the document wins.
+    refresh: int = Field(3600, ge=10, le=7 * 86400)
+    # Refuse documents without validUntil (eduGAIN's metadata profile requires one).
+    require_valid_until: bool = True
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+
+
+class SAMLSettings(Section):
+    """The SAML 2.0 service provider (gateway/saml)."""
+
+    enabled: bool = False
+    entity_id: str = ""  # default: <server.public_url>/saml/metadata
+    # PEM files; empty: generated into <state_dir>/saml/ at first start.
+    signing_key: str = ""
+    signing_cert: str = ""
+    encryption_key: str = ""
+    encryption_cert: str = ""
+    key_size: int = Field(3072, ge=2048, le=8192)
+    # Display data in the SP metadata (mdui / Organization / ContactPerson).
+    display_name: str = "xtreemgate"
+    organization_url: str = ""
+    contact_email: str = ""
+    clock_skew: int = Field(180, ge=0, le=3600, description="seconds")
+    want_response_signed: bool = False
+    want_assertions_signed: bool = True
+    want_assertions_encrypted: bool = False
+    # "when_wanted": sign AuthnRequests for IdPs with WantAuthnRequestsSigned="true".
+    sign_authn_requests: Literal["always", "when_wanted", "never"] = "when_wanted"
+    allow_unsolicited: bool = False
+    # RSA-SHA1 signatures and SHA-1 digests (SAML2int and eduGAIN want SHA-256; some IdPs
+    # still sign with SHA-1).
+    accept_sha1: bool = False
+    request_lifetime: int = Field(600, ge=30, le=86400, description="seconds")
+    session_lifetime: int = Field(8 * 3600, ge=60, le=7 * 86400, description="seconds")
+    session_cookie: str = "xg_saml_session"
+    # HMAC key of the session cookie; empty: generated into <state_dir>/saml/ (set it
+    # when several gateway processes with different state_dirs share sessions).
+    session_secret: str = ""
+    # Attribute Name (urn:oid:…) or FriendlyName -> the name the gateway uses; merged over
+    # the built-in eduPerson/SAML subject-id map.
+    attribute_map: dict[str, str] = Field(default_factory=dict)
+    # Which mapped attribute identifies the user, first present wins; "persistent-nameid"
+    # is a persistent NameID qualified by the IdP.
+    identifier: list[str] = Field(
+        default_factory=lambda: [
+            "subject-id",
+            "pairwise-id",
+            "eduPersonPrincipalName",
+            "persistent-nameid",
+        ]
+    )
+    # Attributes listed as RequestedAttribute in the SP metadata (mapped names).
+    requested_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "subject-id",
+            "eduPersonPrincipalName",
+            "displayName",
+            "mail",
+            "eduPersonEntitlement",
+            "eduPersonScopedAffiliation",
+        ]
+    )
+    # Attributes whose values are user@scope and must match the IdP's shibmd:Scope.
+    scoped_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "subject-id",
+            "pairwise-id",
+            "eduPersonPrincipalName",
+            "eduPersonScopedAffiliation",
+        ]
+    )
+    federations: list[FederationSource] = Field(default_factory=list)
+    metadata_validity: int = Field(7 * 86400, ge=3600, description="validUntil of SP metadata")
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -408,6 +492,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     bes: BESSettings = Field(default_factory=BESSettings)
+    saml: SAMLSettings = Field(default_factory=SAMLSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     # The site's installed applications, for JSDL that names one instead of a program
     # (UNICORE style): name -> version -> absolute path ("default" when none is asked).
@@ -436,6 +521,14 @@ class Settings(BaseSettings):
         # The TOML file's values arrive as init arguments; the environment beats them.
         return env_settings, init_settings
 
+    @model_validator(mode="after")
+    def _saml_session_needs_saml(self) -> Settings:
+        if "saml" in self.auth.chain and not self.saml.enabled:
+            raise ValueError(
+                "auth.chain names 'saml' (the SAML session cookie) but saml.enabled is false"
+            )
+        return self
+
     # Derived values: defaults that depend on other keys.
     @property
     def state_path(self) -> Path:
@@ -463,6 +556,10 @@ class Settings(BaseSettings):
 
         host = urlsplit(self.server.public_url).hostname if self.server.public_url else None
         return f"HTTP@{host or socket.getfqdn()}"
+
+    @property
+    def saml_entity_id(self) -> str:
+        return self.saml.entity_id or f"{self.public_url}/saml/metadata"
 
     @property
     def token_issuer(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
 
@@ -31,6 +31,9 @@ from gateway.auth.wssecurity import WSSecurityAuthenticator
 from gateway.auth.x509 import X509Authenticator
 from gateway.config import Settings
 
+if TYPE_CHECKING:
+    from gateway.saml.sp import ServiceProvider
+
 EXTENSION = "xtreemgate"
 
 
@@ -47,6 +50,7 @@ class Runtime:
     memberships: MembershipResolver | None = None
     # Front ends' own workers (e.g. the BES launcher), stopped before the backends close.
     closers: list[Callable[[], None]] = field(default_factory=list)
+    saml: ServiceProvider | None = None  # when saml.enabled
 
     def authenticate(self, request: AuthRequest) -> Principal | None:
         """For front ends outside the OpenAPI routes (SOAP, portal): the chain, then the
@@ -64,6 +68,11 @@ class Runtime:
             checks["database"] = HealthReport(True, f"{self.db.engine.dialect.name} answers")
         except Exception as exc:
             checks["database"] = HealthReport(False, f"database unreachable: {exc}")
+        if self.saml is not None:
+            try:
+                checks["saml"] = self.saml.health()
+            except Exception as exc:
+                checks["saml"] = HealthReport(False, f"SAML service provider: {exc}")
         for kind, backend in self.backends.items():
             try:
                 checks[kind] = backend.health()
@@ -76,6 +85,8 @@ class Runtime:
     def close(self) -> None:
         for closer in self.closers:
             closer()
+        if self.saml is not None:
+            self.saml.close()
         for backend in self.backends.values():
             backend.close()
         if self.directory is not None:
@@ -152,8 +163,17 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
         by_name["negotiate"] = negotiate_authenticator(settings, directory)
     if "x509" in settings.auth.chain:
         by_name["x509"] = X509Authenticator(settings.auth.x509)
+    saml = None
+    if settings.saml.enabled:
+        from gateway.saml.authenticator import SAMLSessionAuthenticator
+        from gateway.saml.sp import ServiceProvider
+
+        saml = ServiceProvider(settings, db)
+        by_name["saml"] = SAMLSessionAuthenticator(saml)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
-    return Runtime(settings, db, keyring, tokens, chain, backends, directory, vo_tokens, resolver)
+    return Runtime(
+        settings, db, keyring, tokens, chain, backends, directory, vo_tokens, resolver, saml=saml
+    )
 
 
 def current() -> Runtime:

@@ -45,7 +45,7 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise UnsafeXML(_NO_DTD)  # a DOCTYPE in an encoding the byte scan cannot see
     root = tree.getroot()
-    for node in root.iter():
-        if isinstance(node, etree._Entity):
-            raise UnsafeXML(f"entity reference &{node.name}; is not accepted")
+    # iter(etree.Entity) filters in C: the check costs nothing on entity-free documents.
+    for node in root.iter(etree.Entity):
+        raise UnsafeXML(f"entity reference &{node.name}; is not accepted")
     return root

@@ -69,7 +69,7 @@ def test_every_problem_is_named_with_key_and_env_variable(tmp_path, monkeypatch)
         ('[database]\nurl = "mysql://x"\n', "database.url: Value error, only sqlite"),
         (
             '[auth]\nchain = ["kerberos"]\n',
-            "auth.chain.0: Input should be 'bearer', 'basic', 'negotiate', 'wss' or 'x509'",
+            "auth.chain.0: Input should be 'bearer', 'basic', 'negotiate', 'wss', 'x509' or 'saml'",
         ),
         ("[server\nport = 1", "not valid TOML"),
     ],
@@ -112,3 +112,11 @@ def test_example_config_is_valid_and_complete(monkeypatch):
 
     for key in keys(s):
         lookup(key)  # KeyError names an undocumented key
+
+
+def test_saml_session_in_chain_needs_saml_enabled():
+    with pytest.raises(ConfigError, match=r"saml\.enabled is false"):
+        load_settings(None, auth={"chain": ["bearer", "saml"]})
+    s = load_settings(None, auth={"chain": ["saml", "bearer"]}, saml={"enabled": True})
+    assert s.auth.chain == ["saml", "bearer"]
+    assert s.saml_entity_id == "http://127.0.0.1:8080/saml/metadata"

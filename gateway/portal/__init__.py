@@ -1,0 +1,1 @@
+"""The portal: small server-rendered pages for people logged in through SAML."""

@@ -1,0 +1,464 @@
+"""The service provider as one object: configuration, keys, federations, state, and the
+protocol steps the endpoints call (AuthnRequest, ACS, logout, sessions)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from lxml import etree
+
+from backends.model import HealthReport, Principal, VOMembership
+from backends.store import Database
+from gateway import xmlsafe
+from gateway.config import Settings
+from gateway.saml import binding, keys, spmetadata
+from gateway.saml.attributes import AttributeMap
+from gateway.saml.entitlements import memberships_from_attributes
+from gateway.saml.federation import Federations, IdentityProvider
+from gateway.saml.names import (
+    BINDING_POST,
+    BINDING_REDIRECT,
+    NAMEID_PERSISTENT,
+    SAML,
+    SAMLP,
+    STATUS_SUCCESS,
+    q,
+)
+from gateway.saml.response import (
+    AuthenticatedAssertion,
+    ResponseRejected,
+    ResponseValidator,
+    ValidationPolicy,
+)
+from gateway.saml.state import LoginSession, ReplayCache, RequestStore, SessionStore
+from gateway.saml.timeutil import format_datetime
+
+log = logging.getLogger("xtreemgate.saml")
+
+
+class SAMLError(Exception):
+    """A SAML step cannot proceed for a reason the user or operator can act on."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def safe_return_to(value: str | None) -> str:
+    """Only a local path: a login must never redirect to another site (open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/saml/session"
+    return value
+
+
+def new_id() -> str:
+    """A SAML ID (xsd:ID: must not start with a digit), 128 random bits."""
+    return "_" + secrets.token_hex(16)
+
+
+class ServiceProvider:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.config = settings.saml
+        self.public_url = settings.public_url
+        self.entity_id = settings.saml_entity_id
+        self.acs_url = f"{self.public_url}/saml/acs"
+        self.slo_url = f"{self.public_url}/saml/slo"
+        self.directory = settings.state_path / "saml"
+        host = self.public_url.split("://", 1)[-1].split("/", 1)[0]
+        self.signing = keys.load_or_generate(
+            self.config.signing_key,
+            self.config.signing_cert,
+            self.directory,
+            "signing",
+            host,
+            self.config.key_size,
+        )
+        self.encryption = keys.load_or_generate(
+            self.config.encryption_key,
+            self.config.encryption_cert,
+            self.directory,
+            "encryption",
+            host,
+            self.config.key_size,
+        )
+        self._signing_key = self.signing.private_key()
+        self._cookie_secret = self._session_secret()
+        self.federations = Federations(self.config.federations, cache_dir=self.directory)
+        self.requests = RequestStore(db, self.config.request_lifetime)
+        self.replay = ReplayCache(db)
+        self.sessions = SessionStore(db)
+        self.attribute_map = AttributeMap(self.config.attribute_map)
+        self.validator = ResponseValidator(
+            ValidationPolicy(
+                entity_id=self.entity_id,
+                clock_skew=self.config.clock_skew,
+                want_response_signed=self.config.want_response_signed,
+                want_assertions_signed=self.config.want_assertions_signed,
+                want_assertions_encrypted=self.config.want_assertions_encrypted,
+                allow_unsolicited=self.config.allow_unsolicited,
+                scoped_attributes=tuple(self.config.scoped_attributes),
+                accept_sha1=self.config.accept_sha1,
+            ),
+            self.federations,
+            self.requests,
+            self.replay,
+            [self.encryption.key_pem],
+            self.attribute_map,
+        )
+        self._metadata: tuple[datetime, bytes] | None = None
+        self._metadata_lock = threading.Lock()
+
+    def _session_secret(self) -> bytes:
+        if self.config.session_secret:
+            return self.config.session_secret.encode()
+        path = self.directory / "session.key"
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+            if not path.exists():
+                os.replace(tmp, path)
+            else:
+                tmp.unlink()
+        return path.read_bytes()
+
+    def start(self) -> None:
+        self.federations.start()
+
+    def health(self) -> HealthReport:
+        """Healthy when every federation source has verified, unexpired metadata."""
+        status = self.federations.status()
+        broken = [s for s in status if not s["identity_providers"] or s["error"]]
+        parts = [
+            f"{s['source']}: {s['identity_providers']} IdPs"
+            + (f" ({s['error']})" if s["error"] else "")
+            for s in status
+        ]
+        detail = "; ".join(parts) or "no federation configured"
+        return HealthReport(
+            not broken,
+            f"SP {self.entity_id}: {detail}",
+            {"identity_providers": len(self.federations)},
+        )
+
+    def close(self) -> None:
+        self.federations.stop()
+
+    # -- metadata ------------------------------------------------------------------------
+    def metadata(self) -> bytes:
+        """Signed SP metadata, re-signed when half its validity has passed."""
+        now = datetime.now(UTC)
+        with self._metadata_lock:
+            if self._metadata is None or self._metadata[0] <= now:
+                document = spmetadata.build(
+                    spmetadata.SPEndpoints(
+                        entity_id=self.entity_id,
+                        acs=self.acs_url,
+                        slo=self.slo_url,
+                        ecp_acs=f"{self.public_url}/saml/ecp",
+                        discovery_response=f"{self.public_url}/saml/login",
+                    ),
+                    self.signing,
+                    self.encryption,
+                    want_assertions_signed=self.config.want_assertions_signed,
+                    authn_requests_signed=self.config.sign_authn_requests != "never",
+                    requested_attributes=self.config.requested_attributes,
+                    display_name=self.config.display_name,
+                    organization_url=self.config.organization_url,
+                    contact_email=self.config.contact_email,
+                    validity_seconds=self.config.metadata_validity,
+                )
+                renew = now + timedelta(seconds=self.config.metadata_validity // 2)
+                self._metadata = (renew, document)
+            return self._metadata[1]
+
+    # -- Web Browser SSO -----------------------------------------------------------------
+    def identity_provider(self, entity_id: str) -> IdentityProvider:
+        idp = self.federations.lookup(entity_id)
+        if idp is None:
+            raise SAMLError(
+                f"{entity_id!r} is not an identity provider in the federation metadata", 404
+            )
+        return idp
+
+    def _sign_requests_for(self, idp: IdentityProvider) -> bool:
+        mode = self.config.sign_authn_requests
+        return mode == "always" or (mode == "when_wanted" and idp.want_authn_requests_signed)
+
+    def authn_request_url(self, entity_id: str, return_to: str | None) -> str:
+        """Where to send the browser: the IdP's HTTP-Redirect SSO endpoint with a fresh
+        AuthnRequest, remembered for the InResponseTo check."""
+        idp = self.identity_provider(entity_id)
+        endpoint = idp.endpoint("sso", BINDING_REDIRECT)
+        if endpoint is None:
+            raise SAMLError(f"IdP {entity_id!r} has no HTTP-Redirect SingleSignOnService", 409)
+        request_id = new_id()
+        request = etree.Element(
+            q(SAMLP, "AuthnRequest"),
+            nsmap={"samlp": SAMLP, "saml": SAML},
+            ID=request_id,
+            Version="2.0",
+            IssueInstant=format_datetime(datetime.now(UTC)),
+            Destination=endpoint.location,
+            AssertionConsumerServiceURL=self.acs_url,
+            ProtocolBinding=BINDING_POST,
+        )
+        etree.SubElement(request, q(SAML, "Issuer")).text = self.entity_id
+        etree.SubElement(request, q(SAMLP, "NameIDPolicy"), AllowCreate="true")
+        self.requests.remember(request_id, idp.entity_id, safe_return_to(return_to))
+        return binding.encode(
+            endpoint.location,
+            "SAMLRequest",
+            etree.tostring(request),
+            signing_key=self._signing_key if self._sign_requests_for(idp) else None,
+        )
+
+    # -- ECP (PAOS) -----------------------------------------------------------------------
+    @property
+    def ecp_url(self) -> str:
+        return f"{self.public_url}/saml/ecp"
+
+    def ecp_request(self) -> bytes:
+        """The PAOS envelope with a fresh AuthnRequest; the client picks the IdP, so the
+        request state accepts an answer from any IdP of the federation."""
+        from gateway.saml import ecp
+
+        request_id = new_id()
+        self.requests.remember(request_id, "", "/saml/session")
+        # The client, not the SP, picks the IdP, so "when_wanted" cannot know whether it
+        # wants signed requests; ECP IdPs authenticate the user directly and rarely do.
+        # (A signed request must also survive the client re-serialising it.)
+        signing = None
+        if self.config.sign_authn_requests == "always":
+            signing = (self.signing.key_pem, self.signing.cert_pem)
+        return ecp.authn_request_envelope(
+            request_id, self.entity_id, self.ecp_url, self.config.display_name, signing
+        )
+
+    def consume_ecp(self, envelope: bytes) -> tuple[AuthenticatedAssertion, Principal]:
+        from gateway.saml import ecp
+
+        try:
+            document = ecp.response_from_envelope(envelope)
+        except ResponseRejected as exc:
+            log.warning("SAML response refused: %s", exc.reason)
+            raise
+        return self.consume(document, acs_url=self.ecp_url)
+
+    def consume(
+        self, saml_response: str | bytes, *, acs_url: str | None = None
+    ) -> tuple[AuthenticatedAssertion, Principal]:
+        """The ACS: a verified assertion and the principal it establishes, or
+        :class:`ResponseRejected` (logged with its reason). ``str`` is the HTTP-POST
+        binding's base64; ``bytes`` a Response document (PAOS)."""
+        try:
+            if isinstance(saml_response, bytes):
+                assertion = self.validator.validate_xml(saml_response, acs_url=acs_url or "")
+            else:
+                assertion = self.validator.validate(saml_response, acs_url=self.acs_url)
+            principal = self.principal(assertion)
+        except ResponseRejected as exc:
+            log.warning("SAML response refused: %s", exc.reason)
+            raise
+        log.info(
+            "SAML login of %s from %s (%s)",
+            principal.name,
+            assertion.idp.entity_id,
+            "+".join(assertion.signed) + (", encrypted" if assertion.encrypted else ""),
+        )
+        return assertion, principal
+
+    def principal(self, assertion: AuthenticatedAssertion) -> Principal:
+        attributes = assertion.attributes
+        name = ""
+        for choice in self.config.identifier:
+            if choice == "persistent-nameid":
+                if assertion.name_id_format == NAMEID_PERSISTENT and assertion.name_id:
+                    # Shibboleth's form: qualified so two IdPs' values never collide.
+                    name = "!".join(
+                        (
+                            assertion.name_qualifier or assertion.idp.entity_id,
+                            assertion.sp_name_qualifier or self.entity_id,
+                            assertion.name_id,
+                        )
+                    )
+            elif attributes.get(choice):
+                name = attributes[choice][0]
+            if name:
+                break
+        if not name:
+            raise ResponseRejected(
+                f"the assertion carries none of the identifiers {self.config.identifier}"
+            )
+        display = next((attributes[a][0] for a in ("displayName", "cn") if attributes.get(a)), "")
+        return Principal(
+            name=name,
+            authenticated_by="saml",
+            display_name=display,
+            memberships=memberships_from_attributes(attributes),
+            attributes={"idp": assertion.idp.entity_id, "saml": attributes},
+        )
+
+    # -- sessions ------------------------------------------------------------------------
+    def start_session(self, assertion: AuthenticatedAssertion, principal: Principal) -> str:
+        """A new login session; returns the cookie value."""
+        expires = datetime.now(UTC) + timedelta(seconds=self.config.session_lifetime)
+        if assertion.session_not_on_or_after is not None:
+            expires = min(expires, assertion.session_not_on_or_after)
+        token = self.sessions.create(
+            LoginSession(
+                subject=principal.name,
+                principal=principal_to_json(principal),
+                idp=assertion.idp.entity_id,
+                name_id=assertion.name_id,
+                name_id_format=assertion.name_id_format,
+                session_index=assertion.session_index,
+                expires_at=expires,
+            )
+        )
+        return f"{token}.{self._mac(token)}"
+
+    def _mac(self, token: str) -> str:
+        digest = hmac.new(self._cookie_secret, token.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def session_token(self, cookie: str) -> str | None:
+        """The token inside a cookie whose MAC verifies, else None."""
+        token, dot, mac = cookie.rpartition(".")
+        if not dot or not token or not hmac.compare_digest(mac, self._mac(token)):
+            return None
+        return token
+
+    def session(self, cookie: str) -> tuple[LoginSession, Principal] | None:
+        token = self.session_token(cookie)
+        login = self.sessions.get(token) if token else None
+        if login is None:
+            return None
+        return login, principal_from_json(login.principal)
+
+    # -- single logout -------------------------------------------------------------------
+    def logout_request_url(self, cookie: str) -> str | None:
+        """End the local session; the IdP's SLO URL with a signed LogoutRequest, or None
+        when the IdP has no HTTP-Redirect SLO endpoint (local logout only)."""
+        token = self.session_token(cookie)
+        login = self.sessions.end(token) if token else None
+        if login is None:
+            return None
+        idp = self.federations.lookup(login.idp)
+        endpoint = idp.endpoint("slo", BINDING_REDIRECT) if idp else None
+        if endpoint is None:
+            return None
+        request = etree.Element(
+            q(SAMLP, "LogoutRequest"),
+            nsmap={"samlp": SAMLP, "saml": SAML},
+            ID=new_id(),
+            Version="2.0",
+            IssueInstant=format_datetime(datetime.now(UTC)),
+            Destination=endpoint.location,
+        )
+        etree.SubElement(request, q(SAML, "Issuer")).text = self.entity_id
+        name_id = etree.SubElement(request, q(SAML, "NameID"))
+        name_id.text = login.name_id
+        if login.name_id_format:
+            name_id.set("Format", login.name_id_format)
+        if login.session_index:
+            etree.SubElement(request, q(SAMLP, "SessionIndex")).text = login.session_index
+        return binding.encode(
+            endpoint.location, "SAMLRequest", etree.tostring(request), signing_key=self._signing_key
+        )
+
+    def single_logout(self, raw_query: str, params: dict[str, str]) -> str | None:
+        """The SLO endpoint (HTTP-Redirect). A LogoutRequest from an IdP ends the named
+        sessions and returns the URL of our signed LogoutResponse; a LogoutResponse to our
+        own request returns None (the caller sends the browser home). Both must carry a
+        valid redirect signature by the IdP's metadata key."""
+        kind = "SAMLRequest" if "SAMLRequest" in params else "SAMLResponse"
+        if kind not in params:
+            raise SAMLError("SLO needs a SAMLRequest or SAMLResponse parameter")
+        try:
+            message = xmlsafe.parse(binding.inflate(params[kind]), max_bytes=binding.MAX_INFLATED)
+        except (binding.BindingError, xmlsafe.UnsafeXML) as exc:
+            raise SAMLError(f"{kind} refused: {exc}") from exc
+        issuer = message.find(q(SAML, "Issuer"))
+        entity_id = "".join(issuer.itertext()).strip() if issuer is not None else ""
+        idp = self.federations.lookup(entity_id)
+        if idp is None:
+            raise SAMLError(f"{kind} from unknown issuer {entity_id!r}", 403)
+        try:
+            signed = binding.verify_query(raw_query, kind, idp.signing_certs)
+        except binding.BindingError as exc:
+            raise SAMLError(f"{kind} signature refused: {exc}", 403) from exc
+        if not signed:
+            raise SAMLError(f"{kind} is not signed by {entity_id!r}", 403)
+        destination = message.get("Destination")
+        if destination is not None and destination != self.slo_url:
+            raise SAMLError(f"{kind} Destination {destination!r} is not {self.slo_url}")
+        if kind == "SAMLResponse":
+            log.info("single logout confirmed by %s", entity_id)
+            return None
+        if message.tag != q(SAMLP, "LogoutRequest"):
+            raise SAMLError(f"expected a LogoutRequest, got {message.tag}")
+        name_id = message.find(q(SAML, "NameID"))
+        indexes = [
+            "".join(i.itertext()).strip() for i in message.iterchildren(q(SAMLP, "SessionIndex"))
+        ]
+        ended = self.sessions.end_by_name_id(
+            entity_id, "".join(name_id.itertext()).strip() if name_id is not None else "", indexes
+        )
+        log.info("IdP-initiated logout from %s ended %d session(s)", entity_id, ended)
+        endpoint = idp.endpoint("slo", BINDING_REDIRECT)
+        if endpoint is None:
+            raise SAMLError(f"IdP {entity_id!r} has no HTTP-Redirect SingleLogoutService", 409)
+        answer = etree.Element(
+            q(SAMLP, "LogoutResponse"),
+            nsmap={"samlp": SAMLP, "saml": SAML},
+            ID=new_id(),
+            Version="2.0",
+            IssueInstant=format_datetime(datetime.now(UTC)),
+            Destination=endpoint.response_location or endpoint.location,
+            InResponseTo=message.get("ID", ""),
+        )
+        etree.SubElement(answer, q(SAML, "Issuer")).text = self.entity_id
+        status = etree.SubElement(answer, q(SAMLP, "Status"))
+        etree.SubElement(status, q(SAMLP, "StatusCode"), Value=STATUS_SUCCESS)
+        return binding.encode(
+            endpoint.response_location or endpoint.location,
+            "SAMLResponse",
+            etree.tostring(answer),
+            relay_state=params.get("RelayState", ""),
+            signing_key=self._signing_key,
+        )
+
+
+def principal_to_json(principal: Principal) -> dict:
+    return {
+        "name": principal.name,
+        "display_name": principal.display_name,
+        "memberships": [asdict(m) for m in principal.memberships],
+        "attributes": dict(principal.attributes),
+    }
+
+
+def principal_from_json(data: dict) -> Principal:
+    return Principal(
+        name=data["name"],
+        authenticated_by="saml",
+        display_name=data.get("display_name", ""),
+        memberships=tuple(
+            VOMembership(m["vo"], m.get("group", ""), tuple(m.get("roles", ())))
+            for m in data.get("memberships", [])
+        ),
+        attributes=data.get("attributes", {}),
+    )
