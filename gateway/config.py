@@ -8,6 +8,7 @@ names the key and says what is wrong (see :class:`ConfigError`).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tomllib
@@ -555,7 +556,7 @@ class Settings(BaseSettings):
         from urllib.parse import urlsplit
 
         host = urlsplit(self.server.public_url).hostname if self.server.public_url else None
-        return f"HTTP@{host or socket.getfqdn()}"
+        return f"HTTP@{host or this_host()}"
 
     @property
     def saml_entity_id(self) -> str:
@@ -567,8 +568,15 @@ class Settings(BaseSettings):
         return (
             self.auth.tokens.issuer
             or self.server.public_url.rstrip("/")
-            or f"urn:xtreemgate:{socket.getfqdn()}"
+            or f"urn:xtreemgate:{this_host()}"
         )
+
+
+@functools.cache
+def this_host() -> str:
+    """This machine's FQDN, asked once per process: getfqdn() may ask DNS, and derived
+    settings (the token issuer) are read on every request."""
+    return socket.getfqdn()
 
 
 class ConfigError(Exception):
