@@ -25,7 +25,54 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-API_DOCUMENTS = ("gateway.yaml", "activities.yaml")
+API_DOCUMENTS = ("gateway.yaml", "activities.yaml", "occi.yaml")
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def api_document() -> dict[str, Any]:
+    """The API_DOCUMENTS as one OpenAPI document served at "/": connexion serves one spec
+    (and one Swagger UI) per base path, and several routers at "/" shadow each other, so
+    the documents are joined, each staying its own file. A document's server URL becomes
+    a prefix of its paths and its global security moves onto its operations. A path
+    defined twice, or a component defined twice differently, stops the start."""
+    import copy
+
+    import yaml
+
+    merged: dict[str, Any] = {}
+    for document in API_DOCUMENTS:
+        spec = yaml.safe_load((data_dir("openapi") / document).read_text(encoding="utf-8"))
+        if not merged:
+            merged = spec
+            continue
+        base = (spec.get("servers") or [{"url": "/"}])[0]["url"].rstrip("/")
+        for path, item in spec.get("paths", {}).items():
+            full = base + path
+            if full in merged["paths"]:
+                raise ValueError(f"{document}: path {full} is already defined")
+            item = copy.deepcopy(item)
+            for method in HTTP_METHODS:
+                if method in item and "security" not in item[method] and "security" in spec:
+                    item[method]["security"] = spec["security"]
+            merged["paths"][full] = item
+        for section, entries in spec.get("components", {}).items():
+            target = merged.setdefault("components", {}).setdefault(section, {})
+            for name, value in entries.items():
+                if name in target and not _same_component(section, target[name], value):
+                    raise ValueError(f"{document}: components.{section}.{name} differs")
+                target.setdefault(name, value)
+        known = {tag["name"] for tag in merged.setdefault("tags", [])}
+        merged["tags"] += [tag for tag in spec.get("tags", []) if tag["name"] not in known]
+    return merged
+
+
+def _same_component(section: str, first: Any, second: Any) -> bool:
+    """Equal, or (for security schemes) equal but for the prose."""
+    if section == "securitySchemes":
+        first, second = (
+            {k: v for k, v in scheme.items() if k != "description"} for scheme in (first, second)
+        )
+    return first == second
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FlaskApp:
@@ -51,8 +98,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.app.extensions[runtime_module.EXTENSION] = rt
     app.app.extensions["xtreemgate.metrics"] = metrics
-    for document in API_DOCUMENTS:
-        app.add_api(document, name=document, strict_validation=True, validate_responses=False)
+    app.add_api(api_document(), strict_validation=True, validate_responses=False)
     mount_bes(app)  # SOAP is not OpenAPI: a plain route that calls the auth chain itself
     app.add_middleware(BESPaths, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
