@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from backends.interfaces import (
     BackendError,
     BackendUnavailable,
+    InvalidSpec,
     InvalidState,
     NotSupported,
     UnknownResource,
@@ -32,15 +33,17 @@ def not_found(what: str) -> OCCIError:
 
 @contextmanager
 def backend_errors(doing: str) -> Iterator[None]:
-    """Backend exceptions as the HTTP statuses the issue names: 404, 409, 503, 501, 502."""
+    """Backend exceptions as the HTTP statuses the issue names: 404, 400, 409, 503, 501, 502."""
     try:
         yield
     except UnknownResource as exc:
         raise OCCIError(404, f"{doing}: {exc}") from exc
+    except InvalidSpec as exc:  # the client asked for something that cannot be built
+        raise OCCIError(400, f"{doing}: {exc}") from exc
     except InvalidState as exc:
         raise OCCIError(409, f"{doing}: {exc}") from exc
-    except BackendUnavailable as exc:
-        raise OCCIError(503, f"{doing}: hypervisor unreachable: {exc}", Retry_After="30") from exc
+    except BackendUnavailable as exc:  # the backend's message says why (host down, no room)
+        raise OCCIError(503, f"{doing}: {exc}", Retry_After="30") from exc
     except NotSupported as exc:
         raise OCCIError(501, f"{doing}: {exc}") from exc
     except BackendError as exc:

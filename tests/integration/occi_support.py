@@ -1,11 +1,15 @@
-"""Shared by the OCCI tests: a template image on libvirt's test driver, JSON checks."""
+"""Shared by the OCCI tests: an isolated libvirt test-driver host with a template image,
+JSON checks."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema
+
+from tests.libvirt_hosts import POOL, write_node_xml
 
 TEMPLATE = "debian12.qcow2"
 OS_TPL = "http://schemas.xtreemgate.org/occi/os_tpl#debian12_qcow2"
@@ -14,22 +18,12 @@ INFRA = "http://schemas.ogf.org/occi/infrastructure#"
 COMPUTE_KIND = f'compute; scheme="{INFRA}"; class="kind"'
 
 
-_KEEP: list = []
-
-
-def ensure_template(uri: str = "test:///default") -> None:
-    """A template volume in the test driver's default pool. The driver's state lives as
-    long as one connection to it is open in the process, so this one stays open."""
-    import libvirt
-
-    if not _KEEP:
-        _KEEP.append(libvirt.open(uri))
-    conn = _KEEP[0]
-    pool = conn.storagePoolLookupByName("default-pool")
-    if TEMPLATE not in pool.listVolumes():
-        pool.createXML(
-            f"<volume><name>{TEMPLATE}</name><capacity unit='MiB'>64</capacity></volume>", 0
-        )
+def isolated_vm(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """``vm`` settings for one test's own hypervisor: a ``test:///<node.xml>`` host with
+    the template volume in pool ``xg-pool``. ``test:///default`` is shared by the whole
+    process (VMs of earlier tests would fill its memory), so OCCI tests never use it."""
+    uri = write_node_xml(tmp_path / "occi-node.xml", templates=(TEMPLATE,))
+    return {"uris": [uri], "pool": POOL, **extra}
 
 
 def check_json(response: Any) -> Any:

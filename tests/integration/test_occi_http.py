@@ -1,4 +1,5 @@
-"""The OCCI front end through the app, on the real libvirt library (test:///default)."""
+"""The OCCI front end through the app, on the real libvirt library (each test its own
+test-driver host, see occi_support.isolated_vm)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.conftest import PASSWORD, basic
@@ -16,12 +18,22 @@ from tests.integration.occi_support import (
     OS_TPL,
     SMALL,
     check_json,
-    ensure_template,
+    isolated_vm,
 )
 
 PLAIN = {"Content-Type": "text/plain", "Accept": "text/plain"}
 OS_TPL_CAT = f'debian12_qcow2; scheme="{OS_TPL.split("#")[0]}#"; class="mixin"'
 SMALL_CAT = f'small; scheme="{SMALL.split("#")[0]}#"; class="mixin"'
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Any], tmp_path: Any) -> Any:
+    """The conftest settings, with this test's own hypervisor."""
+    from backends.store import migrate
+
+    s = make_settings(vm=isolated_vm(tmp_path))
+    migrate.upgrade(s.database_url)
+    return s
 
 
 @pytest.fixture
@@ -46,7 +58,6 @@ def client(client: Any) -> Any:
 
 @pytest.fixture
 def h(client: Any, alice: str) -> dict[str, str]:
-    ensure_template()
     return basic(alice)
 
 
@@ -197,7 +208,7 @@ def test_create_and_read_in_json(client: Any, h: dict) -> None:
 def test_put_creates_with_client_id_then_replaces(client: Any, h: dict) -> None:
     loc = "/compute/6f1c9e56-8d3a-4d55-9b9f-0f1d2c3b4a59"
     body = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.title="first"\n'
-    assert client.put(loc, headers={**h, **PLAIN}, content=body).status_code == 201
+    r0 = client.put(loc, headers={**h, **PLAIN}, content=body); assert r0.status_code == 201, r0.text
     again = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.title="second"\n'
     r = client.put(loc, headers={**h, **PLAIN}, content=again)
     assert r.status_code == 200 and attrs(r.text)["occi.core.title"] == "second"
@@ -342,7 +353,7 @@ def test_every_json_answer_is_valid_occi(client: Any, h: dict, create: Callable)
     assert client.request.validated == 9
 
 
-@settings(
+@hypothesis_settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(

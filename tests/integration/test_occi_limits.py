@@ -10,7 +10,7 @@ import pytest
 
 from backends.store import migrate
 from tests.conftest import PASSWORD, basic
-from tests.integration.occi_support import COMPUTE_KIND, ensure_template
+from tests.integration.occi_support import COMPUTE_KIND, isolated_vm
 
 PLAIN = {"Content-Type": "text/plain"}
 
@@ -35,13 +35,12 @@ def make_client(make_settings: Callable[..., Any]) -> Iterator[Callable[..., Any
         app.app.extensions["xtreemgate"].close()
 
 
-def test_long_listing_is_413_until_paged(make_client: Callable[..., Any]) -> None:
-    ensure_template()
-    client = make_client(occi={"max_collection": 2})
+def test_long_listing_is_413_until_paged(make_client: Callable[..., Any], tmp_path: Any) -> None:
+    client = make_client(occi={"max_collection": 2}, vm=isolated_vm(tmp_path))
     h = basic("alice")
     for _ in range(3):
         r = client.post("/compute/", headers={**h, **PLAIN}, content=f"Category: {COMPUTE_KIND}\n")
-        assert r.status_code == 201
+        assert r.status_code == 201, r.text
     r = client.get("/compute/", headers=h)
     assert r.status_code == 413 and "page=1&number=2" in r.text
     assert client.get("/compute/", headers=h, params={"number": 3}).status_code == 413
