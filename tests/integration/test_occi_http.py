@@ -208,7 +208,8 @@ def test_create_and_read_in_json(client: Any, h: dict) -> None:
 def test_put_creates_with_client_id_then_replaces(client: Any, h: dict) -> None:
     loc = "/compute/6f1c9e56-8d3a-4d55-9b9f-0f1d2c3b4a59"
     body = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.title="first"\n'
-    r0 = client.put(loc, headers={**h, **PLAIN}, content=body); assert r0.status_code == 201, r0.text
+    first = client.put(loc, headers={**h, **PLAIN}, content=body)
+    assert first.status_code == 201, first.text
     again = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.title="second"\n'
     r = client.put(loc, headers={**h, **PLAIN}, content=again)
     assert r.status_code == 200 and attrs(r.text)["occi.core.title"] == "second"
