@@ -733,10 +733,13 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
                 raise bad_request(str(exc)) from None
         method = params.pop("method", "")
         doing = f"{action.term} on {kind.location}{entity_id}"
+        saved = ""
         if kind is infra.COMPUTE:
+            if action.term == "save":  # the caller must learn the new os_tpl: name it here
+                params["name"] = saved = params.get("name") or _template_name(record)
             with backend_errors(doing):
-                self.vm.act(entity_id, action.term, method, **params)
-            if action.term == "save":
+                info = self.vm.act(entity_id, action.term, method, **params)
+            if action.term in ("save", "stop"):  # a (deferred) save adds an os_tpl
                 self.invalidate()
         elif kind is infra.STORAGE:
             with backend_errors(doing):
@@ -748,7 +751,13 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             self._act_cluster(principal, record, action, method, params)
         else:
             raise OCCIError(405, f"{kind.term} has no actions")
-        return self.entity(principal, kind, entity_id)
+        entity = self.entity(principal, kind, entity_id)
+        if saved:
+            mixin = infra.os_template(saved, saved)
+            entity.attributes["occi.compute.state.message"] = (
+                f"{info.state_message}; os_tpl mixin {mixin.identifier}"
+            )
+        return entity
 
     def act_on_all(
         self, principal: Principal, kind: Kind, action: Action, doc: Document
@@ -783,6 +792,11 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
                 raise
             count += 1
         return count
+
+
+def _template_name(record: OCCIEntity) -> str:
+    """A default name for the os_tpl a save makes: the compute's id and the time (UTC)."""
+    return f"{record.id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
 def _compute_facts(info: VMInfo | None, attributes: dict[str, Any]) -> tuple[str, str]:

@@ -244,6 +244,49 @@ def test_actions_and_their_errors(client: Any, h: dict, create: Callable) -> Non
     assert client.post(f"{loc}?action=restart", headers=h).status_code == 200
 
 
+def test_save_makes_a_new_os_tpl(client: Any, h: dict, create: Callable) -> None:
+    """save clones the compute's disk into a new image template, offered as an os_tpl."""
+    save = f'Category: save; scheme="{INFRA[:-1]}/compute/action#"; class="action"\n'
+    loc = create(f"Category: {OS_TPL_CAT}")
+    r = client.post(
+        f"{loc}?action=save",
+        headers={**h, **PLAIN},
+        content=save + 'X-OCCI-Attribute: name="golden-1"\n',
+    )
+    assert r.status_code == 200, r.text
+    golden = "http://schemas.xtreemgate.org/occi/os_tpl#golden-1"
+    assert golden in attrs(r.text)["occi.compute.state.message"]
+    assert attrs(r.text)["occi.compute.state"] == "active"
+    assert 'Category: golden-1; scheme="http://schemas.xtreemgate.org/occi/os_tpl#"' in (
+        client.get("/-/", headers=h).text
+    )
+    create(f'Category: golden-1; scheme="{golden[:-8]}"; class="mixin"')  # usable at once
+    again = client.post(
+        f"{loc}?action=save", headers={**h, **PLAIN}, content='X-OCCI-Attribute: name="golden-1"\n'
+    )
+    assert again.status_code == 409 and "already exists" in again.text
+    bad = client.post(
+        f"{loc}?action=save", headers={**h, **PLAIN}, content='X-OCCI-Attribute: name="a b/c"\n'
+    )
+    assert bad.status_code == 400 and "letters, digits" in bad.text
+    # deferred: the template appears when the compute stops
+    r = client.post(
+        f"{loc}?action=save",
+        headers={**h, **PLAIN},
+        content='X-OCCI-Attribute: method="deferred"\nX-OCCI-Attribute: name="later"\n',
+    )
+    assert r.status_code == 200 and "when the compute stops" in r.text
+    assert "Category: later;" not in client.get("/-/", headers=h).text
+    assert client.post(f"{loc}?action=stop", headers=h).status_code == 200
+    assert "Category: later;" in client.get("/-/", headers=h).text
+    # without a name the server picks one and says which
+    r = client.post(f"{loc}?action=save", headers=h)
+    assert r.status_code == 200 and loc.rpartition("/")[2] in r.text
+    diskless = create()
+    r = client.post(f"{diskless}?action=save", headers=h)
+    assert r.status_code == 409 and "no disk" in r.text
+
+
 def test_actions_and_delete_on_collections(client: Any, h: dict, create: Callable) -> None:
     first, second = create(), create()
     r = client.post("/compute/?action=stop", headers=h)
