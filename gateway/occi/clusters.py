@@ -1,17 +1,20 @@
 """xtreemgate's virtual clusters (the seed's LinuxSSI idea, on VMs): a cluster record and
-N member computes built from its os_tpl/resource_tpl through the VMBackend contract, each
-member linked to its cluster by a ``clustermember`` link; actions reach every member.
+N member computes built from its os_tpl/resource_tpl, each member linked to its cluster by
+a ``clustermember`` link; actions reach every member.
+
+The VM side (stable member ids, all-or-nothing growth, per-member results of start/stop)
+is :class:`backends.vm.cluster.VirtualClusters`, which drives any VMBackend through the
+contract; this module keeps the OCCI records around it (records first, then the VMs).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from backends.interfaces import UnknownResource
-from backends.model import Principal
+from backends.model import Principal, VMSpec
 from backends.store.models import OCCIEntity
+from backends.vm.cluster import ClusterResult, VirtualClusters, member_spec, next_members
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.entity import new_id
@@ -21,6 +24,10 @@ from gateway.occi.model import Action, Mixin
 
 class ClusterOperations:
     """Cluster create/grow/shrink/start/stop; mixed into :class:`OCCIService`."""
+
+    @property
+    def clusters(self) -> VirtualClusters:
+        return VirtualClusters(self.vm)
 
     def _create_cluster(
         self,
@@ -36,40 +43,56 @@ class ClusterOperations:
         template = next(m.identifier for m in mixins if m.identifier in self.images)
         record.attributes = {**record.attributes, "xtreemgate.cluster.template": template}
         records.save(self.db, record)
-        size = int(values.get("xtreemgate.cluster.size", 1))
-        added: list[str] = []
-        try:
-            for _ in range(size):
-                added.append(self._add_member(principal, record))
-        except BaseException:
-            for member in reversed(added):
-                self._remove_member(member)
-            raise
+        self._add_members(record, int(values.get("xtreemgate.cluster.size", 1)))
 
-    def _add_member(self, principal: Principal, cluster: OCCIEntity) -> str:
+    def _member_template(self, cluster: OCCIEntity) -> tuple[VMSpec, list[str]]:
+        """The spec members are built from, and the template mixins they carry."""
         registry = self.registry()
-        member_mixins = [
+        mixins = [
             registry.mixins[m]
             for m in cluster.mixins
             if m in registry.mixins and (m in self.images or m in self.sizes)
         ]
-        member_id = new_id()
-        index = len(records.linked_to(self.db, infra.CLUSTER.location + cluster.id))
-        name = f"{cluster.title or 'cluster-' + cluster.id[:8]}-{index}-{member_id[:4]}"
+        name = cluster.title or f"cluster-{cluster.id[:8]}"
+        return self.vm_spec(name, mixins, {}), [m.identifier for m in mixins]
+
+    def _add_members(self, cluster: OCCIEntity, count: int) -> None:
+        """``count`` members, all or none: their records first (so a crash leaves them
+        visible, in state error), then the VMs; on failure both go again."""
+        if count < 1:
+            return  # an empty cluster is allowed; add_node grows it
+        template, mixins = self._member_template(cluster)
+        existing = self.cluster_members(cluster.id)
+        with backend_errors("growing the cluster"):
+            chosen = next_members(cluster.id, existing, count)
+        written: list[str] = []
+        try:
+            for index, member_id in chosen:
+                written += self._member_records(cluster, member_id, index, template, mixins)
+            with backend_errors(f"creating {count} cluster member(s)"):
+                self.clusters.add(cluster.id, template, existing, count)
+        except BaseException:
+            records.remove(self.db, *written)
+            raise
+
+    def _member_records(
+        self, cluster: OCCIEntity, member_id: str, index: int, template: VMSpec, mixins: list[str]
+    ) -> list[str]:
+        """The member's compute record and its clustermember link; returns their ids."""
+        link_id = new_id()
         member = OCCIEntity(
             id=member_id,
             kind=infra.COMPUTE.identifier,
             owner=cluster.owner,
             vo=cluster.vo,
-            title=name,
-            summary=f"member of cluster {cluster.id}",
-            mixins=[m.identifier for m in member_mixins],
-            links=[],
+            title=member_spec(template, index).name,
+            summary=f"member {index} of cluster {cluster.id}",
+            mixins=mixins,
+            links=[link_id],
             source="",
             target="",
             attributes={},
         )
-        link_id = new_id()
         link = OCCIEntity(
             id=link_id,
             kind=infra.CLUSTERMEMBER.identifier,
@@ -83,23 +106,19 @@ class ClusterOperations:
             source=infra.COMPUTE.location + member_id,
             target=infra.CLUSTER.location + cluster.id,
         )
-        member.links = [link_id]
         records.insert(self.db, member)
         records.insert(self.db, link)
-        try:
-            with backend_errors(f"creating cluster member {index}"):
-                self.vm.create(member_id, self.vm_spec(name, member_mixins, {}))
-        except BaseException:
-            records.remove(self.db, link_id, member_id)
-            raise
-        return member_id
+        return [link_id, member_id]
 
-    def _remove_member(self, member_id: str) -> None:
-        # already gone on the hypervisor: only the records remain
-        with backend_errors(f"deleting member {member_id}"), contextlib.suppress(UnknownResource):
-            self.vm.delete(member_id)
-        record = records.get(self.db, member_id)
-        records.remove(self.db, *(record.links if record else []), member_id)
+    def _evict_members(self, members: Sequence[str]) -> None:
+        """Delete these members' VMs (one already gone counts as evicted) and records."""
+        for member in members:
+            self._delete_compute_links(member)
+        result = self.clusters.evict(members)
+        gone = [m for m in members if m not in result.errors]
+        ids = [i for m in records.get_many(self.db, gone).values() for i in (m.links or [])]
+        records.remove(self.db, *ids, *gone)
+        _raise_first(result, "evicting cluster members")
 
     def cluster_members(self, cluster_id: str) -> list[str]:
         return [
@@ -121,7 +140,7 @@ class ClusterOperations:
     ) -> None:
         members = self.cluster_members(record.id)
         if action is infra.ADD_NODE:
-            self._add_member(principal, record)
+            self._add_members(record, 1)
             return
         if action is infra.EVICT_NODE:
             if not members:
@@ -129,21 +148,15 @@ class ClusterOperations:
             wanted = params.get("xtreemgate.cluster.node", "").rstrip("/").rpartition("/")[2]
             if wanted and wanted not in members:
                 raise bad_request(f"{wanted} is not a member of this cluster")
-            victim = wanted or members[-1]
-            self._delete_compute_links(victim)
-            self._remove_member(victim)
+            self._evict_members([wanted or members[-1]])
             return
-        infos = {}
-        with backend_errors("reading cluster members"):
-            infos = self.vm.describe(members) if members else {}
-        for member in members:
-            state = infos[member].state if member in infos else "error"
-            if action is infra.CLUSTER_START and state == "active":
-                continue  # starting a cluster starts those not running yet
-            if action is infra.CLUSTER_STOP and state == "inactive":
-                continue
-            with backend_errors(f"{action.term} on member {member}"):
-                self.vm.act(member, action.term, method)
+        if not members:
+            return
+        if action is infra.CLUSTER_START:
+            result = self.clusters.start(members)
+        else:
+            result = self.clusters.stop(members, method)
+        _raise_first(result, f"{action.term} on the cluster")
 
     def _member_states(self, clusters: Sequence[OCCIEntity]) -> dict[str, list[str]]:
         if not clusters:
@@ -163,3 +176,14 @@ class ClusterOperations:
             cid: [infos[m].state if m in infos else "error" for m in ids]
             for cid, ids in members.items()
         }
+
+
+def _raise_first(result: ClusterResult, doing: str) -> None:
+    """A cluster action that failed on some members: the first failure's status, with
+    every member's reason (the others were acted on; each action is complete alone)."""
+    if result.ok:
+        return
+    first = next(iter(result.causes.values()))
+    reasons = "; ".join(f"member {m}: {e}" for m, e in result.errors.items())
+    with backend_errors(f"{doing} failed for {len(result.errors)} member(s)"):
+        raise type(first)(reasons)

@@ -665,9 +665,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             return
         location = real_kind.location + entity_id
         if real_kind is infra.CLUSTER:
-            for member in self.cluster_members(entity_id):
-                self._delete_compute_links(member)
-                self._remove_member(member)
+            self._evict_members(self.cluster_members(entity_id))
             records.remove(self.db, entity_id)
             return
         incoming = [r for r in records.linked_to(self.db, location) if r.target == location]

@@ -529,6 +529,12 @@ def test_virtual_cluster(client: Any, h: dict) -> None:
     assert "X-OCCI-Location" not in client.get("/compute/", headers=h).text
     no_tpl = body.replace(f"Category: {OS_TPL_CAT}\n", "")
     assert client.post("/cluster/", headers={**h, **PLAIN}, content=no_tpl).status_code == 400
+    # more members than the host has memory for: 503 with the reason, nothing left behind
+    huge = body.replace("xtreemgate.cluster.size=2", "xtreemgate.cluster.size=12")
+    r = client.post("/cluster/", headers={**h, **PLAIN}, content=huge)
+    assert r.status_code == 503 and "MiB free" in r.text, r.text
+    for path in ("/compute/", "/cluster/", "/clustermember/"):
+        assert "X-OCCI-Location" not in client.get(path, headers=h).text, path
 
 
 def test_contextualisation_mixins(client: Any, h: dict, create: Callable) -> None:
