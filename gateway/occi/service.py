@@ -89,9 +89,11 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
         self._listings: dict[tuple[Any, ...], Listing] = {}
         self._listing_lock = threading.Lock()
         self._kinds_under: dict[tuple[int, str], list[Kind]] = {}
+        self.sizes_by_name: dict[str, tuple[int, int]] = {}  # name -> (cores, MiB)
         for name, size in self.settings.vm.sizes.items():
             mixin = infra.resource_template(name, size.cores, size.memory_mib / 1024)
             self.sizes[mixin.identifier] = (name, size.cores, size.memory_mib)
+            self.sizes_by_name[name] = (size.cores, size.memory_mib)
 
     # -- backends -------------------------------------------------------------------------
     @property
@@ -545,6 +547,10 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             cores = int(values["occi.compute.cores"])
         if "occi.compute.memory" in values:
             memory_mib = max(1, round(float(values["occi.compute.memory"]) * 1024))
+        if size and self.sizes_by_name[size] != (cores, memory_mib):
+            # the client's own values win over the resource_tpl's (which the backend
+            # would apply over them): the VM is then of no named size
+            size = ""
         arch = _ARCH_FROM_OCCI.get(values.get("occi.compute.architecture", "x64"), "x86_64")
         keys = values.get("occi.credentials.ssh.publickey", "")
         return VMSpec(

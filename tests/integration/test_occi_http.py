@@ -217,6 +217,22 @@ def test_put_creates_with_client_id_then_replaces(client: Any, h: dict) -> None:
     assert bad.status_code == 400 and "UUID" in bad.text
 
 
+def test_client_values_win_over_resource_tpl(client: Any, h: dict, create: Callable) -> None:
+    """Explicit cores/memory are kept (the backend's update replaces the whole definition:
+    what the client did not change is carried over from the VM's current facts)."""
+    loc = create(f"Category: {SMALL_CAT}", "X-OCCI-Attribute: occi.compute.cores=2")
+    got = attrs(client.get(loc, headers=h).text)
+    assert (got["occi.compute.cores"], got["occi.compute.memory"]) == ("2", "1.0")
+    r = client.post(loc, headers={**h, **PLAIN}, content="X-OCCI-Attribute: occi.compute.cores=3\n")
+    assert r.status_code == 200 and attrs(r.text)["occi.compute.cores"] == "3"
+    r = client.post(
+        loc, headers={**h, **PLAIN}, content='X-OCCI-Attribute: occi.compute.hostname="w1.test"\n'
+    )
+    got = attrs(r.text)
+    assert (got["occi.compute.cores"], got["occi.compute.hostname"]) == ("3", "w1.test")
+    assert f"Category: {SMALL_CAT}" in r.text  # the resource_tpl stays: how the VM was made
+
+
 # -- actions ------------------------------------------------------------------------------
 def test_actions_and_their_errors(client: Any, h: dict, create: Callable) -> None:
     loc = create()
