@@ -42,15 +42,24 @@ def free_port() -> int:
 
 
 def node_xml(ids: list[str]) -> str:
+    """A test-driver host holding ``ids`` as domains the gateway made (the backend's own
+    domain XML, with its metadata) and the storage pool the backend's health check wants."""
+    from backends.model import VMSpec
+    from backends.vm.domain_xml import build_domain
+
     domains = "".join(
-        f"<domain type='test'><name>xg-{i}</name><uuid>{i}</uuid><memory>524288</memory>"
-        f"<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>"
-        for i in ids
+        build_domain(i, VMSpec(name=f"vm{n}", memory_mib=512), domain_type="test")
+        for n, i in enumerate(ids)
     )
     return (
         "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>"
         "<active>2</active><mhz>2000</mhz><model>x86_64</model></cpu>"
-        f"<memory>67108864</memory>{domains}</node>"
+        "<memory>67108864</memory>"
+        "<pool type='dir'><name>default-pool</name>"
+        "<uuid>dfe224cb-28fb-8dd0-c4b2-64eb3f0f4566</uuid>"
+        "<capacity unit='GiB'>100</capacity><allocation unit='GiB'>0</allocation>"
+        "<available unit='GiB'>100</available><target><path>/default-pool</path></target>"
+        f"</pool>{domains}</node>"
     )
 
 
@@ -184,6 +193,7 @@ def main() -> None:
             "XTREEMGATE_VM__URIS": json.dumps([f"test://{node}"]),
             "XTREEMGATE_LOGGING__ACCESS_LOG": "false",
             "XTREEMGATE_LOGGING__LEVEL": "WARNING",
+            "XTREEMGATE_VM__OVERCOMMIT": "1000",  # 5000 x 512 MiB on a 64 GiB test host
         }
         xg = str(Path(sys.executable).with_name("xtreemgate"))
         subprocess.run([xg, "db", "upgrade"], env=env, check=True, capture_output=True)
