@@ -366,11 +366,13 @@ def collection_delete(kind: str, **_: Any) -> flask.Response:
 # -- entities -----------------------------------------------------------------------------
 @occi_operation
 def entity_get(kind: str, entity_id: str, **_: Any) -> flask.Response:
+    entity_id = entity_id.lower()  # ids are UUIDs: any case names the same entity
     return _entity_response(service().entity(_principal(), _kind(kind), entity_id))
 
 
 @occi_operation
 def entity_put(kind: str, entity_id: str, **_: Any) -> flask.Response:
+    entity_id = entity_id.lower()  # ids are UUIDs: any case names the same entity
     found = _kind(kind)
     svc = service()
     document = _document()
@@ -386,6 +388,7 @@ def entity_put(kind: str, entity_id: str, **_: Any) -> flask.Response:
 
 @occi_operation
 def entity_post(kind: str, entity_id: str, action: str | None = None, **_: Any) -> flask.Response:
+    entity_id = entity_id.lower()  # ids are UUIDs: any case names the same entity
     found = _kind(kind)
     svc = service()
     document = _document()
@@ -397,6 +400,7 @@ def entity_post(kind: str, entity_id: str, action: str | None = None, **_: Any) 
 
 @occi_operation
 def entity_delete(kind: str, entity_id: str, **_: Any) -> flask.Response:
+    entity_id = entity_id.lower()  # ids are UUIDs: any case names the same entity
     service().delete(_principal(), _kind(kind), entity_id)
     return _done_response()
 

@@ -43,14 +43,13 @@ _ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-
 # Attributes the server owns: sent back by some clients, never taken from them.
 _SERVER_OWNED = re.compile(r"\.state(\.message)?$")
 _ARCH_TO_OCCI = {"x86_64": "x64", "amd64": "x64", "i686": "x86", "i386": "x86"}
-_ARCH_FROM_OCCI = {"x64": "x86_64", "x86": "i686"}
 
 # Which compute actions the OCCI state diagram allows in each state (GFD.224 §3.1).
 _COMPUTE_ACTIONS = {
     "active": ("stop", "restart", "suspend", "save"),
     "inactive": ("start", "save"),
     "suspended": ("start", "stop"),
-    "error": ("start", "stop", "restart"),
+    "error": ("start", "stop"),  # a crashed domain: poweroff, or destroy and start again
 }
 _STORAGE_ACTIONS = {"online": ("offline",), "offline": ("online",), "error": ("online", "offline")}
 _NETWORK_ACTIONS = {"active": ("down",), "inactive": ("up",), "error": ("up", "down")}
@@ -193,7 +192,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
         )
 
     def _record(self, principal: Principal, kind: Kind, entity_id: str) -> OCCIEntity:
-        record = records.get(self.db, entity_id)
+        record = records.get(self.db, entity_id.lower())  # UUIDs: any case on input
         if (
             record is None
             or not self._kind_matches(record, kind)
@@ -462,6 +461,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
         entity_id = entity_id or str(doc.attributes.get("occi.core.id") or "") or new_id()
         if not _ID.match(entity_id):
             raise bad_request(f"entity ids are UUIDs (got {entity_id[:80]!r})")
+        entity_id = entity_id.lower()  # as the hypervisor keeps it (RFC 4122 output form)
         if records.get(self.db, entity_id) is not None:
             raise OCCIError(409, f"{entity_id} already exists")
         mixins, values = self._resolve(kind, doc)
@@ -551,7 +551,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             # the client's own values win over the resource_tpl's (which the backend
             # would apply over them): the VM is then of no named size
             size = ""
-        arch = _ARCH_FROM_OCCI.get(values.get("occi.compute.architecture", "x64"), "x86_64")
+        arch = values.get("occi.compute.architecture", "x64")  # the backend maps OCCI's words
         keys = values.get("occi.credentials.ssh.publickey", "")
         return VMSpec(
             name=name,

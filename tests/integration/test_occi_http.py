@@ -208,11 +208,15 @@ def test_create_and_read_in_json(client: Any, h: dict) -> None:
 def test_put_creates_with_client_id_then_replaces(client: Any, h: dict) -> None:
     loc = "/compute/6f1c9e56-8d3a-4d55-9b9f-0f1d2c3b4a59"
     body = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.title="first"\n'
-    first = client.put(loc, headers={**h, **PLAIN}, content=body)
-    assert first.status_code == 201, first.text
+    first = client.put(loc.replace("6f1c9e56", "6F1C9E56"), headers={**h, **PLAIN}, content=body)
+    assert first.status_code == 201 and first.headers["Location"] == loc, first.text
+    assert attrs(first.text)["occi.compute.state"] == "active"
     again = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.title="second"\n'
     r = client.put(loc, headers={**h, **PLAIN}, content=again)
     assert r.status_code == 200 and attrs(r.text)["occi.core.title"] == "second"
+    upper = client.put(loc.upper().replace("/COMPUTE/", "/compute/"), headers={**h, **PLAIN})
+    assert upper.status_code == 200 and attrs(upper.text)["occi.core.id"] == loc.rpartition("/")[2]
+    assert attrs(upper.text)["occi.compute.state"] == "active"  # the VM is found: same id
     bad = client.put("/compute/not-a-uuid", headers={**h, **PLAIN}, content=body)
     assert bad.status_code == 400 and "UUID" in bad.text
 
