@@ -318,12 +318,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             allowed = _COMPUTE_ACTIONS.get(state, ())
         elif kind is infra.STORAGE:
             if facts is None:
-                attributes.update(
-                    {
-                        "occi.storage.state": "error",
-                        "occi.storage.state.message": "the hypervisor no longer knows this volume",
-                    }
-                )
+                _unknown_to_backend(attributes, "occi.storage", "volume")
             else:
                 attributes.update(
                     {"occi.storage.size": facts.size_gib, "occi.storage.state": facts.state}
@@ -333,12 +328,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             allowed = _STORAGE_ACTIONS.get(attributes["occi.storage.state"], ())
         elif kind is infra.NETWORK:
             if facts is None:
-                attributes.update(
-                    {
-                        "occi.network.state": "error",
-                        "occi.network.state.message": "the hypervisor no longer knows this network",
-                    }
-                )
+                _unknown_to_backend(attributes, "occi.network", "network")
             else:
                 attributes["occi.network.state"] = facts.state
                 if facts.vlan is not None:
@@ -803,10 +793,15 @@ def _template_name(record: OCCIEntity) -> str:
     return f"{record.id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
+def _unknown_to_backend(attributes: dict[str, Any], prefix: str, what: str) -> None:
+    """A record whose resource the backend no longer has (describe() leaves it out)."""
+    attributes[f"{prefix}.state"] = "error"
+    attributes[f"{prefix}.state.message"] = f"the hypervisor no longer knows this {what}"
+
+
 def _compute_facts(info: VMInfo | None, attributes: dict[str, Any]) -> tuple[str, str]:
     if info is None:
-        attributes["occi.compute.state"] = "error"
-        attributes["occi.compute.state.message"] = "the hypervisor no longer knows this VM"
+        _unknown_to_backend(attributes, "occi.compute", "VM")
         return "error", ""
     attributes.update(
         {

@@ -237,6 +237,24 @@ def test_client_values_win_over_resource_tpl(client: Any, h: dict, create: Calla
     assert f"Category: {SMALL_CAT}" in r.text  # the resource_tpl stays: how the VM was made
 
 
+def test_vm_gone_behind_the_gateway_shows_error_and_can_be_deleted(
+    client: Any, h: dict, create: Callable, runtime: Any
+) -> None:
+    """describe() leaves out ids the hypervisor does not know: state error, with why."""
+    loc = create()
+    vm_id = loc.rpartition("/")[2]
+    vm = runtime.backends["vm"]
+    dom = vm.connection(vm.uris[0]).lookupByUUIDString(vm_id)
+    dom.destroy()
+    dom.undefine()
+    got = attrs(client.get(loc, headers=h).text)
+    assert got["occi.compute.state"] == "error"
+    assert "no longer knows" in got["occi.compute.state.message"]
+    assert client.post(f"{loc}?action=start", headers=h).status_code == 404
+    assert client.delete(loc, headers=h).status_code == 200
+    assert client.get(loc, headers=h).status_code == 404
+
+
 # -- actions ------------------------------------------------------------------------------
 def test_actions_and_their_errors(client: Any, h: dict, create: Callable) -> None:
     loc = create()
