@@ -758,6 +758,11 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
     ) -> list[str]:
         """?action= on a collection: every entity the caller may act on; stops at the first
         refusal (already acted ones stay acted: each action is complete on its own)."""
+        if action is infra.SAVE and "name" in doc.attributes:
+            raise bad_request(
+                "save on a collection makes one os_tpl per compute: give no name "
+                "(each gets its compute's id and the time) or save each compute on its own"
+            )
         done = []
         for location, _kind in self.visible_ids(principal, [kind]):
             entity_id = location.rpartition("/")[2]

@@ -323,6 +323,9 @@ def test_save_makes_a_new_os_tpl(client: Any, h: dict, create: Callable) -> None
     diskless = create()
     r = client.post(f"{diskless}?action=save", headers=h)
     assert r.status_code == 409 and "no disk" in r.text
+    one_name = 'X-OCCI-Attribute: name="same"\n'
+    r = client.post("/compute/?action=save", headers={**h, **PLAIN}, content=one_name)
+    assert r.status_code == 400 and "one os_tpl per compute" in r.text
 
 
 def test_actions_and_delete_on_collections(client: Any, h: dict, create: Callable) -> None:
