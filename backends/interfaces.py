@@ -151,11 +151,13 @@ class VMBackend(Backend):
 
     def act(self, vm_id: str, action: str, method: str = "", **params: str) -> VMInfo:
         """start | stop | restart | suspend | save (OCCI compute actions, their methods);
-        ``save`` takes ``name`` and leaves a new image template behind."""
+        ``save`` takes ``name`` and leaves a new image template behind whose id is that
+        name (method ``deferred``: once the VM stops)."""
         raise NotSupported(f"{self.name} cannot act on VMs yet")
 
     def update(self, vm_id: str, spec: VMSpec) -> VMInfo:
-        """Change cores/memory/hostname (applied at next start where the host needs it)."""
+        """Change cores/memory/hostname (applied at next start where the host needs it).
+        ``spec`` is the whole new definition, not a patch: merge with describe() first."""
         raise NotSupported(f"{self.name} cannot update VMs yet")
 
     def delete(self, vm_id: str) -> None:

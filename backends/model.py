@@ -217,7 +217,7 @@ class VMSpec:
     hostname: str = ""
     share: int | None = None  # relative CPU share
     image: str = ""  # os_tpl: the id of an ImageTemplate
-    size: str = ""  # resource_tpl: a named size from the config
+    size: str = ""  # resource_tpl: a named size from the config; its cores/memory win
     user_data: str = ""
     ssh_keys: tuple[str, ...] = ()
 

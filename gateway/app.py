@@ -25,7 +25,14 @@ from gateway.resources import data_dir
 log = logging.getLogger("xtreemgate")
 
 # The gateway's own document; each front end adds its own beside it.
-API_DOCUMENTS = ("gateway.yaml", "activities.yaml", "vo.yaml", "saml.yaml", "portal.yaml")
+API_DOCUMENTS = (
+    "gateway.yaml",
+    "activities.yaml",
+    "vo.yaml",
+    "occi.yaml",
+    "saml.yaml",
+    "portal.yaml",
+)
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 

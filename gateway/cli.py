@@ -86,6 +86,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         workers=settings.server.workers,
         log_config=None,
         access_log=False,
+        # the app names itself (OCCI requires "Server: xtreemgate/<v> OCCI/1.2"); uvicorn's
+        # own "server: uvicorn" would make two Server headers
+        server_header=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.server.forwarded_allow_ips,
     )

@@ -130,6 +130,14 @@ class VMSettings(Section):
     sizes: dict[str, VMSize] = Field(default_factory=_default_sizes)
 
 
+class OCCISettings(Section):
+    # The longest collection answered in one piece; a longer one is refused with 413 and
+    # the client pages through it with ?page=&number= (number is capped by this too).
+    max_collection: int = Field(10000, ge=1, le=1_000_000)
+    # How long os_tpl mixins (the backend's image templates) are cached, seconds.
+    template_refresh: int = Field(30, ge=0, le=3600)
+
+
 class StorageSettings(Section):
     root: str = ""  # default: <state_dir>/volumes
 
@@ -490,6 +498,7 @@ class Settings(BaseSettings):
     vm: VMSettings = Field(default_factory=VMSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vo: VOSettings = Field(default_factory=VOSettings)
+    occi: OCCISettings = Field(default_factory=OCCISettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     bes: BESSettings = Field(default_factory=BESSettings)

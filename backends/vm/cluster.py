@@ -30,6 +30,24 @@ def member_id(cluster_id: str, index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{cluster_id}/{index}"))
 
 
+def next_members(cluster_id: str, existing: Iterable[str], count: int) -> list[tuple[int, str]]:
+    """(index, id) of the ``count`` members :meth:`VirtualClusters.add` makes next: the
+    lowest free indexes. A caller that keeps records can write them before the VMs exist."""
+    existing = set(existing)
+    if count < 1 or len(existing) + count > MAX_MEMBERS:
+        raise InvalidSpec(
+            f"a cluster has 1..{MAX_MEMBERS} members; asked to add {count} to {len(existing)}"
+        )
+    chosen: list[tuple[int, str]] = []
+    index = 0
+    while len(chosen) < count:
+        vm_id = member_id(cluster_id, index)
+        if vm_id not in existing:
+            chosen.append((index, vm_id))
+        index += 1
+    return chosen
+
+
 def member_spec(template: VMSpec, index: int) -> VMSpec:
     """A member's spec: the template with a numbered name and hostname."""
     base = template.hostname or template.name
@@ -42,6 +60,12 @@ class ClusterResult:
 
     members: dict[str, VMInfo] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # the exception behind each error, so a front end can answer with its own status
+    causes: dict[str, BackendError] = field(default_factory=dict)
+
+    def failed(self, vm_id: str, exc: BackendError) -> None:
+        self.errors[vm_id] = str(exc)
+        self.causes[vm_id] = exc
 
     @property
     def ok(self) -> bool:
@@ -62,19 +86,10 @@ class VirtualClusters:
         self, cluster_id: str, template: VMSpec, existing: Iterable[str], count: int = 1
     ) -> list[VMInfo]:
         """Add ``count`` members at the lowest free indexes; all or none of them."""
-        existing = set(existing)
-        if count < 1 or len(existing) + count > MAX_MEMBERS:
-            raise InvalidSpec(
-                f"a cluster has 1..{MAX_MEMBERS} members; asked to add {count} to {len(existing)}"
-            )
         made: list[VMInfo] = []
-        index = 0
         try:
-            while len(made) < count:
-                vm_id = member_id(cluster_id, index)
-                if vm_id not in existing:
-                    made.append(self.backend.create(vm_id, member_spec(template, index)))
-                index += 1
+            for index, vm_id in next_members(cluster_id, existing, count):
+                made.append(self.backend.create(vm_id, member_spec(template, index)))
         except BaseException:
             for info in made:
                 try:
@@ -93,7 +108,7 @@ class VirtualClusters:
             except UnknownResource:
                 continue
             except BackendError as exc:
-                result.errors[vm_id] = str(exc)
+                result.failed(vm_id, exc)
         return result
 
     def start(self, members: Iterable[str]) -> ClusterResult:
@@ -112,7 +127,7 @@ class VirtualClusters:
         for vm_id in members:
             info = current.get(vm_id)
             if info is None:
-                result.errors[vm_id] = f"compute {vm_id} does not exist"
+                result.failed(vm_id, UnknownResource(f"compute {vm_id} does not exist"))
                 continue
             if info.state == skip:
                 result.members[vm_id] = info
@@ -120,5 +135,5 @@ class VirtualClusters:
             try:
                 result.members[vm_id] = self.backend.act(vm_id, action, method)
             except BackendError as exc:
-                result.errors[vm_id] = str(exc)
+                result.failed(vm_id, exc)
         return result

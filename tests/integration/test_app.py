@@ -215,6 +215,7 @@ def test_token_verifies_with_the_published_jwks_alone(client, alice):
 def test_spec_and_swagger_ui_are_served(client):
     spec = client.get("/openapi.json").json()
     assert "/api/v1/whoami" in spec["paths"]
+    assert {"/-/", "/compute/", "/compute/{entity_id}", "/mixins/{location}"} <= set(spec["paths"])
     assert client.get("/ui/").status_code == 200
 
 

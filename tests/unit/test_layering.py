@@ -17,6 +17,7 @@ NEUTRAL = (
     "backends.store",
     "backends.registry",
     "backends.activities",  # activity records: neutral state every execution front end shares
+    "backends.vm.cluster",  # virtual clusters over any VMBackend, through the contract only
 )
 
 
@@ -55,6 +56,18 @@ def test_front_ends_reach_backends_only_through_the_neutral_contract() -> None:
         if module.startswith("backends.") and not module.startswith(NEUTRAL)
     ]
     assert not offending, "\n".join(offending)
+
+
+def test_neutral_helpers_use_only_the_contract() -> None:
+    """A helper counted as neutral (virtual clusters) imports no backend implementation."""
+    path = ROOT / "backends" / "vm" / "cluster.py"
+    offending = [
+        module
+        for _line, module in imports(path)
+        if module.startswith("backends.")
+        and not module.startswith(("backends.model", "backends.interfaces"))
+    ]
+    assert not offending
 
 
 def test_the_check_sees_the_code() -> None:
