@@ -173,11 +173,16 @@ def logout(**_params: str) -> Any:
 
 
 def _current_session(sp: ServiceProvider) -> Any:
+    """The login session and its principal, with the VO store's memberships added by the
+    same resolver every other authenticator's principal goes through."""
     cookie = flask.request.cookies.get(sp.config.session_cookie, "")
     found = sp.session(cookie) if cookie else None
     if found is None:
         raise SAMLError("no SAML login session: log in at /saml/login", 401)
-    return found
+    resolver = runtime.current().memberships
+    if resolver is None:
+        return found
+    return found[0], resolver.enrich(found[1])
 
 
 def session(**_params: str) -> Any:

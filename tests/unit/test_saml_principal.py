@@ -37,7 +37,15 @@ def assertion(attributes: dict[str, list[str]], **kw: Any) -> AuthenticatedAsser
 def sp(make_settings: Any) -> Any:
     from backends.store import Database
 
-    settings = make_settings(saml={"enabled": True, "key_size": 2048})
+    settings = make_settings(
+        saml={
+            "enabled": True,
+            "key_size": 2048,
+            "entitlement_authorities": [
+                {"authority": "x.org", "idps": ["https://idp.example.org"]}
+            ],
+        }
+    )
     db = Database(settings.database_url)
     provider = ServiceProvider(settings, db)
     yield provider
@@ -64,7 +72,10 @@ def test_principal_carries_display_name_and_memberships(sp: Any) -> None:
             {
                 "eduPersonPrincipalName": ["a@example.org"],
                 "displayName": ["Alice"],
-                "eduPersonEntitlement": ["urn:geant:x.org:group:cms:role=pi#x.org"],
+                "eduPersonEntitlement": [
+                    "urn:geant:x.org:group:cms:role=pi#x.org",
+                    "urn:geant:x.org:group:atlas#untrusted.org",
+                ],
             }
         )
     )
