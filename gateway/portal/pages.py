@@ -23,6 +23,7 @@ from backends.interfaces import BackendError
 from backends.model import Principal, Resource
 from gateway import runtime
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
+from gateway.bes.call import activity_store
 from gateway.portal.vms import PortalVM, vms_of
 
 log = logging.getLogger("xtreemgate.portal")
@@ -81,18 +82,17 @@ def _error(status: int, message: str) -> flask.Response:
 
 
 def _store() -> ActivityStore:
-    from gateway.bes.call import activity_store  # one store per runtime, shared with BES
-
-    return activity_store(runtime.current())
+    return activity_store(runtime.current())  # one store per runtime, shared with BES
 
 
 def _activities(principal: Principal) -> list[ActivityRecord]:
     rt = runtime.current()
-    records = _store().list(principal.name, limit=ACTIVITIES_SHOWN)
+    store = _store()
+    records = store.list(principal.name, limit=ACTIVITIES_SHOWN)
     live = [r for r in records if not r.state.terminal]
     if live and "execution" in rt.backends:
         try:  # the backend's word on live ones; its absence leaves the last known state
-            fresh = _store().refresh(rt.backends["execution"], live)
+            fresh = store.refresh(rt.backends["execution"], live)
             records = [fresh.get(r.id, r) for r in records]
         except BackendError:
             pass
@@ -196,6 +196,9 @@ def cancel_activity(activity_id: str, body: dict[str, str] | None = None) -> Any
         Resource(kind="activity", id=record.id, owner=record.owner, vo=record.vo),
     )
     if not decision.permitted:
+        log.warning(
+            "portal: cancel of %s by %s refused: %s", activity_id, principal.name, decision.reason
+        )
         return _error(403, f"you may not cancel activity {activity_id}: {decision.reason}")
     try:
         store.terminate(rt.backends["execution"], record, principal.name)

@@ -165,3 +165,27 @@ def test_portal_forms_need_a_saml_session(saml_world: Any) -> None:
     )
     assert refused.status_code == 403 and "SAML login session" in refused.text
     saml_world.runtime.backends["execution"].terminate(mine.backend_id)
+
+
+def test_cancel_of_an_activity_not_yet_handed_to_the_backend(saml_world: Any) -> None:
+    """Pending in the store only (the launcher has not run it): cancelled there, and
+    the launcher will skip it — the same path BES takes."""
+    from backends.activities import new_activity_id
+    from gateway.bes.call import activity_store
+
+    store = activity_store(saml_world.runtime)
+    (waiting,) = store.record([new_activity_id()], backend="local", owner=ALICE, vo="", jsdl="<x/>")
+    browser = login(saml_world)
+    page = browser.get(f"{saml_world.gateway}/portal/", timeout=10).text
+    row = re.search(rf"<tr class='activity' id='activity-{waiting.id}'>.*?</tr>", page).group(0)
+    assert "<td class='state'>Pending</td>" in row
+    token = re.search(r"name='csrf_token' value='([^']+)'", row).group(1)
+    done = browser.post(
+        f"{saml_world.gateway}/portal/activities/{waiting.id}/cancel",
+        data={"csrf_token": token},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert done.status_code == 303, done.text
+    record = store.get(waiting.id)
+    assert record.state is JobState.CANCELLED and not record.backend_id
