@@ -103,3 +103,20 @@ def test_attribute_map_by_oid_friendly_name_and_configuration() -> None:
         "urn:oid:1.2.3": ["x"],
     }
     assert AttributeMap({"urn:oid:1.2.3": "orcid"}).read(statement)["orcid"] == ["x"]
+
+
+def test_a_saml_token_carries_the_login_memberships_and_nothing_malformed() -> None:
+    from gateway.auth.chain import _login_memberships
+
+    vos = [
+        {"vo": "fusion", "group": "ws1", "roles": ["pi", 3]},
+        {"vo": ""},
+        {"vo": "x", "roles": "admin"},
+        "cms",
+    ]
+    assert _login_memberships({"auth": "saml", "vos": vos}) == (
+        VOMembership("fusion", "ws1", ("pi",)),
+    )
+    # only a token /saml/token wrote counts; the others carry no memberships
+    assert _login_memberships({"auth": "bearer", "vos": vos}) == ()
+    assert _login_memberships({"auth": "saml", "vos": "fusion"}) == ()
