@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backends.interfaces import BackendError, ExecutionBackend
+from backends.interfaces import BackendError, ExecutionBackend, InvalidState
 from backends.model import JobSpec, JobState, JobStatus, LocalAccount
 from backends.store.models import Activity, ServiceFlag, utcnow
 
@@ -72,6 +72,15 @@ def _utc(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class NotTerminable(InvalidState):
+    """The activity has ended already (or ended while being terminated); ``state`` is
+    the state it is in (BES: CantApplyOperationToCurrentState)."""
+
+    def __init__(self, message: str, state: JobState) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 def new_activity_id() -> str:
@@ -284,6 +293,33 @@ class ActivityStore:
                     .values(state=JobState.CANCELLED.value, reason=reason, updated_at=utcnow())
                 ).rowcount
             )
+
+    def terminate(self, backend: ExecutionBackend, record: ActivityRecord, by: str) -> None:
+        """Stop an activity for good, for every front end (BES TerminateActivities, the
+        portal): one not yet handed to the backend is cancelled in the store (the launcher
+        then skips it), a running one is terminated by the backend, then recorded
+        Cancelled. Raises :class:`NotTerminable` when it has ended, the backend's
+        InvalidState or BackendError when the backend refuses; then nothing is written."""
+        reason = f"terminated by {by}"
+        if record.state.terminal:
+            raise NotTerminable(
+                f"activity {record.id} is already {record.state.value}; only Pending or "
+                "Running activities can be terminated",
+                record.state,
+            )
+        if not record.backend_id:
+            if self.cancel_waiting(record.id, reason):
+                return  # it never started
+            record = self.get(record.id) or record  # the launcher just handed it over
+            if record.state.terminal or not record.backend_id:
+                raise NotTerminable(
+                    f"activity {record.id} is already {record.state.value}", record.state
+                )
+        try:
+            backend.terminate(record.backend_id)
+        except InvalidState as exc:
+            raise NotTerminable(f"activity {record.id}: {exc}", record.state) from exc
+        self.set_status(record.id, JobStatus(JobState.CANCELLED, reason=reason))
 
     def _write(self, activity_id: str, status: JobStatus, session: Session | None = None) -> None:
         values = {

@@ -406,6 +406,20 @@ class FederationSource(Section):
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
 
 
+class EntitlementAuthority(Section):
+    """An AARC-G002 group authority (the ``#…`` of eduPersonEntitlement) whose
+    entitlements the SP turns into VO memberships, and which IdPs may assert them.
+
+    Nothing is trusted by default: an entitlement whose authority no entry names is
+    dropped (and logged). ``vos = ["*"]`` means every VO *this gateway does not manage*;
+    a local VO (one the VO backend holds) must be named here to be granted by an IdP."""
+
+    authority: str
+    # IdP entityIDs allowed to assert it; "*": any IdP of the configured federations.
+    idps: list[str] = Field(default_factory=lambda: ["*"])
+    vos: list[str] = Field(default_factory=lambda: ["*"])
+
+
 class SAMLSettings(Section):
     """The SAML 2.0 service provider (gateway/saml)."""
 
@@ -471,6 +485,11 @@ class SAMLSettings(Section):
         ]
     )
     federations: list[FederationSource] = Field(default_factory=list)
+    # eduPersonEntitlement (AARC-G002) -> VO memberships, only from these authorities.
+    entitlement_authorities: list[EntitlementAuthority] = Field(default_factory=list)
+    # eduPersonScopedAffiliation (member@example.org) -> membership of the VO named by the
+    # scope (already checked against the IdP's shibmd:Scope); never of a local VO.
+    affiliation_memberships: bool = True
     metadata_validity: int = Field(7 * 86400, ge=3600, description="validUntil of SP metadata")
 
 

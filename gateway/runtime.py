@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from backends import registry
-from backends.interfaces import Backend, BackendContext, VOBackend
+from backends.interfaces import (
+    Backend,
+    BackendContext,
+    InvalidRequest,
+    UnknownResource,
+    VOAdministration,
+    VOBackend,
+)
 from backends.model import HealthReport, Principal
 from backends.store import Database
 from backends.vo.accounts import ldap_account_source
@@ -168,12 +175,30 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
         from gateway.saml.authenticator import SAMLSessionAuthenticator
         from gateway.saml.sp import ServiceProvider
 
-        saml = ServiceProvider(settings, db)
+        saml = ServiceProvider(settings, db, local_vo_lookup(vo_backend))
         by_name["saml"] = SAMLSessionAuthenticator(saml)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
     return Runtime(
         settings, db, keyring, tokens, chain, backends, directory, vo_tokens, resolver, saml=saml
     )
+
+
+def local_vo_lookup(vo_backend: Backend | None) -> Callable[[str], bool]:
+    """Whether the VO backend manages a VO of that name (asked once per SAML login)."""
+    if not isinstance(vo_backend, VOAdministration):
+        return lambda _name: False
+    administration = vo_backend
+
+    def local(name: str) -> bool:
+        try:
+            administration.get_vo(name)
+        except UnknownResource:
+            return False
+        except InvalidRequest:  # not even a valid VO name here
+            return False
+        return True
+
+    return local
 
 
 def current() -> Runtime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from backends.vo.entitlements import entitlements_of
+from backends.entitlements import entitlements_of
 from gateway import runtime
 from gateway.auth.security import current_principal
 from gateway.responses import json_response

@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from backends.model import Principal
+from backends.model import Principal, VOMembership
 from backends.store import Database
 from gateway.auth.memberships import VO_TOKEN_MECHANISM
 from gateway.auth.tokens import TokenError, TokenService
@@ -127,6 +127,7 @@ class BearerAuthenticator:
             name=claims["sub"],
             authenticated_by=self.mechanism,
             display_name=claims.get("name", ""),
+            memberships=_login_memberships(claims),
             attributes=claims,
             site_admin=claims.get("site_admin") is True,
         )
@@ -233,3 +234,21 @@ class AuthChain:
     def challenges(self) -> list[str]:
         """HTTP challenges; mechanisms that are not HTTP schemes (WS-Security) offer none."""
         return [c for c in (a.challenge() for a in self.authenticators) if c]
+
+
+def _login_memberships(claims: dict[str, Any]) -> tuple[VOMembership, ...]:
+    """The memberships a SAML login established (trusted IdP entitlements), which
+    /saml/token writes into the gateway's own signed token as ``vos``: the same login
+    then gives the same VOs to OCCI and BES clients. Only this gateway's own tokens reach
+    here, and no client chooses their claims; anything malformed is ignored."""
+    if claims.get("auth") != "saml" or not isinstance(claims.get("vos"), list):
+        return ()
+    found: list[VOMembership] = []
+    for item in claims["vos"]:
+        if not isinstance(item, dict) or not isinstance(item.get("vo"), str) or not item["vo"]:
+            continue
+        group, roles = item.get("group", ""), item.get("roles", [])
+        if not isinstance(group, str) or not isinstance(roles, list):
+            continue
+        found.append(VOMembership(item["vo"], group, tuple(r for r in roles if isinstance(r, str))))
+    return tuple(found)

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from backends.activities import ActivityRecord, new_activity_id
-from backends.interfaces import BackendError, InvalidState, NotSupported
-from backends.model import JobState, JobStatus, LocalAccount, Resource
+from backends.activities import ActivityRecord, NotTerminable, new_activity_id
+from backends.interfaces import BackendError, NotSupported
+from backends.model import LocalAccount, Resource
 from gateway import xmlsafe
 from gateway.bes import jsdl
 from gateway.bes.call import Call
@@ -250,37 +250,13 @@ def terminate_activities(call: Call, payload: etree._Element) -> etree._Element:
 
 
 def _terminate(call: Call, record: ActivityRecord) -> BESFault | None:
-    if record.state.terminal:
-        return BESFault(
-            "CantApplyOperationToCurrentState",
-            f"activity {record.id} is already {record.state.value}; only Pending or Running "
-            "activities can be terminated",
-            state=record.state.value,
-        )
-    if not record.backend_id:
-        if call.store.cancel_waiting(record.id, f"terminated by {call.principal.name}"):
-            return None  # it never started; the launcher will skip it
-        record = call.store.get(record.id) or record  # the launcher just handed it over
-        if record.state.terminal or not record.backend_id:
-            return BESFault(
-                "CantApplyOperationToCurrentState",
-                f"activity {record.id} is already {record.state.value}",
-                state=record.state.value,
-            )
+    """The store's one termination path (the portal's Cancel uses it too), as BES faults."""
     try:
-        call.execution.terminate(record.backend_id)
-    except InvalidState as exc:
-        return BESFault(
-            "CantApplyOperationToCurrentState",
-            f"activity {record.id}: {exc}",
-            state=record.state.value,
-        )
+        call.store.terminate(call.execution, record, call.principal.name)
+    except NotTerminable as exc:
+        return BESFault("CantApplyOperationToCurrentState", str(exc), state=exc.state.value)
     except BackendError as exc:
         return BESFault("", f"activity {record.id} could not be terminated: {exc}", code=SERVER)
-    call.store.set_status(
-        record.id,
-        JobStatus(JobState.CANCELLED, reason=f"terminated by {call.principal.name}"),
-    )
     return None
 
 

@@ -172,12 +172,17 @@ def logout(**_params: str) -> Any:
     return response
 
 
-def _current_session(sp: ServiceProvider) -> Any:
+def _current_session(sp: ServiceProvider, *, enrich: bool = True) -> Any:
+    """The login session and its principal, with the VO store's memberships added by the
+    same resolver every other authenticator's principal goes through (``enrich``)."""
     cookie = flask.request.cookies.get(sp.config.session_cookie, "")
     found = sp.session(cookie) if cookie else None
     if found is None:
         raise SAMLError("no SAML login session: log in at /saml/login", 401)
-    return found
+    resolver = runtime.current().memberships
+    if resolver is None or not enrich:
+        return found
+    return found[0], resolver.enrich(found[1])
 
 
 def session(**_params: str) -> Any:
@@ -203,7 +208,9 @@ def session(**_params: str) -> Any:
 def token(**_params: str) -> Any:
     try:
         sp = _sp()
-        login_session, principal = _current_session(sp)
+        # What the login established; the VO store's part is resolved when the token is
+        # used, so a suspension there is not frozen into the token.
+        login_session, principal = _current_session(sp, enrich=False)
     except SAMLError as exc:
         return _problem(exc)
     claims: dict[str, Any] = {"auth": "saml", "idp": login_session.idp}

@@ -21,7 +21,7 @@ from gateway import xmlsafe
 from gateway.config import Settings
 from gateway.saml import binding, keys, spmetadata
 from gateway.saml.attributes import AttributeMap
-from gateway.saml.entitlements import memberships_from_attributes
+from gateway.saml.entitlements import EntitlementPolicy, LocalVO
 from gateway.saml.federation import Federations, IdentityProvider
 from gateway.saml.names import (
     BINDING_POST,
@@ -66,7 +66,11 @@ def new_id() -> str:
 
 
 class ServiceProvider:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, local_vo: LocalVO = lambda _name: False
+    ) -> None:
+        """``local_vo`` says whether the VO backend manages a VO of that name (an IdP
+        never grants such a membership unless saml.entitlement_authorities names it)."""
         self.settings = settings
         self.config = settings.saml
         self.public_url = settings.public_url
@@ -98,6 +102,7 @@ class ServiceProvider:
         self.replay = ReplayCache(db)
         self.sessions = SessionStore(db)
         self.attribute_map = AttributeMap(self.config.attribute_map)
+        self.entitlements = EntitlementPolicy.of(self.config, local_vo)
         self.validator = ResponseValidator(
             ValidationPolicy(
                 entity_id=self.entity_id,
@@ -307,7 +312,7 @@ class ServiceProvider:
             name=name,
             authenticated_by="saml",
             display_name=display,
-            memberships=memberships_from_attributes(attributes),
+            memberships=self.entitlements.memberships(assertion.idp.entity_id, attributes),
             attributes={"idp": assertion.idp.entity_id, "saml": attributes},
         )
 
@@ -340,6 +345,16 @@ class ServiceProvider:
         if not dot or not token or not hmac.compare_digest(mac, self._mac(token)):
             return None
         return token
+
+    def csrf_token(self, cookie: str, purpose: str = "portal") -> str:
+        """A form token bound to this login session (a page's POST forms carry it), or
+        "" without a valid session. Derived, so nothing more is stored."""
+        token = self.session_token(cookie)
+        return self._mac(f"csrf:{purpose}:{token}") if token else ""
+
+    def check_csrf(self, cookie: str, value: str, purpose: str = "portal") -> bool:
+        expected = self.csrf_token(cookie, purpose)
+        return bool(expected) and hmac.compare_digest(expected, value or "")
 
     def session(self, cookie: str) -> tuple[LoginSession, Principal] | None:
         token = self.session_token(cookie)

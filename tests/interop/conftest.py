@@ -75,6 +75,10 @@ def saml_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SAMLWorld]:
             "federations": [
                 {"source": str(directory / "federation.xml"), "certificate": str(fed_cert)}
             ],
+            # The IdP's own group authority, for any VO (and the local VO "fusion").
+            "entitlement_authorities": [
+                {"authority": "aai.example.org", "idps": [idp.entity_id], "vos": ["*", "fusion"]}
+            ],
         },
     )
     migrate.upgrade(settings.database_url)

@@ -42,6 +42,8 @@ USERS = {
             "eduPersonEntitlement": [
                 "urn:geant:example.org:group:fusion:role=admin#aai.example.org",
                 "urn:geant:example.org:group:fusion:ws1#aai.example.org",
+                # an authority the gateway does not trust: never a membership
+                "urn:geant:evil.net:group:hpc:role=admin#aai.evil.net",
             ],
             "eduPersonScopedAffiliation": ["member@example.org", "staff@example.org"],
         },

@@ -1,6 +1,6 @@
 """The whole login in a real browser (Debian's headless chromium through chromedriver):
 portal → discovery page → the IdP's (pysaml2's) login form → auto-submitted Response →
-back at the portal, which lists the user's VOs."""
+back at the portal, which lists the user's VOs and activities; Cancel stops one."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def test_login_through_discovery_and_idp_form_lands_on_portal_with_vos(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from backends.model import JobState
+    from gateway.bes.call import activity_store
+    from tests.interop.test_saml_portal import start_activity
+
+    running = start_activity(saml_world)  # alice's job, running before she logs in
     saml_world.idp.options.clear()
     wait = WebDriverWait(browser, 30)
     browser.get(f"{saml_world.gateway}/portal/")
@@ -80,3 +85,16 @@ def test_login_through_discovery_and_idp_form_lands_on_portal_with_vos(
     assert "example.org / member, staff" in rows
     cookie = browser.get_cookie("xg_saml_session")
     assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    # Her activity is listed, Running, with a Cancel button; pressing it stops the job.
+    row = browser.find_element(By.ID, f"activity-{running.id}")
+    assert row.find_element(By.CLASS_NAME, "state").text == "Running"
+    assert browser.find_element(By.ID, "vms").text == "You have no virtual machines."
+    browser.find_element(By.ID, f"cancel-{running.id}").click()
+    wait.until(ec.staleness_of(row))
+    row = wait.until(ec.presence_of_element_located((By.ID, f"activity-{running.id}")))
+    assert browser.current_url == f"{saml_world.gateway}/portal/"
+    assert row.find_element(By.CLASS_NAME, "state").text == "Cancelled"
+    assert row.find_element(By.CLASS_NAME, "reason").text == "terminated by alice@example.org"
+    assert not row.find_elements(By.CLASS_NAME, "cancel")
+    assert activity_store(saml_world.runtime).get(running.id).state is JobState.CANCELLED

@@ -123,6 +123,10 @@ def test_redirect_post_sso_logs_in_and_gives_a_token(saml_world: Any, options: d
         timeout=10,
     )
     assert whoami.json()["name"] == "alice@example.org"
+    assert whoami.json()["authenticated_by"] == "bearer"
+    # the same VOs as the login gave (the IdP's trusted entitlements), for API clients too
+    by_token = {(m["vo"], m["group"], tuple(m["roles"])) for m in whoami.json()["memberships"]}
+    assert {("fusion", "", ("admin",)), ("fusion", "ws1", ())} <= by_token
     # The session cookie itself is a credential of the chain (portal pages).
     by_cookie = browser.get(f"{saml_world.gateway}/api/v1/whoami", timeout=10)
     assert by_cookie.status_code == 200, by_cookie.text

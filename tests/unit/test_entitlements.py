@@ -2,8 +2,7 @@
 
 import pytest
 
-from backends.model import VOMembership
-from backends.vo.entitlements import (
+from backends.entitlements import (
     Entitlement,
     EntitlementError,
     entitlements_of,
@@ -11,6 +10,7 @@ from backends.vo.entitlements import (
     memberships_from,
     parse_entitlement,
 )
+from backends.model import VOMembership
 
 REAL_WORLD = [
     # EGI Check-in

@@ -16,6 +16,7 @@ NEUTRAL = (
     "backends.interfaces",
     "backends.store",
     "backends.registry",
+    "backends.entitlements",  # AARC-G002 read/write: how VO membership travels
     "backends.activities",  # activity records: neutral state every execution front end shares
     "backends.vm.cluster",  # virtual clusters over any VMBackend, through the contract only
 )

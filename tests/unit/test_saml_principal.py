@@ -37,7 +37,15 @@ def assertion(attributes: dict[str, list[str]], **kw: Any) -> AuthenticatedAsser
 def sp(make_settings: Any) -> Any:
     from backends.store import Database
 
-    settings = make_settings(saml={"enabled": True, "key_size": 2048})
+    settings = make_settings(
+        saml={
+            "enabled": True,
+            "key_size": 2048,
+            "entitlement_authorities": [
+                {"authority": "x.org", "idps": ["https://idp.example.org"]}
+            ],
+        }
+    )
     db = Database(settings.database_url)
     provider = ServiceProvider(settings, db)
     yield provider
@@ -64,7 +72,10 @@ def test_principal_carries_display_name_and_memberships(sp: Any) -> None:
             {
                 "eduPersonPrincipalName": ["a@example.org"],
                 "displayName": ["Alice"],
-                "eduPersonEntitlement": ["urn:geant:x.org:group:cms:role=pi#x.org"],
+                "eduPersonEntitlement": [
+                    "urn:geant:x.org:group:cms:role=pi#x.org",
+                    "urn:geant:x.org:group:atlas#untrusted.org",
+                ],
             }
         )
     )
@@ -92,3 +103,20 @@ def test_attribute_map_by_oid_friendly_name_and_configuration() -> None:
         "urn:oid:1.2.3": ["x"],
     }
     assert AttributeMap({"urn:oid:1.2.3": "orcid"}).read(statement)["orcid"] == ["x"]
+
+
+def test_a_saml_token_carries_the_login_memberships_and_nothing_malformed() -> None:
+    from gateway.auth.chain import _login_memberships
+
+    vos = [
+        {"vo": "fusion", "group": "ws1", "roles": ["pi", 3]},
+        {"vo": ""},
+        {"vo": "x", "roles": "admin"},
+        "cms",
+    ]
+    assert _login_memberships({"auth": "saml", "vos": vos}) == (
+        VOMembership("fusion", "ws1", ("pi",)),
+    )
+    # only a token /saml/token wrote counts; the others carry no memberships
+    assert _login_memberships({"auth": "bearer", "vos": vos}) == ()
+    assert _login_memberships({"auth": "saml", "vos": "fusion"}) == ()

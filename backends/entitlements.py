@@ -1,5 +1,8 @@
 """AARC-G002 entitlements: how VO membership travels between services.
 
+Neutral (beside backends.model): the VO backend writes them into VO tokens, the token
+verifier and the SAML service provider read them, all with this one parser.
+
     <namespace>:group:<vo>[:<subgroup>]*[:role=<role>]#<group-authority>
 
 ``namespace`` is a URN such as ``urn:geant:example.org`` or ``urn:mace:egi.eu``; each
