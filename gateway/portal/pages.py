@@ -24,7 +24,8 @@ from backends.model import Principal, Resource
 from gateway import runtime
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
 from gateway.bes.call import activity_store
-from gateway.portal.vms import PortalVM, vms_of
+from gateway.portal.vms import PortalVM, StopRefused, vms_of
+from gateway.portal.vms import stop as stop_vm_as
 
 log = logging.getLogger("xtreemgate.portal")
 ACTIVITIES_SHOWN = 50
@@ -119,12 +120,7 @@ def _activities_table(records: list[ActivityRecord], csrf: str) -> str:
         state = r.state.value + (f" ({r.substate})" if r.substate else "")
         action = ""
         if not r.state.terminal and csrf:
-            action = (
-                f"<form method='post' action='/portal/activities/"
-                f"{urllib.parse.quote(r.id, safe='')}/cancel'>"
-                f"<input type='hidden' name='csrf_token' value='{html.escape(csrf)}'>"
-                f"<button class='cancel' id='cancel-{html.escape(r.id)}'>Cancel</button></form>"
-            )
+            action = _form(f"/portal/activities/{r.id}/cancel", csrf, "cancel", r.id, "Cancel")
         rows.append(
             f"<tr class='activity' id='activity-{html.escape(r.id)}'>"
             f"<td><code>{html.escape(r.id)}</code></td>"
@@ -140,16 +136,32 @@ def _activities_table(records: list[ActivityRecord], csrf: str) -> str:
     )
 
 
-def _vms_table(vms: list[PortalVM]) -> str:
+def _vms_table(vms: list[PortalVM], csrf: str) -> str:
     if not vms:
         return "<p id='vms'>You have no virtual machines.</p>"
-    rows = "".join(
-        f"<tr class='vm'><td>{html.escape(v.title or v.id)}</td>"
-        f"<td class='state'>{html.escape(v.state)}</td>"
-        f"<td>{html.escape(v.state_message)}</td></tr>"
-        for v in vms
+    rows = []
+    for v in vms:
+        action = ""
+        if v.state == "active" and csrf:
+            action = _form(f"/portal/vms/{v.id}/stop", csrf, "stop", v.id, "Stop")
+        rows.append(
+            f"<tr class='vm' id='vm-{html.escape(v.id)}'><td>{html.escape(v.title or v.id)}</td>"
+            f"<td class='state'>{html.escape(v.state)}</td>"
+            f"<td>{html.escape(v.state_message)}</td><td>{action}</td></tr>"
+        )
+    return (
+        "<table id='vms'><tr><th>VM</th><th>State</th><th></th><th></th></tr>"
+        f"{''.join(rows)}</table>"
     )
-    return f"<table id='vms'><tr><th>VM</th><th>State</th><th></th></tr>{rows}</table>"
+
+
+def _form(path: str, csrf: str, css: str, item: str, label: str) -> str:
+    """A one-button POST form carrying the session-bound token."""
+    return (
+        f"<form method='post' action='{html.escape(urllib.parse.quote(path))}'>"
+        f"<input type='hidden' name='csrf_token' value='{html.escape(csrf)}'>"
+        f"<button class='{css}' id='{css}-{html.escape(item)}'>{label}</button></form>"
+    )
 
 
 def home() -> Any:
@@ -157,6 +169,7 @@ def home() -> Any:
     if principal is None:
         return _to_discovery()
     name = html.escape(principal.display_name or principal.name)
+    csrf = _csrf_token()
     body = (
         f"<h1>Welcome, <span id='who'>{name}</span></h1>"
         f"<p>Signed in as <code id='subject'>{html.escape(principal.name)}</code> "
@@ -164,28 +177,42 @@ def home() -> Any:
         "</p><h2>Your virtual organisations</h2>"
         f"{_memberships_table(principal)}"
         "<h2>Your activities</h2>"
-        f"{_activities_table(_activities(principal), _csrf_token())}"
+        f"{_activities_table(_activities(principal), csrf)}"
         "<h2>Your virtual machines</h2>"
-        f"{_vms_table(vms_of(runtime.current(), principal))}"
+        f"{_vms_table(vms_of(runtime.current(), principal), csrf)}"
         "<form method='post' action='/saml/token'><button id='token'>Get an API token</button>"
         "</form><p><a id='logout' href='/saml/logout'>Log out</a></p>"
     )
     return _page("xtreemgate portal", body)
 
 
-def cancel_activity(activity_id: str, body: dict[str, str] | None = None) -> Any:
+def _form_caller(what: str, body: dict[str, str] | None) -> Principal | flask.Response:
+    """The caller of a portal form, or the answer refusing it: forms need a SAML login
+    session and the token bound to it."""
     principal = _principal()
     if principal is None:
         return _to_discovery()
-    rt = runtime.current()
-    sp = rt.saml
+    sp = runtime.current().saml
     if sp is None or principal.authenticated_by != "saml":
         return _error(403, "portal forms need a SAML login session; scripts use BES or the API")
     if not sp.check_csrf(_session_cookie(), (body or {}).get("csrf_token", "")):
-        log.warning(
-            "portal: cancel of %s by %s refused: bad form token", activity_id, principal.name
-        )
+        log.warning("portal: %s by %s refused: bad form token", what, principal.name)
         return _error(403, "this form does not belong to your login session: reload the portal")
+    return principal
+
+
+def _back_to_portal() -> flask.Response:
+    response = flask.Response(status=303)
+    response.headers["Location"] = "/portal/"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def cancel_activity(activity_id: str, body: dict[str, str] | None = None) -> Any:
+    principal = _form_caller(f"cancel of {activity_id}", body)
+    if not isinstance(principal, Principal):
+        return principal
+    rt = runtime.current()
     store = _store()
     record = store.get(activity_id)
     if record is None:
@@ -207,7 +234,17 @@ def cancel_activity(activity_id: str, body: dict[str, str] | None = None) -> Any
     except BackendError as exc:
         return _error(502, f"activity {activity_id} could not be cancelled: {exc}")
     log.info("portal: %s cancelled activity %s", principal.name, activity_id)
-    response = flask.Response(status=303)
-    response.headers["Location"] = "/portal/"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _back_to_portal()
+
+
+def stop_vm(vm_id: str, body: dict[str, str] | None = None) -> Any:
+    principal = _form_caller(f"stop of VM {vm_id}", body)
+    if not isinstance(principal, Principal):
+        return principal
+    try:
+        stop_vm_as(principal, vm_id)
+    except StopRefused as exc:
+        log.warning("portal: stop of VM %s by %s refused: %s", vm_id, principal.name, exc)
+        return _error(exc.status, f"VM {vm_id} was not stopped: {exc}")
+    log.info("portal: %s stopped VM %s", principal.name, vm_id)
+    return _back_to_portal()

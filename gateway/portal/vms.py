@@ -1,9 +1,9 @@
-"""The caller's virtual machines, for the portal page.
+"""The caller's virtual machines, for the portal page, and Stop.
 
-A seam for the OCCI front end: until it is merged, no front end records who owns a VM,
-so this lists nothing. At the OCCI merge, return the caller's compute resources here
-(their records, with state from the VM backend's ``describe``); the page already renders
-each one and will offer a Stop button beside it the way it offers Cancel for activities.
+Listed from the OCCI front end's ownership records (the portal shows what OCCI clients
+created), with the state the hypervisor reports now; Stop goes through the OCCI
+service's own action path, so the VO policy and the backend see exactly what an OCCI
+``?action=stop`` would do.
 """
 
 from __future__ import annotations
@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backends.interfaces import BackendError
 from backends.model import Principal
+from gateway.occi import infrastructure as infra
+from gateway.occi import records
+from gateway.occi.api import service
+from gateway.occi.entity import Document
+from gateway.occi.errors import OCCIError
+
+SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,37 @@ class PortalVM:
     state_message: str = ""
 
 
+class StopRefused(Exception):
+    """Stop was not done; ``status`` is the HTTP status the OCCI front end gave."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def vms_of(runtime: Any, principal: Principal) -> list[PortalVM]:
-    """The VMs ``principal`` owns, newest first: none until the OCCI merge."""
-    return []
+    """The computes ``principal`` owns, newest first, with the hypervisor's state."""
+    mine = records.of_kinds(runtime.db, [infra.COMPUTE.identifier], owner=principal.name)
+    mine = list(reversed(mine))[:SHOWN]
+    try:
+        facts = runtime.backends["vm"].describe([r.id for r in mine]) if mine else {}
+        unreachable = ""
+    except BackendError as exc:  # the page still lists them, saying why states are missing
+        facts, unreachable = {}, f"state unknown: {exc}"
+    return [
+        PortalVM(
+            r.id,
+            r.title,
+            facts[r.id].state if r.id in facts else "unknown",
+            facts[r.id].state_message if r.id in facts else unreachable,
+        )
+        for r in mine
+    ]
+
+
+def stop(principal: Principal, vm_id: str) -> None:
+    """OCCI's compute stop (graceful), as the caller; :class:`StopRefused` otherwise."""
+    try:
+        service().act(principal, infra.COMPUTE, vm_id, infra.STOP, Document())
+    except OCCIError as exc:
+        raise StopRefused(exc.status, exc.message) from exc

@@ -51,6 +51,7 @@ def saml_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SAMLWorld]:
     from backends.store import migrate
     from gateway.app import create_app
     from gateway.config import load_settings
+    from tests.integration.occi_support import isolated_vm
     from tests.interop import saml_idp
 
     saml_idp.xmlsec1()  # skips (or fails under CI) without Debian's xmlsec1
@@ -68,6 +69,7 @@ def saml_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SAMLWorld]:
         server={"port": port, "public_url": f"http://127.0.0.1:{port}"},
         logging={"format": "text", "access_log": False},
         auth={"chain": ["bearer", "basic", "saml"]},
+        vm=isolated_vm(directory),  # the portal lists and stops VMs on a host of its own
         saml={
             "enabled": True,
             "key_size": 2048,

@@ -189,3 +189,55 @@ def test_cancel_of_an_activity_not_yet_handed_to_the_backend(saml_world: Any) ->
     assert done.status_code == 303, done.text
     record = store.get(waiting.id)
     assert record.state is JobState.CANCELLED and not record.backend_id
+
+
+def test_portal_lists_the_callers_vms_and_stops_one(saml_world: Any) -> None:
+    """A VM created over OCCI with the login session shows on the portal; its Stop form
+    stops it for real (libvirt's state), through OCCI's own action path."""
+    from tests.integration.occi_support import COMPUTE_KIND, OS_TPL, SMALL
+
+    browser = login(saml_world)
+    occi = {"Content-Type": "text/occi", "Accept": "text/plain"}
+    created = browser.post(
+        f"{saml_world.gateway}/compute/",
+        headers={
+            **occi,
+            "Category": f'{COMPUTE_KIND}, debian12_qcow2; scheme="{OS_TPL.split("#")[0]}#"; '
+            f'class="mixin", small; scheme="{SMALL.split("#")[0]}#"; class="mixin"',
+            "X-OCCI-Attribute": 'occi.core.title="portal-vm"',
+        },
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    vm_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+    page = browser.get(f"{saml_world.gateway}/portal/", timeout=10).text
+    row = re.search(rf"<tr class='vm' id='vm-{vm_id}'>.*?</tr>", page).group(0)
+    assert "portal-vm" in row and "<td class='state'>active</td>" in row
+    action = re.search(r"action='([^']+)'", row).group(1)
+    token = re.search(r"name='csrf_token' value='([^']+)'", row).group(1)
+    assert action == f"/portal/vms/{vm_id}/stop"
+
+    other = login(saml_world)  # a token from another session stops nothing
+    forged = other.post(f"{saml_world.gateway}{action}", data={"csrf_token": token}, timeout=10)
+    assert forged.status_code == 403
+    assert saml_world.runtime.backends["vm"].describe([vm_id])[vm_id].state == "active"
+
+    done = browser.post(
+        f"{saml_world.gateway}{action}",
+        data={"csrf_token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert done.status_code == 303, done.text
+    assert saml_world.runtime.backends["vm"].describe([vm_id])[vm_id].state == "inactive"
+    page = browser.get(f"{saml_world.gateway}/portal/", timeout=10).text
+    row = re.search(rf"<tr class='vm' id='vm-{vm_id}'>.*?</tr>", page).group(0)
+    assert "<td class='state'>inactive</td>" in row and "class='stop'" not in row
+    again = browser.post(f"{saml_world.gateway}{action}", data={"csrf_token": token}, timeout=30)
+    assert again.status_code == 409, again.text  # already stopped
+    unknown = browser.post(
+        f"{saml_world.gateway}/portal/vms/0b7e1c52-0000-4000-8000-000000000000/stop",
+        data={"csrf_token": token},
+        timeout=10,
+    )
+    assert unknown.status_code == 404
