@@ -152,3 +152,22 @@ def test_only_a_reused_local_token_with_a_cached_epoch_verifies_on_the_event_loo
     assert a.blocking(token)  # the epoch would be read from the store
     cached["alice"] = 0
     assert not a.blocking(token)  # all in memory now
+
+
+@pytest.mark.parametrize(
+    "token", ["", "garbage", "!!!.x.y", "e30.e30.", "bnVsbA.x.y", "W10.x.y", "\u00e9.x.y"]
+)
+def test_the_vo_token_hint_never_raises_on_garbage(token):
+    assert is_vo_token(token) is False
+
+
+def test_the_vo_token_hint_reads_the_header_type():
+    import base64
+    import json
+
+    def header(value):
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=") + ".e30.sig"
+
+    assert is_vo_token(header({"typ": VO_TOKEN_TYPE, "alg": "ES256"}))
+    assert not is_vo_token(header({"typ": "JWT", "alg": "ES256"}))
