@@ -1,12 +1,13 @@
 """The xtreemgate command as an operator uses it, and the gateway as a real server."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests import services
 
 XG = str(Path(sys.executable).with_name("xtreemgate"))
 
@@ -102,12 +103,9 @@ def test_serve_refuses_a_stale_schema_and_unknown_backends(env):
     )
 
 
-@pytest.mark.skipif(
-    shutil.which("curl") is None and os.environ.get("CI") != "true",
-    reason="curl not installed (Debian package curl)",
-)
 def test_served_gateway_answers_curl_with_cli_token(env, gateway_server):
     """The README's promise: serve, curl /healthz, then a CLI-issued token works."""
+    services.require("curl", hint="apt-get install curl")
     url = gateway_server(env)
     health = subprocess.run(["curl", "-sS", "-f", f"{url}/healthz"], capture_output=True, text=True)
     assert health.returncode == 0 and '"status": "healthy"' in health.stdout
