@@ -296,6 +296,16 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class FileInfo:
+    """One entry on a volume: ``path`` is relative to the volume's root ('' is the root)."""
+
+    path: str
+    size: int
+    is_dir: bool
+    modified: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
 class HealthReport:
     """Whether a backend or service can do its work right now, and why not."""
 
