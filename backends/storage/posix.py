@@ -8,7 +8,6 @@ Files are named by ``file://<root>/<vo>/<volume>/<path>`` URLs.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -17,12 +16,12 @@ from backends.health import writable_dir
 from backends.interfaces import InvalidRequest, InvalidState, UnknownResource
 from backends.model import HealthReport, Volume
 from backends.storage import urls
-from backends.storage.tree import DirectoryVolumes, checked_name
+from backends.storage.tree import DirectoryVolumes, JsonVolumeRecords, checked_name
 
 META = ".volumes"
 
 
-class PosixStorageBackend(DirectoryVolumes):
+class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
     name = "posix"
     scheme = "file"
 
@@ -34,40 +33,13 @@ class PosixStorageBackend(DirectoryVolumes):
     def health(self) -> HealthReport:
         return writable_dir(self.root, "volume root")
 
-    # -- records -----------------------------------------------------------------------------
-    def _meta(self, name: str) -> Path:
-        return self.root / META / f"{name}.json"
-
-    def _volume_record(self, name: str) -> tuple[str, int | None]:
-        try:
-            record = json.loads(self._meta(name).read_text())
-        except FileNotFoundError:
-            raise UnknownResource(f"no volume {name!r}") from None
-        return record["vo"], record.get("quota_bytes")
-
-    def _volume_names(self) -> list[str]:
-        folder = self.root / META
-        if not folder.is_dir():
-            return []
-        return [p.stem for p in folder.glob("*.json")]
+    @property
+    def records_dir(self) -> Path:
+        return self.root / META
 
     def _volume_root(self, name: str) -> Path:
         vo, _ = self._volume_record(name)
         return self.root / vo / name
-
-    def _write_record(self, name: str, vo: str, quota: int | None, *, new: bool) -> None:
-        meta = self._meta(name)
-        temp = meta.with_name(f".{meta.name}.tmp")
-        temp.write_text(json.dumps({"vo": vo, "quota_bytes": quota}))
-        if new:
-            try:
-                os.link(temp, meta)
-            except FileExistsError:
-                raise InvalidState(f"volume {name!r} exists already") from None
-            finally:
-                temp.unlink(missing_ok=True)
-        else:
-            os.replace(temp, meta)
 
     # -- volumes -----------------------------------------------------------------------------
     def create_volume(self, name: str, vo: str, quota_bytes: int | None) -> Volume:

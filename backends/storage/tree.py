@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import os
 import shutil
 import uuid
@@ -248,6 +249,43 @@ class DirectoryVolumes(StorageBackend):
             temp.unlink(missing_ok=True)
             raise
         return copied
+
+
+class JsonVolumeRecords:
+    """VO and quota of each volume in ``<records_dir>/<volume>.json``, one file per
+    volume created exclusively (so a name is taken once), replaced atomically."""
+
+    records_dir: Path
+
+    def _meta(self, name: str) -> Path:
+        return self.records_dir / f"{name}.json"
+
+    def _volume_record(self, name: str) -> tuple[str, int | None]:
+        try:
+            record = json.loads(self._meta(name).read_text())
+        except FileNotFoundError:
+            raise UnknownResource(f"no volume {name!r}") from None
+        return record["vo"], record.get("quota_bytes")
+
+    def _volume_names(self) -> list[str]:
+        if not self.records_dir.is_dir():
+            return []
+        return [p.stem for p in self.records_dir.glob("*.json")]
+
+    def _write_record(self, name: str, vo: str, quota: int | None, *, new: bool) -> None:
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        meta = self._meta(name)
+        temp = meta.with_name(f".{meta.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
+        temp.write_text(json.dumps({"vo": vo, "quota_bytes": quota}))
+        if new:
+            try:
+                os.link(temp, meta)
+            except FileExistsError:
+                raise InvalidState(f"volume {name!r} exists already") from None
+            finally:
+                temp.unlink(missing_ok=True)
+        else:
+            os.replace(temp, meta)
 
 
 def _pump(source: BinaryIO, out: BinaryIO) -> int:
