@@ -281,6 +281,12 @@ class StorageBackend(Backend):
         """Copy a file of the volume to a local file (streamed, placed atomically)."""
         raise NotSupported(f"{self.name} cannot copy files out yet")
 
+    def local_root(self, volume: str) -> Path:
+        """The folder where the volume's files are visible on this host (mounting it if
+        needed): processes started here (job staging) read and write under it with
+        their own account's rights."""
+        raise NotSupported(f"{self.name} cannot show volumes as local folders")
+
     def url(self, volume: str, path: str = "") -> str:
         """The URL naming ``path`` on ``volume`` (for JSDL staging and OCCI os_tpl)."""
         raise NotSupported(f"{self.name} cannot name files by URL yet")

@@ -101,6 +101,9 @@ class DirectoryVolumes(StorageBackend):
     def _volume_root(self, name: str) -> Path:
         """The folder holding the volume's files on this host (mounting if needed)."""
 
+    def local_root(self, volume: str) -> Path:
+        return self._volume_root(checked_name(volume, "volume"))
+
     # -- volumes ---------------------------------------------------------------------------
     def volume(self, name: str) -> Volume:
         checked_name(name, "volume")
