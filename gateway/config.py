@@ -156,6 +156,8 @@ class StorageSettings(Section):
     admin_password: str = ""  # the MRC's admin_password, if it has one
     replication_policy: Literal["none", "ronly", "WqRq", "WaR1"] = "none"  # xtfsutil --set-drp
     replication_factor: int = Field(2, ge=1, le=32)
+    # VM images (xtreemgate image upload|list|delete; OCCI os_tpl): this volume's images/
+    image_volume: str = ""
 
 
 class TokenSettings(Section):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backends.interfaces import BackendError, UnknownResource, VMBackend
 from backends.model import Principal, Resource, VMInfo, VMSpec
+from backends.storage.images import ImageShelf
 from backends.store.models import OCCIEntity
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
@@ -126,6 +127,12 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             templates = self.vm.templates()
         except (BackendError, NotImplementedError):
             templates = None  # keep what we had: a flaky host must not empty the menu
+        volume = self.settings.storage.image_volume
+        if templates is not None and volume:
+            try:  # images uploaded onto a storage volume (xtreemgate image upload)
+                templates += ImageShelf(self.rt.backends["storage"], volume).list()
+            except BackendError:
+                templates = None
         with self._lock:
             self._templates_at = time.monotonic()
             if templates is None:
