@@ -55,9 +55,7 @@ class ImageShelf:
             files = self.storage.list_files(self.volume, FOLDER)
         except UnknownResource:  # no image uploaded yet
             return []
-        return [
-            self._template(f.path.rsplit("/", 1)[-1], f.size) for f in files if not f.is_dir
-        ]
+        return [self._template(f.path.rsplit("/", 1)[-1], f.size) for f in files if not f.is_dir]
 
     def delete(self, name: str) -> None:
         self.storage.delete(self.volume, f"{FOLDER}/{image_name(name)}")
