@@ -369,9 +369,9 @@ def image() -> None:
 
 
 def _image_shelf(ctx: click.Context) -> tuple[Any, Any]:
+    from backends.images import ImageShelf
     from backends.interfaces import BackendError
     from backends.registry import UnknownBackend
-    from backends.storage.images import ImageShelf
     from gateway.runtime import load_backend, open_database
 
     settings = _settings(ctx)

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from backends.images import ImageShelf
 from backends.interfaces import BackendError, UnknownResource, VMBackend
 from backends.model import Principal, Resource, VMInfo, VMSpec
-from backends.storage.images import ImageShelf
 from backends.store.models import OCCIEntity
 from gateway.occi import infrastructure as infra
 from gateway.occi import records

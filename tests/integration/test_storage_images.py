@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from backends.images import ImageShelf
 from backends.interfaces import BackendContext, InvalidState
-from backends.storage.images import ImageShelf
 from backends.storage.posix import PosixStorageBackend
 from tests.conftest import basic
 from tests.integration.occi_support import check_json, isolated_vm

@@ -1,25 +1,31 @@
 """VM images kept on a storage volume (``storage.image_volume``), in its ``images/``
 folder: uploaded streamed and atomically (a broken upload leaves no image), listed as
-image templates whose id is the image's volume URL (OCCI os_tpl image locations)."""
+image templates whose id is the image's volume URL (OCCI os_tpl image locations).
+
+Neutral: it uses any StorageBackend through the contract only, so the OCCI front end and
+the CLI may use it without knowing which storage implementation runs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from backends.interfaces import InvalidRequest, StorageBackend, UnknownResource
 from backends.model import ImageTemplate
-from backends.storage.tree import CHUNK
-from backends.storage.urls import VolumeURLError, check_name
 
 FOLDER = "images"
+CHUNK = 1024 * 1024
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def image_name(name: str) -> str:
-    try:
-        return check_name(name, "image name")
-    except VolumeURLError as exc:
-        raise InvalidRequest(str(exc)) from None
+    if not NAME.match(name or ""):
+        raise InvalidRequest(
+            f"image name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 class ImageShelf:
