@@ -362,6 +362,83 @@ def keys_list(ctx: click.Context) -> None:
         rt.close()
 
 
+# -- storage volumes -----------------------------------------------------------------------
+@main.group()
+def volume() -> None:
+    """Storage volumes owned by VOs (the configured storage backend)."""
+
+
+def _storage(ctx: click.Context) -> tuple[Any, Any]:
+    from backends.registry import UnknownBackend
+    from gateway.runtime import load_backend, open_database
+
+    settings = _settings(ctx)
+    db = open_database(settings)
+    try:
+        return load_backend(settings, db, "storage"), db
+    except UnknownBackend as exc:
+        db.dispose()
+        raise click.ClickException(str(exc)) from exc
+
+
+def _on_storage(ctx: click.Context, work: Any) -> None:
+    """Run ``work(storage)``; a backend's refusal becomes the command's error message."""
+    from backends.interfaces import BackendError
+
+    storage, db = _storage(ctx)
+    try:
+        work(storage)
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        storage.close()
+        db.dispose()
+
+
+def _volume_line(found: Any) -> str:
+    quota = "unlimited" if found.quota_bytes is None else str(found.quota_bytes)
+    return f"{found.name:<24} {found.vo:<16} {found.used_bytes:>14} {quota:>14}  {found.url}"
+
+
+@volume.command("create")
+@click.argument("name")
+@click.option("--vo", required=True, help="The VO that owns the volume.")
+@click.option("--quota", type=click.IntRange(min=1), help="Quota in bytes (default: none).")
+@click.pass_context
+def volume_create(ctx: click.Context, name: str, vo: str, quota: int | None) -> None:
+    """Create volume NAME owned by a VO."""
+    _on_storage(ctx, lambda s: click.echo(_volume_line(s.create_volume(name, vo, quota))))
+
+
+@volume.command("list")
+@click.option("--vo", default=None, help="Only this VO's volumes.")
+@click.pass_context
+def volume_list(ctx: click.Context, vo: str | None) -> None:
+    """The volumes, one a line: name, VO, used bytes, quota, URL."""
+    _on_storage(ctx, lambda s: [click.echo(_volume_line(v)) for v in s.list_volumes(vo)])
+
+
+@volume.command("resize")
+@click.argument("name")
+@click.option("--quota", type=click.IntRange(min=1), help="New quota in bytes.")
+@click.option("--unlimited", is_flag=True, help="Lift the quota.")
+@click.pass_context
+def volume_resize(ctx: click.Context, name: str, quota: int | None, unlimited: bool) -> None:
+    """Set the quota of volume NAME (never below what it holds)."""
+    if (quota is None) == (not unlimited):
+        raise click.UsageError("give exactly one of --quota BYTES or --unlimited")
+    _on_storage(ctx, lambda s: click.echo(_volume_line(s.resize_volume(name, quota))))
+
+
+@volume.command("delete")
+@click.argument("name")
+@click.pass_context
+def volume_delete(ctx: click.Context, name: str) -> None:
+    """Delete volume NAME and every file on it."""
+    _on_storage(ctx, lambda s: s.delete_volume(name))
+    click.echo(f"volume {name} deleted", err=True)
+
+
 # -- VM images on a storage volume ---------------------------------------------------------
 @main.group()
 def image() -> None:

@@ -1,6 +1,7 @@
-"""VM images on a storage volume: `xtreemgate image upload|list|delete` as an operator
-runs it, and the images as os_tpl mixins in OCCI's query interface (real HTTP through the
-app, real libvirt test-driver host)."""
+"""`xtreemgate volume create|list|resize|delete` and VM images on a storage volume
+(`xtreemgate image upload|list|delete`) as an operator runs them, and the images as
+os_tpl mixins in OCCI's query interface (real HTTP through the app, real libvirt
+test-driver host)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,26 @@ def env(tmp_path: Path) -> dict[str, str]:
     environment["XTREEMGATE_STORAGE__IMAGE_VOLUME"] = "images"
     run(["db", "upgrade"], environment)
     return environment
+
+
+def test_volume_create_list_resize_delete(env: dict[str, str]) -> None:
+    made = run(["volume", "create", "data1", "--vo", "physics", "--quota", "1000"], env)
+    assert made.stdout.split()[:4] == ["data1", "physics", "0", "1000"]
+    run(["volume", "create", "data2", "--vo", "chemistry"], env)
+    assert [line.split()[0] for line in run(["volume", "list"], env).stdout.splitlines()] == [
+        "data1",
+        "data2",
+    ]
+    only = run(["volume", "list", "--vo", "chemistry"], env).stdout.split()
+    assert only[:4] == ["data2", "chemistry", "0", "unlimited"]
+    again = run(["volume", "create", "data1", "--vo", "physics"], env, check=False)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    assert run(["volume", "resize", "data1", "--unlimited"], env).stdout.split()[3] == "unlimited"
+    both = run(["volume", "resize", "data1"], env, check=False)
+    assert both.returncode == 2 and "exactly one" in both.stderr
+    run(["volume", "delete", "data1"], env)
+    gone = run(["volume", "delete", "data1"], env, check=False)
+    assert gone.returncode == 1 and "no volume 'data1'" in gone.stderr
 
 
 def test_image_upload_list_delete(env: dict[str, str], tmp_path: Path) -> None:
