@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
 from backends.model import (
+    FileInfo,
     HealthReport,
     ImageTemplate,
     JobSpec,
@@ -211,17 +213,87 @@ class VMBackend(Backend):
         raise NotSupported(f"{self.name} cannot detach devices yet")
 
 
-class StorageBackend(Backend):
-    kind = "storage"
+class QuotaExceeded(InvalidRequest):
+    """A write would take a volume past its quota; nothing of it was kept (413/400)."""
 
+
+class StorageBackend(Backend):
+    """Volumes owned by a VO (with an optional quota), and the file operations the
+    gateway needs on them. Volume names are unique within one backend; file paths are
+    relative to the volume's root ('/'-separated, never '..'). A missing volume or file
+    raises :class:`UnknownResource`; a bad name or path :class:`InvalidRequest`; a write
+    past the quota :class:`QuotaExceeded`, leaving no partial file behind.
+
+    ``scheme`` is the URL scheme naming files on this backend's volumes
+    (``file``, ``glusterfs``, ``xtreemfs``; see ``backends.storage.urls``).
+    """
+
+    kind = "storage"
+    scheme: ClassVar[str] = ""
+
+    # -- volumes -------------------------------------------------------------------------
     def create_volume(self, name: str, vo: str, quota_bytes: int | None) -> Volume:
         raise NotSupported(f"{self.name} cannot create volumes yet")
 
     def list_volumes(self, vo: str | None = None) -> list[Volume]:
         raise NotSupported(f"{self.name} cannot list volumes yet")
 
+    def volume(self, name: str) -> Volume:
+        """One volume with its current usage."""
+        raise NotSupported(f"{self.name} cannot describe volumes yet")
+
+    def resize_volume(self, name: str, quota_bytes: int | None) -> Volume:
+        """A new quota (None: unlimited); below the current usage it is refused."""
+        raise NotSupported(f"{self.name} cannot resize volumes yet")
+
     def delete_volume(self, name: str) -> None:
         raise NotSupported(f"{self.name} cannot delete volumes yet")
+
+    # -- files ---------------------------------------------------------------------------
+    def stat(self, volume: str, path: str) -> FileInfo:
+        raise NotSupported(f"{self.name} cannot stat files yet")
+
+    def list_files(self, volume: str, path: str = "") -> list[FileInfo]:
+        """The entries of a folder on the volume, sorted by name."""
+        raise NotSupported(f"{self.name} cannot list files yet")
+
+    def open_read(self, volume: str, path: str) -> BinaryIO:
+        """A binary stream of the file (the caller closes it)."""
+        raise NotSupported(f"{self.name} cannot read files yet")
+
+    def open_write(
+        self, volume: str, path: str, *, overwrite: bool = True
+    ) -> AbstractContextManager[BinaryIO]:
+        """A stream whose bytes become the file only when the ``with`` block ends
+        without an exception; otherwise nothing is left behind. Missing folders are
+        created. ``overwrite=False`` refuses an existing file (InvalidState)."""
+        raise NotSupported(f"{self.name} cannot write files yet")
+
+    def delete(self, volume: str, path: str) -> None:
+        """Remove a file, or a folder with everything in it."""
+        raise NotSupported(f"{self.name} cannot delete files yet")
+
+    def copy_in(self, volume: str, path: str, local: Path, *, overwrite: bool = True) -> int:
+        """Copy the local file onto the volume (streamed); returns the bytes copied."""
+        raise NotSupported(f"{self.name} cannot copy files in yet")
+
+    def copy_out(self, volume: str, path: str, local: Path) -> int:
+        """Copy a file of the volume to a local file (streamed, placed atomically)."""
+        raise NotSupported(f"{self.name} cannot copy files out yet")
+
+    def local_root(self, volume: str) -> Path:
+        """The folder where the volume's files are visible on this host (mounting it if
+        needed): processes started here (job staging) read and write under it with
+        their own account's rights."""
+        raise NotSupported(f"{self.name} cannot show volumes as local folders")
+
+    def url(self, volume: str, path: str = "") -> str:
+        """The URL naming ``path`` on ``volume`` (for JSDL staging and OCCI os_tpl)."""
+        raise NotSupported(f"{self.name} cannot name files by URL yet")
+
+    def resolve(self, url: str) -> tuple[str, str]:
+        """(volume, path) of a URL naming a file on one of this backend's volumes."""
+        raise NotSupported(f"{self.name} cannot resolve URLs yet")
 
 
 class VOBackend(Backend):

@@ -105,6 +105,11 @@ class StagingSpec:
     username: str = ""  # for this transfer only (HTTP basic auth, FTP login)
     password: str = field(default="", repr=False)
     bearer_token: str = field(default="", repr=False)  # HTTP Authorization: Bearer
+    # A storage volume URL (glusterfs:, xtreemfs:) is resolved by the gateway before the
+    # job is handed over: the folder where that volume is mounted on the execution host,
+    # and the room its quota leaves (None: no quota). Empty for every other URL.
+    local_root: str = ""
+    free_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +298,16 @@ class Volume:
     url: str
     quota_bytes: int | None = None
     used_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry on a volume: ``path`` is relative to the volume's root ('' is the root)."""
+
+    path: str
+    size: int
+    is_dir: bool
+    modified: float  # seconds since the epoch
 
 
 @dataclass(frozen=True)

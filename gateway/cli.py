@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -359,6 +360,173 @@ def keys_list(ctx: click.Context) -> None:
             )
     finally:
         rt.close()
+
+
+# -- storage volumes -----------------------------------------------------------------------
+@main.group()
+def volume() -> None:
+    """Storage volumes owned by VOs (the configured storage backend)."""
+
+
+def _storage(ctx: click.Context) -> tuple[Any, Any]:
+    from backends.registry import UnknownBackend
+    from gateway.runtime import load_backend, open_database
+
+    settings = _settings(ctx)
+    db = open_database(settings)
+    try:
+        return load_backend(settings, db, "storage"), db
+    except UnknownBackend as exc:
+        db.dispose()
+        raise click.ClickException(str(exc)) from exc
+
+
+def _on_storage(ctx: click.Context, work: Any) -> None:
+    """Run ``work(storage)``; a backend's refusal becomes the command's error message."""
+    from backends.interfaces import BackendError
+
+    storage, db = _storage(ctx)
+    try:
+        work(storage)
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        storage.close()
+        db.dispose()
+
+
+def _volume_line(found: Any) -> str:
+    quota = "unlimited" if found.quota_bytes is None else str(found.quota_bytes)
+    return f"{found.name:<24} {found.vo:<16} {found.used_bytes:>14} {quota:>14}  {found.url}"
+
+
+@volume.command("create")
+@click.argument("name")
+@click.option("--vo", required=True, help="The VO that owns the volume.")
+@click.option("--quota", type=click.IntRange(min=1), help="Quota in bytes (default: none).")
+@click.pass_context
+def volume_create(ctx: click.Context, name: str, vo: str, quota: int | None) -> None:
+    """Create volume NAME owned by a VO."""
+    _on_storage(ctx, lambda s: click.echo(_volume_line(s.create_volume(name, vo, quota))))
+
+
+@volume.command("list")
+@click.option("--vo", default=None, help="Only this VO's volumes.")
+@click.pass_context
+def volume_list(ctx: click.Context, vo: str | None) -> None:
+    """The volumes, one a line: name, VO, used bytes, quota, URL."""
+    _on_storage(ctx, lambda s: [click.echo(_volume_line(v)) for v in s.list_volumes(vo)])
+
+
+@volume.command("resize")
+@click.argument("name")
+@click.option("--quota", type=click.IntRange(min=1), help="New quota in bytes.")
+@click.option("--unlimited", is_flag=True, help="Lift the quota.")
+@click.pass_context
+def volume_resize(ctx: click.Context, name: str, quota: int | None, unlimited: bool) -> None:
+    """Set the quota of volume NAME (never below what it holds)."""
+    if (quota is None) == (not unlimited):
+        raise click.UsageError("give exactly one of --quota BYTES or --unlimited")
+    _on_storage(ctx, lambda s: click.echo(_volume_line(s.resize_volume(name, quota))))
+
+
+@volume.command("delete")
+@click.argument("name")
+@click.pass_context
+def volume_delete(ctx: click.Context, name: str) -> None:
+    """Delete volume NAME and every file on it."""
+    _on_storage(ctx, lambda s: s.delete_volume(name))
+    click.echo(f"volume {name} deleted", err=True)
+
+
+# -- VM images on a storage volume ---------------------------------------------------------
+@main.group()
+def image() -> None:
+    """VM images on the storage volume storage.image_volume (OCCI os_tpl mixins)."""
+
+
+def _image_shelf(ctx: click.Context) -> tuple[Any, Any]:
+    from backends.images import ImageShelf
+    from backends.interfaces import BackendError
+    from backends.registry import UnknownBackend
+    from gateway.runtime import load_backend, open_database
+
+    settings = _settings(ctx)
+    volume = settings.storage.image_volume
+    if not volume:
+        raise click.ClickException(
+            "storage.image_volume is not set: name the volume that holds VM images"
+        )
+    db = open_database(settings)
+    try:
+        storage = load_backend(settings, db, "storage")
+        storage.volume(volume)  # exists (else a clear error, before any upload)
+    except (UnknownBackend, BackendError) as exc:
+        db.dispose()
+        raise click.ClickException(str(exc)) from exc
+    return ImageShelf(storage, volume), db
+
+
+@image.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default="", help="Image name (default: the file's name).")
+@click.option("--replace", is_flag=True, help="Replace an image of that name.")
+@click.pass_context
+def image_upload(ctx: click.Context, file: Path, name: str, replace: bool) -> None:
+    """Upload FILE as an image (streamed; a progress bar on a terminal)."""
+    from backends.interfaces import BackendError
+
+    shelf, db = _image_shelf(ctx)
+    size = file.stat().st_size
+    try:
+        if sys.stderr.isatty():
+            with click.progressbar(
+                length=size, label=f"uploading {file.name}", file=sys.stderr
+            ) as bar:
+                made = shelf.upload(file, name or file.name, overwrite=replace, progress=bar.update)
+        else:
+            made = shelf.upload(file, name or file.name, overwrite=replace)
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        shelf.storage.close()
+        db.dispose()
+    click.echo(made.id)
+
+
+@image.command("list")
+@click.pass_context
+def image_list(ctx: click.Context) -> None:
+    """The images, one a line: size in bytes, name, URL (the os_tpl image location)."""
+    from backends.interfaces import BackendError
+
+    shelf, db = _image_shelf(ctx)
+    try:
+        for found in shelf.list():
+            click.echo(f"{found.size_bytes:>14}  {found.title.split(' ')[0]:<32} {found.id}")
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        shelf.storage.close()
+        db.dispose()
+
+
+@image.command("delete")
+@click.argument("name")
+@click.pass_context
+def image_delete(ctx: click.Context, name: str) -> None:
+    """Delete the image NAME."""
+    from backends.interfaces import BackendError
+
+    shelf, db = _image_shelf(ctx)
+    try:
+        shelf.delete(name)
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        shelf.storage.close()
+        db.dispose()
+    click.echo(f"image {name} deleted", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

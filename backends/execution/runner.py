@@ -899,18 +899,23 @@ def transfer(direction: str, specs: list[dict[str, Any]], work: Path, job: dict[
         url = spec.get("source") if direction == "in" else spec.get("target")
         if not url:
             continue
-        step = stage_in if direction == "in" else stage_out
+        common = (
+            work,
+            spec["filename"],
+            url,
+            spec.get("creation_flag") or "overwrite",
+            spec.get("username") or "",
+            spec.get("password") or "",
+            limits,
+        )
+        token = spec.get("bearer_token") or ""
+        root = spec.get("local_root") or ""
         try:
-            step(
-                work,
-                spec["filename"],
-                url,
-                spec.get("creation_flag") or "overwrite",
-                spec.get("username") or "",
-                spec.get("password") or "",
-                limits,
-                bearer_token=spec.get("bearer_token") or "",
-            )
+            if direction == "in":
+                stage_in(*common, bearer_token=token, local_root=root)
+            else:
+                free = spec.get("free_bytes")
+                stage_out(*common, bearer_token=token, local_root=root, free_bytes=free)
         except StagingError as exc:
             return str(exc)
     return ""

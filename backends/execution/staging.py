@@ -1,12 +1,14 @@
 """Data staging: copy a job's input files in before it runs and its results out after.
 
 JSDL ``DataStaging`` names a file in the job's working directory and a source or target
-URL (http, https, ftp, file), a ``CreationFlag`` (overwrite | append | dontOverwrite) and
-optional credentials. This module does exactly that and nothing more; it is neutral (no
-gateway imports) and uses only the standard library, because the activity supervisor
-(``runner.py``) imports it and must start fast and never break with a dependency upgrade:
-``urllib.request`` verifies TLS by default, takes timeouts, and streams both ways, which is
-all staging needs; ``ftplib`` is the only maintained FTP client anyway.
+URL (http, https, ftp, file, or a storage volume's glusterfs:/xtreemfs: URL, which the
+gateway has resolved to the folder where the volume is mounted here), a ``CreationFlag``
+(overwrite | append | dontOverwrite) and optional credentials. This module does exactly
+that and nothing more; it is neutral (no gateway imports) and uses only the standard
+library, because the activity supervisor (``runner.py``) imports it and must start fast
+and never break with a dependency upgrade: ``urllib.request`` verifies TLS by default,
+takes timeouts, and streams both ways, which is all staging needs; ``ftplib`` is the only
+maintained FTP client anyway.
 
 Every failure is a :class:`StagingError` whose message names the file and the URL (with
 any password in the URL removed), so a person reading the activity's failure reason knows
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CREATION_FLAGS = ("overwrite", "append", "dontOverwrite")
-SCHEMES = ("http", "https", "ftp", "file")
+VOLUME_SCHEMES = ("glusterfs", "xtreemfs")
+SCHEMES = ("http", "https", "ftp", "file", *VOLUME_SCHEMES)
 CHUNK = 256 * 1024
 
 
@@ -111,6 +114,35 @@ def _rooted(url: str, parts: urllib.parse.SplitResult, roots: Iterable[str]) -> 
             f"({', '.join(str(r) for r in allowed)})"
         )
     return path
+
+
+def _on_volume(url: str, parts: urllib.parse.SplitResult, local_root: str) -> Path:
+    """The local path of a volume URL's file under the folder the volume is mounted at;
+    never outside it (no '..', no symbolic link leading out)."""
+    if not local_root:
+        raise StagingError(
+            f"volume URL {url!r} was not resolved to a mounted volume by the gateway"
+        )
+    _, _, rest = urllib.parse.unquote(parts.path).lstrip("/").partition("/")
+    names = [n for n in rest.split("/") if n not in ("", ".")]
+    if not names or ".." in names or any("\0" in n for n in names):
+        raise StagingError(f"volume URL {url!r} must name a file on the volume, without '..'")
+    root = os.path.realpath(local_root)
+    path = Path(root, *names)
+    real = os.path.realpath(path)
+    if not real.startswith(root + os.sep):
+        raise StagingError(f"volume URL {url!r} leads outside the volume")
+    return path
+
+
+def _read_local(path: Path, what: str, budget: _Budget, sink: Callable[[bytes], None]) -> None:
+    try:
+        with path.open("rb") as data:
+            while chunk := data.read(CHUNK):
+                budget.take(len(chunk))
+                sink(chunk)
+    except OSError as exc:
+        raise StagingError(f"{what}: {exc.strerror or exc}") from exc
 
 
 class _Budget:
@@ -369,6 +401,7 @@ def stage_in(
     password: str = "",
     limits: StagingLimits | None = None,
     bearer_token: str = "",
+    local_root: str = "",
 ) -> int:
     """Fetch ``source`` into ``workdir/filename``; returns the number of bytes received."""
     limits = limits or StagingLimits()
@@ -384,15 +417,10 @@ def stage_in(
             _http_get(source, parts, username, password, sink, budget, bearer_token)
         elif scheme == "ftp":
             _ftp_get(parts, username, password, sink, budget)
+        elif scheme in VOLUME_SCHEMES:
+            _read_local(_on_volume(source, parts, local_root), what, budget, sink)
         else:
-            path = _rooted(source, parts, limits.file_roots)
-            try:
-                with path.open("rb") as data:
-                    while chunk := data.read(CHUNK):
-                        budget.take(len(chunk))
-                        sink(chunk)
-            except OSError as exc:
-                raise StagingError(f"{what}: {exc.strerror or exc}") from exc
+            _read_local(_rooted(source, parts, limits.file_roots), what, budget, sink)
 
     return _receive(final, creation_flag, what, fill)
 
@@ -406,6 +434,8 @@ def stage_out(
     password: str = "",
     limits: StagingLimits | None = None,
     bearer_token: str = "",
+    local_root: str = "",
+    free_bytes: int | None = None,
 ) -> int:
     """Send ``workdir/filename`` to ``target``; returns the number of bytes sent."""
     limits = limits or StagingLimits()
@@ -432,7 +462,16 @@ def stage_out(
         elif scheme == "ftp":
             _ftp_put(parts, username, password, source, creation_flag, budget)
         else:
-            final = _rooted(target, parts, limits.file_roots)
+            if scheme in VOLUME_SCHEMES:
+                final = _on_volume(target, parts, local_root)
+                size = source.stat().st_size
+                if free_bytes is not None and size > free_bytes:
+                    raise StagingError(
+                        f"{what}: {size} bytes do not fit in the volume's quota "
+                        f"({free_bytes} bytes were free when the job was accepted)"
+                    )
+            else:
+                final = _rooted(target, parts, limits.file_roots)
 
             def fill(sink: Callable[[bytes], None]) -> None:
                 with source.open("rb") as data:

@@ -26,6 +26,7 @@ from gateway.bes.call import Call
 from gateway.bes.epr import activity_epr, activity_id_of
 from gateway.bes.faults import SERVER, BESFault, invalid_request, unknown_activity
 from gateway.bes.names import BES, BES_MGMT, HPCP_FS, JSDL, NAMING_PROFILE, WSA, XG, q
+from gateway.bes.volume_staging import bind_volumes
 
 NSMAP = {"bes-factory": BES, "wsa": WSA}
 STAGING_SUBSTATES = ("Staging-In", "Staging-Out")
@@ -102,6 +103,7 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
         raise invalid_request(exc.element, exc.message) from exc
     if not jobs:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
+    jobs = [bind_volumes(call, job) for job in jobs]  # volume URLs: resolved, authorised
     account = _local_account(call, vo)
     document = etree.tostring(definition, encoding="unicode")
     created = [new_activity_id() for _ in jobs]

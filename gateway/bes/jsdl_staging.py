@@ -4,7 +4,9 @@ A DataStaging element with a Source is a stage-in, one with a Target a stage-out
 one with both is both (the file is fetched, the job may change it, and it is sent on).
 URLs are checked here, before anything is accepted, so that a job cannot fail an hour
 later because of a typo the gateway could have seen: http, https, ftp and file are
-staged; other schemes (gsiftp, srm, urn:...) are UnsupportedFeature naming jsdl:URI.
+staged, and glusterfs/xtreemfs URLs naming a file on a storage volume (resolved against
+the storage backend when the activity is created, gateway/bes/volume_staging.py); other
+schemes (gsiftp, srm, urn:...) are UnsupportedFeature naming jsdl:URI.
 
 Tolerated, because real clients send them and the meaning is not in doubt:
   * a missing CreationFlag (UNICORE leaves it out): ``overwrite``, the only reading that
@@ -50,7 +52,8 @@ from gateway.bes.jsdl_common import (
     unsupported,
 )
 
-SCHEMES = ("http", "https", "ftp", "file")
+VOLUME_SCHEMES = ("glusterfs", "xtreemfs")
+SCHEMES = ("http", "https", "ftp", "file", *VOLUME_SCHEMES)
 _BAD_URL_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f]")
 DATA_STAGING_CHILDREN = dict.fromkeys(
     (
@@ -241,7 +244,8 @@ def check_url(element: etree._Element, url: str) -> str:
         raise unsupported(
             element,
             f"uses the URL scheme {shown(scheme)} in {shown(url)}",
-            "This gateway stages files over http, https, ftp and file URLs.",
+            "This gateway stages files over http, https, ftp and file URLs, and "
+            "glusterfs/xtreemfs URLs of its storage volumes.",
         )
     if scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from backends.images import ImageShelf
 from backends.interfaces import BackendError, UnknownResource, VMBackend
 from backends.model import Principal, Resource, VMInfo, VMSpec
 from backends.store.models import OCCIEntity
@@ -126,6 +127,12 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
             templates = self.vm.templates()
         except (BackendError, NotImplementedError):
             templates = None  # keep what we had: a flaky host must not empty the menu
+        volume = self.settings.storage.image_volume
+        if templates is not None and volume:
+            try:  # images uploaded onto a storage volume (xtreemgate image upload)
+                templates += ImageShelf(self.rt.backends["storage"], volume).list()
+            except BackendError:
+                templates = None
         with self._lock:
             self._templates_at = time.monotonic()
             if templates is None:

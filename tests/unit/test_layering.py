@@ -19,6 +19,7 @@ NEUTRAL = (
     "backends.entitlements",  # AARC-G002 read/write: how VO membership travels
     "backends.activities",  # activity records: neutral state every execution front end shares
     "backends.vm.cluster",  # virtual clusters over any VMBackend, through the contract only
+    "backends.images",  # VM images on any StorageBackend's volume, through the contract only
 )
 
 
@@ -59,9 +60,11 @@ def test_front_ends_reach_backends_only_through_the_neutral_contract() -> None:
     assert not offending, "\n".join(offending)
 
 
-def test_neutral_helpers_use_only_the_contract() -> None:
-    """A helper counted as neutral (virtual clusters) imports no backend implementation."""
-    path = ROOT / "backends" / "vm" / "cluster.py"
+@pytest.mark.parametrize("helper", ["vm/cluster.py", "images.py"])
+def test_neutral_helpers_use_only_the_contract(helper: str) -> None:
+    """A helper counted as neutral (virtual clusters, VM images) imports no backend
+    implementation."""
+    path = ROOT / "backends" / helper
     offending = [
         module
         for _line, module in imports(path)

@@ -1,0 +1,71 @@
+"""VM images kept on a storage volume (``storage.image_volume``), in its ``images/``
+folder: uploaded streamed and atomically (a broken upload leaves no image), listed as
+image templates whose id is the image's volume URL (OCCI os_tpl image locations).
+
+Neutral: it uses any StorageBackend through the contract only, so the OCCI front end and
+the CLI may use it without knowing which storage implementation runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from backends.interfaces import InvalidRequest, StorageBackend, UnknownResource
+from backends.model import ImageTemplate
+
+FOLDER = "images"
+CHUNK = 1024 * 1024
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def image_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise InvalidRequest(
+            f"image name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class ImageShelf:
+    """The images on one volume of a storage backend."""
+
+    def __init__(self, storage: StorageBackend, volume: str) -> None:
+        self.storage = storage
+        self.volume = volume
+
+    def upload(
+        self,
+        local: Path,
+        name: str,
+        *,
+        overwrite: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImageTemplate:
+        """Copy ``local`` onto the volume as image ``name``; ``progress`` gets each
+        chunk's byte count (for a progress bar)."""
+        path = f"{FOLDER}/{image_name(name)}"
+        with (
+            local.open("rb") as source,
+            self.storage.open_write(self.volume, path, overwrite=overwrite) as out,
+        ):
+            while chunk := source.read(CHUNK):
+                out.write(chunk)
+                if progress:
+                    progress(len(chunk))
+        return self._template(name, self.storage.stat(self.volume, path).size)
+
+    def list(self) -> list[ImageTemplate]:
+        try:
+            files = self.storage.list_files(self.volume, FOLDER)
+        except UnknownResource:  # no image uploaded yet
+            return []
+        return [self._template(f.path.rsplit("/", 1)[-1], f.size) for f in files if not f.is_dir]
+
+    def delete(self, name: str) -> None:
+        self.storage.delete(self.volume, f"{FOLDER}/{image_name(name)}")
+
+    def _template(self, name: str, size: int) -> ImageTemplate:
+        url = self.storage.url(self.volume, f"{FOLDER}/{name}")
+        return ImageTemplate(url, f"{name} (volume {self.volume})", size)
