@@ -521,7 +521,8 @@ class Launcher:
     def start(self, launches: Sequence[tuple[str, JobSpec, LocalAccount | None]]) -> None:
         """Several launches from one request (a parameter sweep) go to the backend
         together (``submit_many``: one Slurm job array); single ones in parallel."""
-        if len(launches) > 1 and len({id(account) for _, _, account in launches}) == 1:
+        together = type(self.backend).submit_many is not ExecutionBackend.submit_many
+        if together and len(launches) > 1 and len({id(a) for _, _, a in launches}) == 1:
             self._slots.acquire()
             try:
                 self._pool.submit(self._run_many, list(launches))

@@ -115,6 +115,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         self._lock = threading.Lock()  # one poll at a time; callers share its snapshot
         self._snapshot: dict[str, JobStatus] = {}
         self._polled_at = -1e9
+        self._polled_wall = 0.0
         self._final: dict[str, JobStatus] = {}
         self._folders: dict[str, Path] = {}
         self.polls = 0  # for the benchmark and the tests: how many squeue calls so far
@@ -351,7 +352,14 @@ class SlurmExecutionBackend(ExecutionBackend):
         if not wanted:
             return answer
         with self._lock:
-            if time.monotonic() - self._polled_at >= self.poll_interval:
+            stale = time.monotonic() - self._polled_at >= self.poll_interval
+            if not stale:  # a job submitted (by any gateway process) after the snapshot
+                stale = any(
+                    b not in self._snapshot and self._submitted_at(b) >= self._polled_wall
+                    for b in wanted
+                )
+            if stale:
+                self._polled_wall = time.time()
                 self._snapshot = self.poll()
                 self._polled_at = time.monotonic()
             snapshot = self._snapshot
@@ -365,6 +373,12 @@ class SlurmExecutionBackend(ExecutionBackend):
                 status = self._finalize(backend_id, status)
             answer[backend_id] = status
         return answer
+
+    def _submitted_at(self, backend_id: str) -> float:
+        try:
+            return (self.work_dir / "jobs" / backend_id).lstat().st_mtime
+        except OSError:
+            return 0.0
 
     def _stored_final(self, backend_id: str) -> JobStatus | None:
         try:
