@@ -521,7 +521,8 @@ class Launcher:
     def start(self, launches: Sequence[tuple[str, JobSpec, LocalAccount | None]]) -> None:
         """Several launches from one request (a parameter sweep) go to the backend
         together (``submit_many``: one Slurm job array); single ones in parallel."""
-        together = type(self.backend).submit_many is not ExecutionBackend.submit_many
+        default = ExecutionBackend.submit_many
+        together = getattr(type(self.backend), "submit_many", default) is not default
         if together and len(launches) > 1 and len({id(a) for _, _, a in launches}) == 1:
             self._slots.acquire()
             try:
