@@ -24,6 +24,9 @@ HINT = (
     "install Debian's slurm-wlm slurmctld slurmd slurm-client munge "
     "(scripts/install-debian-packages test)"
 )
+# More CPUs than the 2-core test machine has (config_overrides lets slurmd accept it):
+# the wall-time job runs beside the others for a minute, and an SPMD job needs 2 at once.
+NODE_CPUS = 4
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sacct", "scancel", "sinfo")
 SEARCH = ("/usr/sbin", "/usr/bin")
 
@@ -62,7 +65,8 @@ OverTimeLimit=0
 MessageTimeout=5
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName=localhost CPUs=2 State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName=localhost CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -144,6 +148,7 @@ def start_cluster(directory: Path) -> SlurmCluster:
             ctld_port=ports["ctld"],
             slurmd_port=ports["slurmd"],
             munge_socket=socket,
+            cpus=NODE_CPUS,
         )
     )
     cluster = SlurmCluster(directory, conf, binaries, ports=ports)

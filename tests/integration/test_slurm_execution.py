@@ -15,7 +15,7 @@ from backends.execution.slurm import SlurmExecutionBackend
 from backends.interfaces import BackendContext, BackendUnavailable, InvalidState
 from backends.model import JobSpec, JobState
 from gateway.config import SlurmSettings
-from tests.slurm_cluster import wait_for
+from tests.slurm_cluster import NODE_CPUS, wait_for
 
 pytestmark = pytest.mark.service
 
@@ -31,6 +31,22 @@ def make_backend(cluster: Any, work_dir: Path, **options: Any) -> SlurmExecution
     )
     execution = SimpleNamespace(slurm=slurm, default_account="nobody")
     return SlurmExecutionBackend(BackendContext(None, work_dir.parent, execution))
+
+
+@pytest.fixture(scope="module")
+def overrunning_job(slurm_cluster: Any) -> tuple[SlurmExecutionBackend, str]:
+    """A job that outlives its wall time, submitted when the module starts: Slurm limits
+    are whole minutes, checked every 30 s, so the check runs last, after the others."""
+    folder = slurm_cluster.directory / "work-timeout"
+    folder.mkdir(mode=0o755)
+    backend = make_backend(slurm_cluster, folder)
+    job = JobSpec("/bin/sleep", ("300",), wall_time_limit=1)
+    return backend, backend.submit("act-timeout", job, None)
+
+
+@pytest.fixture(autouse=True)
+def _start_overrunning_job_first(overrunning_job: Any) -> None:
+    pass
 
 
 @pytest.fixture
@@ -112,14 +128,6 @@ def test_sweep_is_one_job_array(backend, work_dir):
         assert (work_dir / f"act-sweep-{i}" / "work" / "out.txt").read_text() == f"value={i}\n"
 
 
-def test_wall_time_exceeded_is_failed_with_reason(backend):
-    job = JobSpec("/bin/sleep", ("300",), wall_time_limit=1)
-    backend_id = backend.submit("act-timeout", job, None)
-    status = wait_state(backend, backend_id, JobState.FAILED, JobState.FINISHED, timeout=120)
-    assert status.state is JobState.FAILED
-    assert "wall time limit exceeded" in status.reason and "TIMEOUT" in status.reason
-
-
 def test_held_job_released_and_terminate(backend):
     backend_id = backend.submit("act-hold", JobSpec("/bin/sleep", ("30",)), None)
     backend.suspend(backend_id)  # still pending on a busy scheduler, or just started
@@ -181,7 +189,7 @@ def test_one_poll_answers_many_jobs(backend):
 
 def test_resources_from_sinfo(backend):
     resources = backend.resources()
-    assert resources["cpu_count"] == 2
+    assert resources["cpu_count"] == NODE_CPUS
     assert resources["partitions"] == ["debug"]
     assert resources["operating_system"] == "Linux"
     assert resources["architecture"]
@@ -208,3 +216,11 @@ def test_controller_down_refuses_then_recovers(slurm_cluster, work_dir):
     # the refused activity was never queued; a retry of the same activity now works once
     backend_id = backend.submit("act-outage", JobSpec("/bin/true"), None)
     assert wait_state(backend, backend_id, JobState.FINISHED).state is JobState.FINISHED
+
+
+def test_wall_time_exceeded_is_failed_with_reason(overrunning_job):
+    """Last in the module: the job was submitted before the first test."""
+    backend, backend_id = overrunning_job
+    status = wait_state(backend, backend_id, JobState.FAILED, JobState.FINISHED, timeout=150)
+    assert status.state is JobState.FAILED
+    assert "wall time limit exceeded" in status.reason and "TIMEOUT" in status.reason

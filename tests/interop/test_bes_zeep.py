@@ -164,7 +164,9 @@ def slurm_gateway(gateway_server, tmp_path, staging_root, slurm_cluster):
 
 def test_classic_interop_sequence_on_slurm(slurm_gateway, slurm_cluster, staging_root):
     url, key = slurm_gateway
-    interop_sequence(url, key, staging_root, 2)
+    from tests.slurm_cluster import NODE_CPUS
+
+    interop_sequence(url, key, staging_root, NODE_CPUS)
     from tests.slurm_cluster import wait_for as until
 
     def states():
