@@ -224,3 +224,40 @@ def test_wall_time_exceeded_is_failed_with_reason(overrunning_job):
     status = wait_state(backend, backend_id, JobState.FAILED, JobState.FINISHED, timeout=150)
     assert status.state is JobState.FAILED
     assert "wall time limit exceeded" in status.reason and "TIMEOUT" in status.reason
+
+
+def test_submission_retried_until_the_controller_is_back(slurm_cluster, work_dir):
+    """Held and retried with backoff: the controller comes back during the retries, the
+    activity is submitted exactly once."""
+    import threading
+
+    backend = make_backend(
+        slurm_cluster,
+        work_dir,
+        submit_retries=4,
+        submit_backoff_seconds=0.5,
+        command_timeout_seconds=10,
+    )
+    slurm_cluster.stop_controller()
+    result: dict[str, Any] = {}
+
+    def submit() -> None:
+        try:
+            result["id"] = backend.submit("act-retried", JobSpec("/bin/true"), None)
+        except Exception as exc:  # reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=submit)
+    try:
+        worker.start()
+        time.sleep(2)
+    finally:
+        slurm_cluster.start_controller()
+    started = time.monotonic()
+    worker.join(120)
+    print(f"submitted {time.monotonic() - started:.1f} s after the controller was back")
+    assert "error" not in result, result
+    backend_id = result["id"]
+    assert wait_state(backend, backend_id, JobState.FINISHED).state is JobState.FINISHED
+    names = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%j").stdout.split()
+    assert names.count("xg-act-retried") == 1
