@@ -3,6 +3,7 @@
 1. 500 JSDL jobs through a real ``xtreemgate serve`` (BES CreateActivity over HTTP, 8
    client threads, Slurm backend on a real one-node cluster) until all 500 are queued in
    Slurm, beside a sequential ``sbatch`` loop submitting the same 500 jobs. Aim >= 1x.
+   Then the same 500 as one JSDL parameter sweep (one request, one Slurm job array).
 2. The monitor's cost with 5000 tracked jobs: ONE status() call (one ``squeue --json``)
    and its time, beside asking squeue about jobs one at a time (``squeue -j <id>`` for 50
    of them, extrapolated to 5000).
@@ -47,6 +48,29 @@ PASSWORD = "benchmark password"
 def queued(cluster, prefix: str) -> int:
     out = cluster.run("squeue", "-h", "-o", "%j").stdout.split()
     return sum(1 for name in out if name.startswith(prefix))
+
+
+def queued_tasks(cluster, prefix: str) -> int:
+    """Queued jobs, counting each task of a pending array (squeue -r: one line each)."""
+    out = cluster.run("squeue", "-h", "-r", "-o", "%j").stdout.split()
+    return sum(1 for name in out if name.startswith(prefix))
+
+
+def sweep_request(count: int) -> bytes:
+    """CreateActivity with one JSDL document whose GFD.149 sweep makes ``count`` jobs."""
+    sweep = (
+        '<sweep:Sweep xmlns:sweep="http://schemas.ogf.org/jsdl/2009/03/sweep" '
+        'xmlns:fn="http://schemas.ogf.org/jsdl/2009/03/sweep/functions"><sweep:Assignment>'
+        "<sweep:DocumentNode><sweep:NamespaceBinding "
+        'ns="http://schemas.ggf.org/jsdl/2005/11/jsdl-posix" prefix="p"/>'
+        "<sweep:Match>//p:Argument[1]</sweep:Match></sweep:DocumentNode>"
+        f'<fn:LoopInteger start="1" end="{count}" step="1"/></sweep:Assignment></sweep:Sweep>'
+    )
+    body = CREATE.replace(
+        "<posix:Executable>/bin/true</posix:Executable>",
+        "<posix:Executable>/bin/echo</posix:Executable><posix:Argument>0</posix:Argument>",
+    ).replace("</jsdl:JobDescription>", "</jsdl:JobDescription>" + sweep)
+    return body.encode()
 
 
 def main() -> None:
@@ -145,6 +169,23 @@ def main() -> None:
         print(f"baseline: sequential sbatch loop, {args.jobs} jobs: {loop_seconds:6.2f} s")
         print(f"  gateway / loop speed: {loop_seconds / gateway_seconds:4.2f}x")
 
+        # -- 1b. the same 500 as ONE JSDL parameter sweep: one CreateActivity, one array
+        started = time.perf_counter()
+        request = urllib.request.Request(
+            f"{gateway}/bes", data=sweep_request(args.jobs), headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status == 200
+        answered = time.perf_counter() - started
+        while queued_tasks(cluster, "xg-") < 2 * args.jobs and time.monotonic() < deadline + 600:
+            time.sleep(0.1)
+        sweep_seconds = time.perf_counter() - started
+        print(
+            f"{args.jobs} jobs as one JSDL parameter sweep (one CreateActivity -> one job "
+            f"array): answered in {answered:5.2f} s, queued after {sweep_seconds:5.2f} s"
+        )
+        print(f"  sweep / loop speed: {loop_seconds / sweep_seconds:6.1f}x")
+
         # -- 2. the monitor: 5000 tracked jobs, one poll ----------------------------------
         options = SimpleNamespace(
             slurm=SlurmSettings(work_dir=str(work), slurm_conf=str(cluster.conf)),
@@ -153,13 +194,13 @@ def main() -> None:
         backend = SlurmExecutionBackend(BackendContext(None, folder, options))
         from backends.model import JobSpec
 
-        rest = args.tracked - args.jobs
-        ids = backend.submit_many(
+        db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
+        ids = [row[0] for row in db.execute("SELECT backend_id FROM activities")]
+        db.close()
+        rest = args.tracked - len(ids)
+        ids += backend.submit_many(
             [(f"tracked-{i}", JobSpec("/bin/true")) for i in range(rest)], None
         )
-        db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
-        ids += [row[0] for row in db.execute("SELECT backend_id FROM activities")]
-        db.close()
         backend.invalidate()
         started = time.perf_counter()
         answer = backend.status(ids)

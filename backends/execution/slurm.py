@@ -75,6 +75,14 @@ def _write(path: Path, data: Any, mode: int = 0o644) -> None:
     os.replace(temp, path)
 
 
+def _write_text(path: Path, text: str, owner: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
 def _read(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -117,6 +125,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         self._polled_at = -1e9
         self._polled_wall = 0.0
         self._final: dict[str, JobStatus] = {}
+        self._live: set[str] = set()  # known to have no final state on file yet
         self._folders: dict[str, Path] = {}
         self.polls = 0  # for the benchmark and the tests: how many squeue calls so far
 
@@ -249,7 +258,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             if owner is not None:
                 os.chown(staging, owner.pw_uid, owner.pw_gid)
         text = slurm_job.script(job, folder, self.python, self.mpi_plugins, self.cli.paths["srun"])
-        (folder / "job.sh").write_text(text)
+        # the environment may hold what others should not read: the account's alone
+        _write_text(folder / "job.sh", text, owner)
         return folder
 
     def _submit_group(
@@ -297,6 +307,7 @@ class SlurmExecutionBackend(ExecutionBackend):
             with contextlib.suppress(FileExistsError):
                 os.symlink(activity_id, link)
             self._folders[backend_id] = folder
+            self._live.add(backend_id)
             ids[activity_id] = backend_id
         return ids
 
@@ -343,8 +354,10 @@ class SlurmExecutionBackend(ExecutionBackend):
         wanted = []
         for backend_id in backend_ids:
             final = self._final.get(backend_id)
-            if final is None:
-                final = self._stored_final(backend_id)
+            if final is None and backend_id not in self._live:
+                final = self._stored_final(backend_id)  # once per process: after a restart
+                if final is None:
+                    self._live.add(backend_id)
             if final is not None:
                 answer[backend_id] = final
             else:
