@@ -100,6 +100,7 @@ class SlurmCluster:
             result = self.run("sinfo", "-h", "-o", "%T", check=False)
         except subprocess.TimeoutExpired:
             return False
+        # "idle*" (not responding yet) is not ready: jobs would wait with ReqNodeNotAvail
         return result.returncode == 0 and result.stdout.strip() in ("idle", "mixed", "allocated")
 
     def start_controller(self) -> None:

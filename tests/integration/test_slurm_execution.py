@@ -215,7 +215,8 @@ def test_controller_down_refuses_then_recovers(slurm_cluster, work_dir):
         slurm_cluster.start_controller()
     # the refused activity was never queued; a retry of the same activity now works once
     backend_id = backend.submit("act-outage", JobSpec("/bin/true"), None)
-    assert wait_state(backend, backend_id, JobState.FINISHED).state is JobState.FINISHED
+    status = wait_state(backend, backend_id, JobState.FINISHED, timeout=120)
+    assert status.state is JobState.FINISHED
 
 
 def test_wall_time_exceeded_is_failed_with_reason(overrunning_job):
@@ -261,3 +262,47 @@ def test_submission_retried_until_the_controller_is_back(slurm_cluster, work_dir
     assert wait_state(backend, backend_id, JobState.FINISHED).state is JobState.FINISHED
     names = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%j").stdout.split()
     assert names.count("xg-act-retried") == 1
+
+
+def test_gateway_killed_right_after_sbatch_does_not_submit_twice(slurm_cluster, work_dir):
+    """A real SIGKILL of the submitting process the moment sbatch has answered (before
+    the Slurm id is recorded anywhere); a new process submits the same activity again
+    and gets the job that exists, and Slurm holds exactly one."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    # the gateway (root) submits through runuser: this one kills it once sbatch answered
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    killer = work_dir / "runuser-then-die"
+    killer.write_text(f'#!/bin/sh\n{runuser} "$@"\nkill -9 "$XG_VICTIM"\n')
+    killer.chmod(0o755)
+    program = textwrap.dedent(f"""\
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        os.environ["XG_VICTIM"] = str(os.getpid())
+        from pathlib import Path
+        from types import SimpleNamespace
+        from backends.execution.slurm import SlurmExecutionBackend
+        from backends.interfaces import BackendContext
+        from backends.model import JobSpec
+        from gateway.config import SlurmSettings
+        slurm = SlurmSettings(
+            work_dir={str(work_dir)!r}, slurm_conf={str(slurm_cluster.conf)!r},
+            runuser={str(killer)!r},
+        )
+        options = SimpleNamespace(slurm=slurm, default_account="nobody")
+        backend = SlurmExecutionBackend(BackendContext(None, Path({str(work_dir)!r}), options))
+        print(backend.submit("act-killed", JobSpec("/bin/sleep", ("1",)), None))
+        """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr  # killed, never printed an id
+    marker = json.loads((work_dir / "act-killed" / "submit.json").read_text())
+    assert "slurm_id" not in marker  # the crash window: submitted, not recorded
+
+    backend = make_backend(slurm_cluster, work_dir)
+    backend_id = backend.submit("act-killed", JobSpec("/bin/sleep", ("1",)), None)
+    names = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i|%j").stdout.split()
+    assert [n.split("|")[0] for n in names if n.endswith("|xg-act-killed")] == [backend_id]
+    assert wait_state(backend, backend_id, JobState.FINISHED).state is JobState.FINISHED
