@@ -192,26 +192,39 @@ def main() -> None:
             default_account="nobody",
         )
         backend = SlurmExecutionBackend(BackendContext(None, folder, options))
-        from backends.model import JobSpec
-
         db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
+        while db.execute("SELECT count(*) FROM activities WHERE backend_id = ''").fetchone()[0]:
+            time.sleep(0.1)  # queued in Slurm a moment before the ids are committed
         ids = [row[0] for row in db.execute("SELECT backend_id FROM activities")]
         db.close()
         rest = args.tracked - len(ids)
-        ids += backend.submit_many(
-            [(f"tracked-{i}", JobSpec("/bin/true")) for i in range(rest)], None
-        )
+        # distinct jobs (not one array), so that squeue really lists one record per job
+        for i in range(rest):
+            ids.append(
+                cluster.run(
+                    "sbatch",
+                    "--parsable",
+                    f"--job-name=tracked-{i}",
+                    "--output=/dev/null",
+                    "--wrap=/bin/true",
+                ).stdout.strip()
+            )
         backend.invalidate()
         started = time.perf_counter()
         answer = backend.status(ids)
         poll_seconds = time.perf_counter() - started
+        unanswered = [i for i in ids if i not in answer]
+        if unanswered:
+            print(f"  no status for {len(unanswered)} ids, e.g. {unanswered[:5]}")
         single = [i for i in ids if "_" not in i][:50]
         started = time.perf_counter()
         for backend_id in single:
             json.loads(cluster.run("squeue", "--json", "-j", backend_id).stdout)
         one_each = (time.perf_counter() - started) / max(1, len(single))
+        records = len(json.loads(cluster.run("squeue", "--json").stdout)["jobs"])
         print(
-            f"monitor: {len(ids)} tracked jobs, ONE status() call = {backend.polls} squeue "
+            f"monitor: {len(ids)} tracked jobs ({records} squeue records), ONE status() call = "
+            f"{backend.polls} squeue "
             f"call(s): {poll_seconds * 1000:7.1f} ms, {len(answer)} statuses"
         )
         print(
