@@ -279,6 +279,73 @@ class ActivityStore:
             with contextlib.suppress(BackendError):
                 backend.terminate(backend_id)
 
+    def hand_over_many(
+        self,
+        backend: ExecutionBackend,
+        launches: Sequence[tuple[str, JobSpec, LocalAccount | None]],
+    ) -> None:
+        """Like :meth:`hand_over` for activities of one request, in ONE backend call
+        (``submit_many``); a refusal fails all of them with the reason."""
+        ids = [activity_id for activity_id, _, _ in launches]
+        with self._sessions() as session:
+            waiting_ids = set(
+                session.scalars(
+                    select(Activity.id).where(
+                        Activity.id.in_(ids)
+                        & (Activity.state == JobState.PENDING.value)
+                        & (Activity.backend_id == "")
+                    )
+                )
+            )
+        todo = [item for item in launches if item[0] in waiting_ids]
+        if not todo:
+            return
+        if len(todo) == 1:
+            self.hand_over(backend, *todo[0])
+            return
+        account = todo[0][2]
+        try:
+            backend_ids = backend.submit_many([(a, j) for a, j, _ in todo], account)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+            with self._session() as session:
+                session.execute(
+                    update(Activity)
+                    .where(
+                        Activity.id.in_([a for a, _, _ in todo])
+                        & (Activity.state == JobState.PENDING.value)
+                        & (Activity.backend_id == "")
+                    )
+                    .values(
+                        state=JobState.FAILED.value,
+                        reason=f"not started: {reason}",
+                        updated_at=utcnow(),
+                    )
+                )
+            return
+        cancelled = []
+        with self._session() as session:
+            for (activity_id, _, _), backend_id in zip(todo, backend_ids, strict=True):
+                claimed = session.execute(
+                    update(Activity)
+                    .where(
+                        (Activity.id == activity_id)
+                        & (Activity.state == JobState.PENDING.value)
+                        & (Activity.backend_id == "")
+                    )
+                    .values(backend_id=backend_id, updated_at=utcnow())
+                ).rowcount
+                if not claimed:
+                    session.execute(
+                        update(Activity)
+                        .where(Activity.id == activity_id)
+                        .values(backend_id=backend_id)
+                    )
+                    cancelled.append(backend_id)
+        for backend_id in cancelled:
+            with contextlib.suppress(BackendError):
+                backend.terminate(backend_id)
+
     def cancel_waiting(self, activity_id: str, reason: str) -> bool:
         """Cancel an activity the backend has not received yet; False if it has."""
         with self._session() as session:
@@ -452,6 +519,18 @@ class Launcher:
         self.closed = False
 
     def start(self, launches: Sequence[tuple[str, JobSpec, LocalAccount | None]]) -> None:
+        """Several launches from one request (a parameter sweep) go to the backend
+        together (``submit_many``: one Slurm job array); single ones in parallel."""
+        default = ExecutionBackend.submit_many
+        together = getattr(type(self.backend), "submit_many", default) is not default
+        if together and len(launches) > 1 and len({id(a) for _, _, a in launches}) == 1:
+            self._slots.acquire()
+            try:
+                self._pool.submit(self._run_many, list(launches))
+            except RuntimeError:
+                self._slots.release()
+                raise
+            return
         for activity_id, job, account in launches:
             self._slots.acquire()
             try:
@@ -459,6 +538,16 @@ class Launcher:
             except RuntimeError:  # shutting down: the record stays Pending, then orphaned
                 self._slots.release()
                 raise
+
+    def _run_many(self, launches: list[tuple[str, JobSpec, LocalAccount | None]]) -> None:
+        try:
+            self.store.hand_over_many(self.backend, launches)
+        except Exception:
+            log.exception(
+                "handing %d activities to the %s backend failed", len(launches), self.backend.name
+            )
+        finally:
+            self._slots.release()
 
     def _run(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> None:
         try:

@@ -104,6 +104,14 @@ class ExecutionBackend(Backend):
         """Start a job; returns the backend's own id for it."""
         raise NotSupported(f"{self.name} cannot submit jobs yet")
 
+    def submit_many(
+        self, jobs: Sequence[tuple[str, JobSpec]], account: LocalAccount | None
+    ) -> list[str]:
+        """Start several jobs handed over together (a parameter sweep); returns their
+        backend ids in order. A batch system overrides this to submit them as one unit
+        (Slurm: one job array); the default submits them one by one."""
+        return [self.submit(activity_id, job, account) for activity_id, job in jobs]
+
     def status(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Statuses of many jobs in one call (one poll for all, not one per job).
 

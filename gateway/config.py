@@ -70,6 +70,39 @@ class BackendSettings(Section):
     vo: str = "sql"
 
 
+class SlurmSettings(Section):
+    """The Slurm execution backend (backends.execution = "slurm"): the CLI tools."""
+
+    # The folder every node sees at the same path (jobs run and stage there); default
+    # <state_dir>/slurm, which only a one-host cluster can use.
+    work_dir: str = ""
+    partition: str = ""  # "" = the cluster's default partition
+    slurm_conf: str = ""  # SLURM_CONF for the tools; "" = theirs (/etc/slurm/slurm.conf)
+    sbatch: str = "sbatch"
+    squeue: str = "squeue"
+    scancel: str = "scancel"
+    sacct: str = "sacct"
+    sinfo: str = "sinfo"
+    scontrol: str = "scontrol"
+    srun: str = "srun"  # as the compute nodes see it (SPMD jobs run through it)
+    runuser: str = "runuser"  # a root gateway submits as the mapped account through it
+    # One squeue --json for all jobs at most this often, however many are asked about.
+    poll_interval_seconds: float = Field(2.0, ge=0, le=3600)
+    command_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # While slurmctld cannot be reached, sbatch is retried this many times, waiting
+    # submit_backoff_seconds, then twice as long each time; then the activity fails with
+    # the reason (never silently lost).
+    submit_retries: int = Field(3, ge=0, le=100)
+    submit_backoff_seconds: float = Field(1.0, ge=0, le=600)
+    # Finished jobs squeue has forgotten are read with sacct -c (the job-completion file);
+    # false with slurmdbd-less sites that keep no such file.
+    sacct_completion_file: bool = True
+    # The interpreter the compute nodes run data staging with; default the gateway's.
+    python: str = ""
+    # SPMD variation (GFD.115 name, lower case) -> srun --mpi plugin, beyond the defaults.
+    mpi_plugins: dict[str, str] = Field(default_factory=dict)
+
+
 class ExecutionSettings(Section):
     """The local execution backend (the embedded default)."""
 
@@ -92,6 +125,7 @@ class ExecutionSettings(Section):
     staging_ca_file: str = ""
     # The interpreter that runs activity supervisors; default: the gateway's own.
     python: str = ""
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
 
 
 class VMSize(Section):

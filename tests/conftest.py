@@ -273,3 +273,25 @@ def kerberos_realms() -> Iterator[Any]:
     finally:
         realms.stop()
         identity_services.remove(directory)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real one-node Slurm cluster (munged, slurmctld, slurmd) for the whole session;
+    skipped with an install hint where Slurm is missing (a failure under CI=true)."""
+    import os
+    import tempfile
+
+    from tests.slurm_cluster import start_cluster
+
+    # not under pytest's 0700 temp root: jobs of mapped accounts must reach their folders
+    directory = Path(tempfile.mkdtemp(prefix="xg-slurm-"))
+    os.chmod(directory, 0o755)  # noqa: S103 - the job accounts pass through it
+    cluster = start_cluster(directory)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,535 @@
+"""Slurm: every BES activity is a real Slurm job, submitted with the CLI.
+
+Layout on the shared ``work_dir`` (every node must see it at the same path):
+``<work_dir>/<activity id>/`` holds ``job.sh``, ``submit.json`` (written BEFORE sbatch:
+the job name that carries the activity id), ``log/`` (Slurm's output, staging
+credentials, a staging failure) and ``work/`` (the job's working directory), and
+``<work_dir>/jobs/<slurm id>`` links a Slurm job back to its folder.
+
+Nothing twice: a folder whose ``submit.json`` has no Slurm id yet (the gateway died
+between writing it and sbatch answering) is looked up by its job name in squeue and
+sacct before anything is submitted again. One poll for all: ``status`` answers from a
+snapshot of ONE ``squeue --json`` (plus one ``sacct`` for the ids squeue has forgotten),
+taken at most once per ``poll_interval_seconds`` however many callers and jobs there are;
+final states are written into the folder so that a restart never asks Slurm again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pwd
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from backends.execution import slurm_job
+from backends.execution.slurm_cli import (
+    SlurmCLI,
+    SlurmCommandError,
+    expand_tasks,
+    sacct_exit,
+    to_status,
+    wait_status,
+)
+from backends.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    ExecutionBackend,
+    InvalidState,
+    UnknownResource,
+)
+from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
+
+NAME_PREFIX = "xg-"
+FINAL_FILE = "final.json"
+SUBMIT_FILE = "submit.json"
+TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "runuser")
+
+
+def _get(options: Any, name: str, default: Any) -> Any:
+    value = getattr(options, name, None)
+    return default if value is None else value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _write(path: Path, data: Any, mode: int = 0o644) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out)
+    os.replace(temp, path)
+
+
+def _write_text(path: Path, text: str, owner: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class SlurmExecutionBackend(ExecutionBackend):
+    name = "slurm"
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        execution = context.options
+        options = getattr(execution, "slurm", None)
+        self.partition = str(_get(options, "partition", ""))
+        paths = {tool: str(_get(options, tool, "")) or tool for tool in TOOLS}
+        env = {}
+        conf = str(_get(options, "slurm_conf", ""))
+        if conf:
+            env["SLURM_CONF"] = conf
+        self.cli = SlurmCLI(paths, env, float(_get(options, "command_timeout_seconds", 30)))
+        self.poll_interval = float(_get(options, "poll_interval_seconds", 2))
+        self.retries = int(_get(options, "submit_retries", 3))
+        self.backoff = float(_get(options, "submit_backoff_seconds", 1))
+        self.use_jobcomp = bool(_get(options, "sacct_completion_file", True))
+        self.python = str(_get(options, "python", "") or sys.executable)
+        configured = str(_get(options, "work_dir", ""))
+        self.work_dir = Path(configured) if configured else context.state_dir / "slurm"
+        self.default_account = str(_get(execution, "default_account", "nobody"))
+        self.mpi_plugins = {**slurm_job.MPI_PLUGINS, **dict(_get(options, "mpi_plugins", {}))}
+        self.staging_limits = {
+            "max_bytes": int(_get(execution, "staging_max_bytes", 10 * 1024**3)),
+            "timeout": float(_get(execution, "staging_timeout_seconds", 3600)),
+            "io_timeout": float(_get(execution, "staging_io_timeout_seconds", 60)),
+            "file_roots": list(_get(execution, "file_staging_roots", [])),
+            "ca_file": str(_get(execution, "staging_ca_file", "")),
+        }
+        self._lock = threading.Lock()  # one poll at a time; callers share its snapshot
+        self._snapshot: dict[str, JobStatus] = {}
+        self._polled_at = -1e9
+        self._polled_wall = 0.0
+        self._final: dict[str, JobStatus] = {}
+        self._live: set[str] = set()  # known to have no final state on file yet
+        self._folders: dict[str, Path] = {}
+        self.polls = 0  # for the benchmark and the tests: how many squeue calls so far
+
+    # -- layout --------------------------------------------------------------------------
+    def folder(self, activity_id: str) -> Path:
+        if not activity_id or "/" in activity_id or activity_id.startswith("."):
+            raise UnknownResource(f"{activity_id!r} is not an activity id")
+        return self.work_dir / activity_id
+
+    def folder_of(self, backend_id: str) -> Path:
+        folder = self._folders.get(backend_id)
+        if folder is None:
+            link = self.work_dir / "jobs" / backend_id
+            try:
+                folder = self.work_dir / os.readlink(link)
+            except OSError as exc:
+                raise UnknownResource(
+                    f"there is no Slurm job {backend_id} of this gateway"
+                ) from exc
+            self._folders[backend_id] = folder
+        return folder
+
+    # -- health and resources -----------------------------------------------------------
+    def health(self) -> HealthReport:
+        try:
+            nodes = self._sinfo()
+        except BackendError as exc:
+            return HealthReport(False, str(exc))
+        up = [
+            n
+            for n in nodes
+            if "down" not in n.get("state", "") and "drain" not in n.get("state", "")
+        ]
+        return HealthReport(
+            bool(up), f"{len(up)} of {len(nodes)} Slurm nodes up", {"nodes": len(nodes)}
+        )
+
+    def _sinfo(self) -> list[dict[str, Any]]:
+        return json.loads(self.cli.run("sinfo", ["--json"])).get("nodes", [])
+
+    def resources(self) -> dict[str, Any]:
+        nodes = self._sinfo()
+        partitions = sorted({p for n in nodes for p in n.get("partitions", [])})
+        os_name, _, os_version = (nodes[0].get("operating_system", "") if nodes else "").partition(
+            " "
+        )
+        counts = {JobState.RUNNING: 0, JobState.PENDING: 0}
+        with self._lock:
+            for status in self._snapshot.values():
+                if status.state in counts:
+                    counts[status.state] += 1
+        return {
+            "cpu_count": sum(int(n.get("cpus", 0)) for n in nodes),
+            "physical_memory": sum(int(n.get("real_memory", 0)) for n in nodes) * 1024**2,
+            "free_memory": sum(int(n.get("free_memory", 0) or 0) for n in nodes) * 1024**2,
+            "operating_system": os_name,
+            "os_version": os_version.split()[0] if os_version else "",
+            "architecture": nodes[0].get("architecture", "") if nodes else "",
+            "node_count": len(nodes),
+            "nodes": {n.get("name", ""): n.get("state", "") for n in nodes},
+            "partitions": partitions,
+            "running": counts[JobState.RUNNING],
+            "pending": counts[JobState.PENDING],
+        }
+
+    # -- who the job runs as -------------------------------------------------------------
+    def account_for_job(self, account: LocalAccount | None) -> str:
+        """The user to run sbatch as ("" = the gateway's own account)."""
+        if os.geteuid() != 0:
+            if account is not None and account.uid != os.geteuid():
+                raise BackendError(
+                    f"the gateway runs as uid {os.geteuid()}, not root, so it cannot submit "
+                    f"jobs as account {account.username!r}; run it as root or map users to "
+                    "the gateway's own account"
+                )
+            return ""
+        name = account.username if account is not None else self.default_account
+        if not name:
+            raise BackendError(
+                "no local account is mapped for this user and execution.default_account is "
+                "empty; the gateway runs as root and will not submit jobs as root"
+            )
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError as exc:
+            raise BackendError(f"account {name!r} does not exist on the gateway host") from exc
+        if entry.pw_uid == 0:
+            raise BackendError(f"account {name!r} is root; jobs never run as root")
+        return entry.pw_name
+
+    # -- submit --------------------------------------------------------------------------
+    def submit(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> str:
+        return self.submit_many([(activity_id, job)], account)[0]
+
+    def submit_many(
+        self, jobs: Sequence[tuple[str, JobSpec]], account: LocalAccount | None
+    ) -> list[str]:
+        """Several activities; those with the same resources go as ONE job array."""
+        user = self.account_for_job(account)
+        groups: dict[tuple[str, ...], list[tuple[str, JobSpec]]] = {}
+        for activity_id, job in jobs:
+            key = tuple(slurm_job.sbatch_options(job, self.partition, self.mpi_plugins))
+            groups.setdefault(key, []).append((activity_id, job))
+        ids: dict[str, str] = {}
+        for options, members in groups.items():
+            ids.update(self._submit_group(list(options), members, user))
+        return [ids[activity_id] for activity_id, _ in jobs]
+
+    def _prepare(self, activity_id: str, job: JobSpec, user: str) -> Path:
+        folder = self.folder(activity_id)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "jobs").mkdir(exist_ok=True)
+        folder.mkdir(mode=0o755, exist_ok=True)
+        owner = pwd.getpwnam(user) if user else None
+        for sub in (slurm_job.WORK, slurm_job.LOGS):
+            (folder / sub).mkdir(mode=0o700, exist_ok=True)
+            if owner is not None:
+                os.chown(folder / sub, owner.pw_uid, owner.pw_gid)
+        if job.stage_in or job.stage_out:
+            staging = folder / slurm_job.LOGS / "staging.json"
+            _write(
+                staging,
+                {
+                    "stage_in": _plain(job.stage_in),
+                    "stage_out": _plain(job.stage_out),
+                    "staging_limits": self.staging_limits,
+                },
+                0o600,
+            )
+            if owner is not None:
+                os.chown(staging, owner.pw_uid, owner.pw_gid)
+        text = slurm_job.script(job, folder, self.python, self.mpi_plugins, self.cli.paths["srun"])
+        # the environment may hold what others should not read: the account's alone
+        _write_text(folder / "job.sh", text, owner)
+        return folder
+
+    def _submit_group(
+        self, options: list[str], members: list[tuple[str, JobSpec]], user: str
+    ) -> dict[str, str]:
+        first = members[0][0]
+        name = NAME_PREFIX + first
+        array = len(members) > 1
+        # Nothing twice: a folder with a Slurm id is submitted; one without but with a
+        # submit.json may have been (a crash right after sbatch): ask Slurm by name.
+        found: str | None = None
+        marker = _read(self.folder(first) / SUBMIT_FILE) if self.folder(first).is_dir() else None
+        if marker is not None:
+            if marker.get("slurm_id"):
+                found = marker["slurm_id"]
+            else:
+                found = self._find_by_name(marker.get("name", name))
+        if found is None:
+            folders = [self._prepare(a, j, user) for a, j in members]
+            for index, folder in enumerate(folders):
+                _write(folder / SUBMIT_FILE, {"name": name, "index": index if array else None})
+            script = folders[0] / "job.sh"
+            argv = [*options, f"--job-name={name}", f"--comment=xtreemgate activity {first}"]
+            logs = folders[0] / slurm_job.LOGS
+            if array:
+                script = self.work_dir / f"array-{first}.sh"
+                script.write_text(slurm_job.array_script(folders))
+                argv.append(f"--array=0-{len(members) - 1}")
+                # each task's program writes to its own folder (the script redirects);
+                # what the shell itself says has no folder the account may write to
+                argv.append("--output=/dev/null")
+            else:
+                argv.append(f"--output={logs}/slurm-%j.out")
+            argv.append(str(script))
+            found = self._sbatch(argv, user)
+        ids: dict[str, str] = {}
+        for index, (activity_id, _job) in enumerate(members):
+            backend_id = f"{found}_{index}" if array else found
+            folder = self.folder(activity_id)
+            _write(
+                folder / SUBMIT_FILE,
+                {"name": name, "index": index if array else None, "slurm_id": found},
+            )
+            link = self.work_dir / "jobs" / backend_id
+            with contextlib.suppress(FileExistsError):
+                os.symlink(activity_id, link)
+            self._folders[backend_id] = folder
+            self._live.add(backend_id)
+            ids[activity_id] = backend_id
+        return ids
+
+    def _sbatch(self, argv: list[str], user: str) -> str:
+        """sbatch with retries and backoff while the controller cannot be reached."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                out = self.cli.run("sbatch", argv, as_user=user)
+                return out.strip().split(";")[0]
+            except BackendUnavailable as exc:
+                if attempt == self.retries:
+                    raise BackendUnavailable(
+                        f"Slurm did not accept the job after {self.retries + 1} attempts: {exc}"
+                    ) from exc
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _find_by_name(self, name: str) -> str | None:
+        """The Slurm id of a job submitted under ``name`` (queued, or finished)."""
+        jobs = json.loads(self.cli.run("squeue", ["--json", f"--name={name}"])).get("jobs", [])
+        for job in jobs:
+            if job.get("name") == name:
+                return str(job.get("array_job_id") or job["job_id"])
+        if self.use_jobcomp:
+            # sacct -c does not filter by --name: match the names here
+            out = self.cli.run("sacct", ["-c", "-X", "-n", "-P", "-o", "JobID,JobName"])
+            for line in out.splitlines():
+                job_id, _, job_name = line.partition("|")
+                if job_name == name:
+                    return job_id.split("_")[0]
+        return None
+
+    # -- status: one poll for all ---------------------------------------------------------
+    def poll(self) -> dict[str, JobStatus]:
+        """ONE squeue call: the status of every job Slurm still holds, by backend id."""
+        out = self.cli.run("squeue", ["--json"])
+        self.polls += 1
+        return parse_squeue(json.loads(out))
+
+    def status(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:
+        answer: dict[str, JobStatus] = {}
+        wanted = []
+        for backend_id in backend_ids:
+            final = self._final.get(backend_id)
+            if final is None and backend_id not in self._live:
+                final = self._stored_final(backend_id)  # once per process: after a restart
+                if final is None:
+                    self._live.add(backend_id)
+            if final is not None:
+                answer[backend_id] = final
+            else:
+                wanted.append(backend_id)
+        if not wanted:
+            return answer
+        with self._lock:
+            stale = time.monotonic() - self._polled_at >= self.poll_interval
+            if not stale:  # a job submitted (by any gateway process) after the snapshot
+                stale = any(
+                    b not in self._snapshot and self._submitted_at(b) >= self._polled_wall
+                    for b in wanted
+                )
+            if stale:
+                self._polled_wall = time.time()
+                self._snapshot = self.poll()
+                self._polled_at = time.monotonic()
+            snapshot = self._snapshot
+        missing = [b for b in wanted if b not in snapshot]
+        found = self._sacct(missing) if missing and self.use_jobcomp else {}
+        for backend_id in wanted:
+            status = snapshot.get(backend_id) or found.get(backend_id)
+            if status is None:
+                continue
+            if status.state.terminal:
+                status = self._finalize(backend_id, status)
+            answer[backend_id] = status
+        return answer
+
+    def _submitted_at(self, backend_id: str) -> float:
+        try:
+            return (self.work_dir / "jobs" / backend_id).lstat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _stored_final(self, backend_id: str) -> JobStatus | None:
+        try:
+            folder = self.folder_of(backend_id)
+        except UnknownResource:
+            return None
+        data = _read(folder / FINAL_FILE)
+        if data is None:
+            return None
+        status = JobStatus(
+            JobState(data["state"]), exit_code=data.get("exit_code"), reason=data.get("reason", "")
+        )
+        self._final[backend_id] = status
+        return status
+
+    def _finalize(self, backend_id: str, status: JobStatus) -> JobStatus:
+        """Add what only the folder knows (a staging failure), and keep the final state."""
+        try:
+            folder = self.folder_of(backend_id)
+        except UnknownResource:
+            return status
+        failed = folder / slurm_job.LOGS / slurm_job.STAGING_FAILED
+        with contextlib.suppress(OSError):
+            reason = failed.read_text().strip()
+            status = dataclasses.replace(status, state=JobState.FAILED, reason=reason)
+        if status.state is JobState.FAILED and status.exit_code == 90:
+            status = dataclasses.replace(status, reason="cannot enter the working directory")
+        _write(
+            folder / FINAL_FILE,
+            {"state": status.state.value, "exit_code": status.exit_code, "reason": status.reason},
+        )
+        self._final[backend_id] = status
+        return status
+
+    def _sacct(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Finished jobs squeue no longer holds: ONE sacct over the job-completion file."""
+        jobs = sorted({b.split("_")[0] for b in backend_ids})
+        try:
+            out = self.cli.run(
+                "sacct",
+                [
+                    "-c",
+                    "-X",
+                    "-n",
+                    "-P",
+                    "-j",
+                    ",".join(jobs),
+                    "-o",
+                    "JobID,State,ExitCode,Start,End",
+                ],
+            )
+        except SlurmCommandError:
+            return {}
+        found: dict[str, JobStatus] = {}
+        for line in out.splitlines():
+            fields = line.split("|")
+            if len(fields) < 5:
+                continue
+            code, signum = sacct_exit(fields[2])
+            found[fields[0]] = to_status(fields[1], "", code, signum, fields[3], fields[4])
+        return found
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._polled_at = -1e9
+
+    # -- control -------------------------------------------------------------------------
+    def _current(self, backend_id: str) -> JobStatus:
+        self.folder_of(backend_id)
+        self.invalidate()
+        status = self.status([backend_id]).get(backend_id)
+        if status is None:
+            raise UnknownResource(f"Slurm no longer knows job {backend_id}")
+        return status
+
+    def _control(self, tool: str, args: list[str], backend_id: str) -> None:
+        try:
+            self.cli.run(tool, args)
+        except SlurmCommandError as exc:
+            raise InvalidState(f"job {backend_id}: {exc.text}") from exc
+        self.invalidate()
+
+    def terminate(self, backend_id: str) -> None:
+        status = self._current(backend_id)
+        if status.state.terminal:
+            raise InvalidState(f"job {backend_id} is already {status.state.value}")
+        self._control("scancel", [backend_id], backend_id)
+
+    def suspend(self, backend_id: str) -> None:
+        """Pending: hold it (scontrol hold); running: suspend it (scontrol suspend)."""
+        status = self._current(backend_id)
+        if status.state is JobState.PENDING:
+            self._control("scontrol", ["hold", backend_id], backend_id)
+        elif status.state is JobState.RUNNING and status.substate != "Suspended":
+            self._control("scontrol", ["suspend", backend_id], backend_id)
+        else:
+            raise InvalidState(f"job {backend_id} is {status.state.value}: cannot suspend it")
+
+    def resume(self, backend_id: str) -> None:
+        """Held: release it; suspended: resume it."""
+        status = self._current(backend_id)
+        if status.state is JobState.PENDING:
+            self._control("scontrol", ["release", backend_id], backend_id)
+        elif status.substate == "Suspended":
+            self._control("scontrol", ["resume", backend_id], backend_id)
+        else:
+            raise InvalidState(f"job {backend_id} is {status.state.value}: nothing to resume")
+
+    def requeue(self, backend_id: str) -> None:
+        self._current(backend_id)
+        self._control("scontrol", ["requeue", backend_id], backend_id)
+
+    def signal(self, backend_id: str, signum: int) -> None:
+        status = self._current(backend_id)
+        if status.state is not JobState.RUNNING:
+            raise InvalidState(f"job {backend_id} is {status.state.value}, not running")
+        self._control("scancel", [f"--signal={signum}", backend_id], backend_id)
+
+
+def parse_squeue(document: dict[str, Any]) -> dict[str, JobStatus]:
+    """squeue --json as statuses by backend id (``<job>`` or ``<array job>_<task>``)."""
+    answer: dict[str, JobStatus] = {}
+    for job in document.get("jobs", []):
+        code, signum = wait_status(int(job.get("exit_code") or 0))
+        status = to_status(
+            str(job.get("job_state", "")),
+            str(job.get("state_reason", "")),
+            code,
+            signum,
+            job.get("start_time"),
+            job.get("end_time"),
+        )
+        array = job.get("array_job_id") or 0
+        if not array:
+            answer[str(job["job_id"])] = status
+        elif job.get("array_task_id") is not None:
+            answer[f"{array}_{job['array_task_id']}"] = status
+        else:  # the pending rest of an array: one record for many tasks
+            for task in expand_tasks(str(job.get("array_task_string", ""))):
+                answer[f"{array}_{task}"] = status
+    return answer

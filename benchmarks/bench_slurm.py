@@ -1,0 +1,243 @@
+"""Slurm execution backend: two figures, each beside a baseline measured in the same run.
+
+1. 500 JSDL jobs through a real ``xtreemgate serve`` (BES CreateActivity over HTTP, 8
+   client threads, Slurm backend on a real one-node cluster) until all 500 are queued in
+   Slurm, beside a sequential ``sbatch`` loop submitting the same 500 jobs. Aim >= 1x.
+   Then the same 500 as one JSDL parameter sweep (one request, one Slurm job array).
+2. The monitor's cost with 5000 tracked jobs: ONE status() call (one ``squeue --json``)
+   and its time, beside asking squeue about jobs one at a time (``squeue -j <id>`` for 50
+   of them, extrapolated to 5000).
+
+The partition is set DOWN while jobs are submitted, so jobs queue but do not run: the
+figures are about submission and monitoring, not a 2-CPU node's scheduling.
+
+Run as root (slurmd must): ``.venv/bin/python benchmarks/bench_slurm.py [--jobs 500]``.
+Everything runs in a temporary folder and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_bes import CREATE, free_port, wait_until_up  # noqa: E402
+
+from backends.execution.slurm import SlurmExecutionBackend  # noqa: E402
+from backends.interfaces import BackendContext  # noqa: E402
+from gateway.config import SlurmSettings  # noqa: E402
+from tests.slurm_cluster import start_cluster  # noqa: E402
+
+PASSWORD = "benchmark password"
+
+
+def queued(cluster, prefix: str) -> int:
+    out = cluster.run("squeue", "-h", "-o", "%j").stdout.split()
+    return sum(1 for name in out if name.startswith(prefix))
+
+
+def queued_tasks(cluster, prefix: str) -> int:
+    """Queued jobs, counting each task of a pending array (squeue -r: one line each)."""
+    out = cluster.run("squeue", "-h", "-r", "-o", "%j").stdout.split()
+    return sum(1 for name in out if name.startswith(prefix))
+
+
+def sweep_request(count: int) -> bytes:
+    """CreateActivity with one JSDL document whose GFD.149 sweep makes ``count`` jobs."""
+    sweep = (
+        '<sweep:Sweep xmlns:sweep="http://schemas.ogf.org/jsdl/2009/03/sweep" '
+        'xmlns:fn="http://schemas.ogf.org/jsdl/2009/03/sweep/functions"><sweep:Assignment>'
+        "<sweep:DocumentNode><sweep:NamespaceBinding "
+        'ns="http://schemas.ggf.org/jsdl/2005/11/jsdl-posix" prefix="p"/>'
+        "<sweep:Match>//p:Argument[1]</sweep:Match></sweep:DocumentNode>"
+        f'<fn:LoopInteger start="1" end="{count}" step="1"/></sweep:Assignment></sweep:Sweep>'
+    )
+    body = CREATE.replace(
+        "<posix:Executable>/bin/true</posix:Executable>",
+        "<posix:Executable>/bin/echo</posix:Executable><posix:Argument>0</posix:Argument>",
+    ).replace("</jsdl:JobDescription>", "</jsdl:JobDescription>" + sweep)
+    return body.encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--tracked", type=int, default=5000)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the benchmark starts slurmd")
+    folder = Path(tempfile.mkdtemp(prefix="bench-slurm-"))
+    folder.chmod(0o755)
+    cluster = start_cluster(folder)
+    procs: list[subprocess.Popen] = []
+    try:
+        cluster.run("scontrol", "update", "PartitionName=debug", "State=DOWN")
+        work = folder / "work"
+        work.mkdir(mode=0o755)
+
+        # -- baseline 1: a sequential sbatch loop ---------------------------------------
+        started = time.perf_counter()
+        for i in range(args.jobs):
+            cluster.run(
+                "sbatch",
+                "--parsable",
+                f"--job-name=loop-{i}",
+                "--output=/dev/null",
+                "--wrap=/bin/true",
+            )
+        loop_seconds = time.perf_counter() - started
+
+        # -- 1. the gateway -----------------------------------------------------------------
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XTREEMGATE_")}
+        env.update(
+            XTREEMGATE_STATE_DIR=str(folder / "state"),
+            XTREEMGATE_LOGGING__ACCESS_LOG="false",
+            XTREEMGATE_LOGGING__LEVEL="WARNING",
+            XTREEMGATE_BACKENDS__EXECUTION="slurm",
+            XTREEMGATE_EXECUTION__SLURM__WORK_DIR=str(work),
+            XTREEMGATE_EXECUTION__SLURM__SLURM_CONF=str(cluster.conf),
+            XTREEMGATE_BES__LAUNCH_WORKERS="8",
+        )
+        xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
+        subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [xtreemgate, "user", "add", "alice", "--password-stdin"],
+            env=env,
+            input=PASSWORD + "\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        token = subprocess.run(
+            [xtreemgate, "token", "issue", "alice"],
+            env=env,
+            text=True,
+            check=True,
+            capture_output=True,
+        ).stdout.strip()
+        port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [xtreemgate, "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+        gateway = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{gateway}/healthz", procs[0])
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/xml; charset=utf-8"}
+
+        def create(_: int) -> int:
+            request = urllib.request.Request(
+                f"{gateway}/bes", data=CREATE.encode(), headers=headers, method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(create, range(args.jobs)))
+        accepted = time.perf_counter() - started
+        deadline = time.monotonic() + 600
+        while queued(cluster, "xg-") < args.jobs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        gateway_seconds = time.perf_counter() - started
+        db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
+        failed = db.execute("SELECT count(*) FROM activities WHERE state = 'Failed'").fetchone()
+        db.close()
+        n = queued(cluster, "xg-")
+        print(f"{args.jobs} JSDL jobs through the gateway into Slurm (BES over HTTP, 8 clients):")
+        print(
+            f"  answered in {accepted:6.2f} s, all queued in Slurm after {gateway_seconds:6.2f} s"
+            f" ({n} queued, {failed[0]} failed, HTTP {sorted(set(codes))})"
+        )
+        print(f"baseline: sequential sbatch loop, {args.jobs} jobs: {loop_seconds:6.2f} s")
+        print(f"  gateway / loop speed: {loop_seconds / gateway_seconds:4.2f}x")
+
+        # -- 1b. the same 500 as ONE JSDL parameter sweep: one CreateActivity, one array
+        started = time.perf_counter()
+        request = urllib.request.Request(
+            f"{gateway}/bes", data=sweep_request(args.jobs), headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status == 200
+        answered = time.perf_counter() - started
+        while queued_tasks(cluster, "xg-") < 2 * args.jobs and time.monotonic() < deadline + 600:
+            time.sleep(0.1)
+        sweep_seconds = time.perf_counter() - started
+        print(
+            f"{args.jobs} jobs as one JSDL parameter sweep (one CreateActivity -> one job "
+            f"array): answered in {answered:5.2f} s, queued after {sweep_seconds:5.2f} s"
+        )
+        print(f"  sweep / loop speed: {loop_seconds / sweep_seconds:6.1f}x")
+
+        # -- 2. the monitor: 5000 tracked jobs, one poll ----------------------------------
+        options = SimpleNamespace(
+            slurm=SlurmSettings(work_dir=str(work), slurm_conf=str(cluster.conf)),
+            default_account="nobody",
+        )
+        backend = SlurmExecutionBackend(BackendContext(None, folder, options))
+        db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
+        while db.execute("SELECT count(*) FROM activities WHERE backend_id = ''").fetchone()[0]:
+            time.sleep(0.1)  # queued in Slurm a moment before the ids are committed
+        ids = [row[0] for row in db.execute("SELECT backend_id FROM activities")]
+        db.close()
+        rest = args.tracked - len(ids)
+        # distinct jobs (not one array), so that squeue really lists one record per job
+        for i in range(rest):
+            ids.append(
+                cluster.run(
+                    "sbatch",
+                    "--parsable",
+                    f"--job-name=tracked-{i}",
+                    "--output=/dev/null",
+                    "--wrap=/bin/true",
+                ).stdout.strip()
+            )
+        backend.invalidate()
+        started = time.perf_counter()
+        answer = backend.status(ids)
+        poll_seconds = time.perf_counter() - started
+        unanswered = [i for i in ids if i not in answer]
+        if unanswered:
+            print(f"  no status for {len(unanswered)} ids, e.g. {unanswered[:5]}")
+        single = [i for i in ids if "_" not in i][:50]
+        started = time.perf_counter()
+        for backend_id in single:
+            json.loads(cluster.run("squeue", "--json", "-j", backend_id).stdout)
+        one_each = (time.perf_counter() - started) / max(1, len(single))
+        records = len(json.loads(cluster.run("squeue", "--json").stdout)["jobs"])
+        print(
+            f"monitor: {len(ids)} tracked jobs ({records} squeue records), ONE status() call = "
+            f"{backend.polls} squeue "
+            f"call(s): {poll_seconds * 1000:7.1f} ms, {len(answer)} statuses"
+        )
+        print(
+            f"baseline: squeue --json -j <id> one job at a time: {one_each * 1000:6.1f} ms "
+            f"each, {one_each * len(ids):6.1f} s for {len(ids)}"
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
