@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +17,7 @@ import pytest
 from backends.images import ImageShelf
 from backends.interfaces import BackendContext, InvalidState
 from backends.storage.posix import PosixStorageBackend
+from tests import services
 from tests.conftest import basic
 from tests.integration.occi_support import check_json, isolated_vm
 from tests.integration.test_cli import XG, run
@@ -78,9 +78,8 @@ def test_image_upload_list_delete(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_a_terminal_gets_a_progress_bar(env: dict[str, str], tmp_path: Path) -> None:
-    script = shutil.which("script")  # util-linux: runs the command on a pseudo-terminal
-    if script is None:
-        pytest.skip("util-linux 'script' is needed to give the upload a terminal")
+    # script(1) runs the command on a pseudo-terminal (Debian's bsdutils, always there)
+    script = services.require("script", hint="apt-get install bsdutils")["script"]
     posix(tmp_path / "state").create_volume("images", "physics", None)
     disk = tmp_path / "tty.img"
     disk.write_bytes(b"t" * (5 * 1024 * 1024))
