@@ -40,8 +40,8 @@ def main() -> None:
         subprocess.run([XG, "user", "add", "bench", "--password-stdin"], input=PASSWORD, **cli)
         token = subprocess.run([XG, "token", "issue", "bench"], **cli).stdout.strip()
         basic = base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
-        bearer_header = f"Authorization: Bearer {token}"
-        basic_header = f"Authorization: Basic {basic}"
+        bearer_header = {"Authorization": f"Bearer {token}"}
+        basic_header = {"Authorization": f"Basic {basic}"}
 
         gateway_argv = uvicorn_argv("gateway.app:create_asgi")
         with server(gateway_argv, env, "/healthz") as gateway:
@@ -54,7 +54,7 @@ def main() -> None:
                 with urllib.request.urlopen(plain + "/api/v1/whoami") as answer:
                     assert answer.read() == body, "the baseline must send the same bytes"
 
-                def load(url: str, *headers: str):
+                def load(url: str, headers: dict[str, str] | None = None):
                     return lambda: wrk(url, seconds=args.seconds, headers=headers)
 
                 results = alternate(

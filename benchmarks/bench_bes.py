@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from harness import free_port, wrk
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 BES = "http://schemas.ggf.org/bes/2006/08/bes-factory"
@@ -69,12 +69,6 @@ def serve_echo(port: int) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until_up(url: str, proc: subprocess.Popen, method: str = "GET") -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -88,27 +82,6 @@ def wait_until_up(url: str, proc: subprocess.Popen, method: str = "GET") -> None
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"{url} did not come up")
-
-
-def wrk(
-    url: str, body: str, headers: dict[str, str], seconds: int, connections: int, folder: Path
-) -> float:
-    script = folder / f"post-{free_port()}.lua"
-    lua_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = [==[{body}]==]\n"
-        'wrk.headers["Content-Type"] = "text/xml; charset=utf-8"\n' + lua_headers
-    )
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"wrk saw errors against {url}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
 def status_request(ids: list[str], base: str) -> bytes:
@@ -177,12 +150,21 @@ def main() -> None:
     try:
         wait_until_up(f"{gateway}/healthz", procs[0])
         wait_until_up(f"{echo}/bes", procs[1], method="POST")
+
         # 1. CreateActivity beside the echo (echo first, then the gateway, then echo again)
-        echo_rps = wrk(f"{echo}/bes", CREATE, {}, args.seconds, args.connections, folder)
-        create_rps = wrk(f"{gateway}/bes", CREATE, auth, args.seconds, args.connections, folder)
-        echo_rps = max(
-            echo_rps, wrk(f"{echo}/bes", CREATE, {}, args.seconds, args.connections, folder)
-        )
+        def load(url: str, headers: dict[str, str]) -> float:
+            return wrk(
+                url,
+                seconds=args.seconds,
+                connections=args.connections,
+                threads=2,
+                headers=headers,
+                body=CREATE,
+            )
+
+        echo_rps = load(f"{echo}/bes", {})
+        create_rps = load(f"{gateway}/bes", auth)
+        echo_rps = max(echo_rps, load(f"{echo}/bes", {}))
         # CreateActivity answers once an activity is recorded Pending; the launcher may
         # still be starting processes. Wait for it, and say the end-to-end rate too.
         db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)

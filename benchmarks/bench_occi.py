@@ -18,9 +18,7 @@ import argparse
 import base64
 import json
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,14 +29,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from harness import free_port, wrk
+
 PASSWORD = "bench password 1"
 COMPUTE = "http://schemas.ogf.org/occi/infrastructure#compute"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def node_xml(ids: list[str]) -> str:
@@ -81,18 +75,6 @@ def wait_for(url: str, proc: subprocess.Popen, headers: dict[str, str] | None = 
 def fetch(url: str, headers: dict[str, str]) -> bytes:
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
         return r.read()
-
-
-def wrk(url: str, seconds: int, headers: dict[str, str]) -> float:
-    args = ["wrk", "-t1", "-c8", f"-d{seconds}s"]
-    for name, value in headers.items():
-        args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if not match or errors:
-        raise SystemExit(f"wrk failed or saw errors:\n{out}")
-    return float(match.group(1))
 
 
 def libvirt_listings(uri: str, seconds: float) -> tuple[float, int]:
@@ -272,11 +254,11 @@ def main() -> None:
         ):
             targets = {"gateway": (gw, auth), **{k: (v, {}) for k, v in bases.items()}}
             for base, headers in targets.values():
-                wrk(f"{base}{path}", 1, headers)  # warm up
+                wrk(f"{base}{path}", seconds=1, headers=headers)  # warm up
             rates: dict[str, list[float]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, (base, headers) in targets.items():
-                    rates[name].append(wrk(f"{base}{path}", args.seconds, headers))
+                    rates[name].append(wrk(f"{base}{path}", seconds=args.seconds, headers=headers))
             medians = {name: statistics.median(r) for name, r in rates.items()}
             results.append((label, len(body), medians))
         virt_rate, virt_count = libvirt_listings(f"test://{node}", args.seconds)

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_bes import CREATE, free_port, wait_until_up  # noqa: E402
+from bench_bes import CREATE, wait_until_up  # noqa: E402
+from harness import free_port  # noqa: E402
 
 from backends.execution.slurm import SlurmExecutionBackend  # noqa: E402
 from backends.interfaces import BackendContext  # noqa: E402
