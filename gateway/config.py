@@ -77,6 +77,9 @@ class SlurmSettings(Section):
     # <state_dir>/slurm, which only a one-host cluster can use.
     work_dir: str = ""
     partition: str = ""  # "" = the cluster's default partition
+    # Partitions a JSDL queue hint may name (the others are refused); empty = every
+    # partition sinfo reports.
+    partitions: list[str] = Field(default_factory=list)
     slurm_conf: str = ""  # SLURM_CONF for the tools; "" = theirs (/etc/slurm/slurm.conf)
     sbatch: str = "sbatch"
     squeue: str = "squeue"

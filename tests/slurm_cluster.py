@@ -6,6 +6,10 @@ and socket (in a folder of mode 755) are private, ``SlurmUser=root``, process tr
 ``/proc`` (no cgroups here), no accounting daemon: finished jobs are read back with
 ``sacct -c`` from the job-completion file. The controller can be stopped and started again
 on its own (for the outage tests) over the same state folder.
+
+Requeue tests: a requeued job waits ``cred_expire`` seconds (default 120) before it may
+start again, and then for the next scheduling pass (``sched_interval``, default 60):
+both are short here so that a requeued job runs again within seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket}
+AuthInfo=socket={munge_socket},cred_expire=5
 StateSaveLocation={dir}/state
 SlurmdSpoolDir={dir}/spool
 SlurmctldPidFile={dir}/slurmctld.pid
@@ -68,7 +72,11 @@ SlurmdTimeout=60
 SlurmdParameters=config_overrides
 NodeName=localhost CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName={second_partition} Nodes=localhost Default=NO MaxTime=INFINITE State=UP
+SchedulerParameters=sched_interval=2
 """
+# A second partition on the same node: a JSDL queue hint chooses it (tests of the hint).
+SECOND_PARTITION = "grid"
 
 
 @dataclass
@@ -150,6 +158,7 @@ def start_cluster(directory: Path) -> SlurmCluster:
             slurmd_port=ports["slurmd"],
             munge_socket=socket,
             cpus=NODE_CPUS,
+            second_partition=SECOND_PARTITION,
         )
     )
     cluster = SlurmCluster(directory, conf, binaries, ports=ports)
@@ -195,4 +204,4 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):  # type: 
     return value
 
 
-__all__ = ["SlurmCluster", "start_cluster", "stop_pid", "wait_for"]
+__all__ = ["SECOND_PARTITION", "SlurmCluster", "start_cluster", "stop_pid", "wait_for"]
