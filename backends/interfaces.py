@@ -138,10 +138,12 @@ class ExecutionBackend(Backend):
         (same backend id); its ended state is no longer final."""
         raise NotSupported(f"{self.name} cannot requeue jobs")
 
-    def check_queue(self, job: JobSpec) -> None:
-        """Refuse, before anything is recorded, a queue hint this backend cannot honour
-        (InvalidSpec, naming the queues there are). The default knows no queues, so a
-        hint is refused rather than silently ignored: the job might need that queue."""
+    def admit(self, job: JobSpec) -> None:
+        """Refuse, before anything is recorded, a job this backend will not take: a queue
+        hint it cannot honour (InvalidSpec, naming the queues there are), or any job while
+        its infrastructure is down and the site chose to refuse then (BackendUnavailable).
+        The default knows no queues, so a hint is refused rather than silently ignored:
+        the job might need that queue."""
         if job.queue:
             raise InvalidSpec(
                 f"the {self.name} execution backend has no queues: leave out the queue "

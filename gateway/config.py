@@ -97,6 +97,9 @@ class SlurmSettings(Section):
     # the reason (never silently lost).
     submit_retries: int = Field(3, ge=0, le=100)
     submit_backoff_seconds: float = Field(1.0, ge=0, le=600)
+    # "hold": CreateActivity accepts jobs while slurmctld is down (held and retried as
+    # above); "refuse": it answers a SOAP Server fault saying so, and records nothing.
+    controller_down: Literal["hold", "refuse"] = "hold"
     # Finished jobs squeue has forgotten are read with sacct -c (the job-completion file);
     # false with slurmdbd-less sites that keep no such file.
     sacct_completion_file: bool = True

@@ -103,6 +103,8 @@ class SlurmExecutionBackend(ExecutionBackend):
         self.partition = str(_get(options, "partition", ""))
         self.allowed_partitions = [str(p) for p in _get(options, "partitions", [])]
         self._partitions: tuple[float, list[str]] = (-1e9, [])  # (read at, names)
+        self.refuse_when_down = str(_get(options, "controller_down", "hold")) == "refuse"
+        self._pinged: tuple[float, str] = (-1e9, "")  # (when, "" or why it is down)
         paths = {tool: str(_get(options, tool, "")) or tool for tool in TOOLS}
         env = {}
         conf = str(_get(options, "slurm_conf", ""))
@@ -210,10 +212,13 @@ class SlurmExecutionBackend(ExecutionBackend):
             self._partitions = (time.monotonic(), names)
         return names
 
-    def check_queue(self, job: JobSpec) -> None:
-        """A queue hint must name a partition that exists (and that the site lets grid
-        jobs use, if it lists them). With the controller down, existence cannot be asked:
-        the hint passes here and sbatch decides when the job is submitted."""
+    def admit(self, job: JobSpec) -> None:
+        """In refuse mode, no job while slurmctld does not answer. A queue hint must name
+        a partition that exists (and that the site lets grid jobs use, if it lists them).
+        With the controller down in hold mode, existence cannot be asked: the hint passes
+        here and sbatch decides when the job is submitted."""
+        if self.refuse_when_down:
+            self._controller_up()
         if not job.queue:
             return
         allowed = self.allowed_partitions
@@ -232,6 +237,22 @@ class SlurmExecutionBackend(ExecutionBackend):
                 f"queue {job.queue!r} is not a partition of this Slurm cluster; the "
                 "partitions are: " + (", ".join(offered) or "none")
             )
+
+    def _controller_up(self) -> None:
+        """``scontrol ping``, its answer kept for a poll interval (at least 1 s), so a
+        burst of CreateActivity costs one ping; BackendUnavailable while it is down."""
+        when, down = self._pinged
+        if time.monotonic() - when >= max(1.0, self.poll_interval):
+            try:
+                out = self.cli.run("scontrol", ["ping"])
+                down = "" if " is UP" in out else "scontrol ping: " + out.strip()
+            except SlurmCommandError:  # exit 1: "Slurmctld(primary) at <host> is DOWN"
+                down = "scontrol ping: slurmctld is DOWN"
+            except BackendError as exc:
+                down = str(exc)
+            self._pinged = (time.monotonic(), down)
+        if down:
+            raise BackendUnavailable(f"the Slurm controller does not answer ({down})")
 
     # -- who the job runs as -------------------------------------------------------------
     def account_for_job(self, account: LocalAccount | None) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from lxml import etree
 
 from backends.activities import ActivityRecord, NotTerminable, new_activity_id
-from backends.interfaces import BackendError, InvalidSpec, NotSupported
+from backends.interfaces import BackendError, BackendUnavailable, InvalidSpec, NotSupported
 from backends.model import LocalAccount, Resource
 from gateway import xmlsafe
 from gateway.bes import jsdl
@@ -104,11 +104,15 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
     if not jobs:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
     jobs = [bind_volumes(call, job) for job in jobs]  # volume URLs: resolved, authorised
-    for job in jobs:  # a queue the backend does not have: refused before any record
+    for job in jobs:  # refused before any record: an unknown queue, a backend that is down
         try:
-            call.execution.check_queue(job)
+            call.execution.admit(job)
         except InvalidSpec as exc:
             raise invalid_request("jsdl-arc:QueueName", str(exc)) from exc
+        except BackendUnavailable as exc:
+            raise BESFault(
+                "", f"no new activities now: {exc}; try again later", code=SERVER
+            ) from exc
     account = _local_account(call, vo)
     document = etree.tostring(definition, encoding="unicode")
     created = [new_activity_id() for _ in jobs]
