@@ -147,12 +147,21 @@ def test_requeue_a_running_and_a_failed_job(gateway):
 
     store = runtime._bes_activity_store
     slurm_ids = {a: store.get(a).backend_id for a in (running, failing)}
+    # another gateway process on the same state has seen (and keeps) the old end
+    from backends.execution.slurm import SlurmExecutionBackend
+
+    backend = runtime.backends["execution"]
+    elsewhere = SlurmExecutionBackend(backend.context)
+    assert elsewhere.status([slurm_ids[failing]])[slurm_ids[failing]].state.value == "Failed"
     for activity_id in (running, failing):
         response = post(client, activity_id, "requeue")
         assert response.status_code == 200, response.text
         assert response.json()["state"] == "Pending", response.json()
         assert bes_state(client, activity_id) in ("Pending", "Running")
         assert store.get(activity_id).backend_id == slurm_ids[activity_id]
+    # ... and no longer reports it as final
+    again = elsewhere.status([slurm_ids[failing]])[slurm_ids[failing]]
+    assert again.state.value in ("Pending", "Running"), again
     for activity_id in (running, failing):
         done = wait(client, activity_id, "Finished", "Failed", "Cancelled", timeout=90)
         assert done["state"] == "Finished" and done["exit_code"] == 0, done
