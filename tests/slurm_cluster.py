@@ -9,7 +9,8 @@ on its own (for the outage tests) over the same state folder.
 
 Requeue tests: a requeued job waits ``cred_expire`` seconds (default 120) before it may
 start again, and then for the next scheduling pass (``sched_interval``, default 60):
-both are short here so that a requeued job runs again within seconds.
+both are short here so that a requeued job runs again within about 12 s. (cred_expire is
+also how long a launch credential stays valid: 10 s leaves room on a loaded machine.)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket},cred_expire=5
+AuthInfo=socket={munge_socket},cred_expire=10
 StateSaveLocation={dir}/state
 SlurmdSpoolDir={dir}/spool
 SlurmctldPidFile={dir}/slurmctld.pid
