@@ -86,9 +86,7 @@ def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> An
         return found
     record = _refreshed(rt, [found])[0]
     if record.state.terminal or not record.backend_id:
-        return problem(
-            409, "Conflict", f"cannot {verb} activity {activity_id}: it is {record.state.value}"
-        )
+        return problem(409, "Conflict", f"cannot {verb} activity {activity_id}: {_why(record)}")
     try:
         act(rt.backends["execution"], record.backend_id)
     except InvalidState as exc:
@@ -98,6 +96,15 @@ def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> An
     except NotSupported as exc:
         return problem(501, "Not Implemented", str(exc))
     return json_response(_render(rt, _refreshed(rt, [record])[0]))
+
+
+def _why(record: ActivityRecord) -> str:
+    if not record.backend_id and not record.state.terminal:
+        return (
+            f"it is {record.state.value} and not yet handed to the execution backend; "
+            "try again in a moment"
+        )
+    return f"it is {record.state.value}"
 
 
 def suspend_activity(activity_id: str) -> Any:
@@ -126,7 +133,10 @@ def requeue_activity(activity_id: str) -> Any:
         return found
     record = _refreshed(rt, [found])[0]
     if record.state in (JobState.PENDING, JobState.CANCELLED) or not record.backend_id:
-        why = "it has not started" if record.state is JobState.PENDING else "it was terminated"
+        why = {
+            JobState.PENDING: "it has not started",
+            JobState.CANCELLED: "terminated activities stay terminated",
+        }.get(record.state, "it never reached the execution backend")
         return problem(
             409,
             "Conflict",

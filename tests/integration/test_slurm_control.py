@@ -219,12 +219,19 @@ def test_requeue_on_the_local_backend_is_not_implemented(client, alice):
 # -- hold and release (suspend/resume of a pending job) ---------------------------------
 
 
-def test_hold_and_release_a_pending_job_through_rest(gateway):
+def test_suspend_a_running_and_hold_a_pending_job_through_rest(gateway):
     client, _runtime = gateway
     # a job that takes every CPU of the node keeps the next one Pending
     cpus = "<jsdl:Resources><jsdl:TotalCPUCount><jsdl:Exact>4</jsdl:Exact></jsdl:TotalCPUCount></jsdl:Resources>"
     blocker = create(client, shell("sleep 60", extra=cpus))
     wait(client, blocker, "Running")
+    # a running job: suspend and resume (scontrol suspend/resume)
+    suspended = post(client, blocker, "suspend")
+    assert suspended.status_code == 200, suspended.text
+    assert suspended.json()["substate"] == "Suspended"
+    resumed = post(client, blocker, "resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["state"] == "Running" and resumed.json()["substate"] == ""
     held = create(client, shell("echo ran > ran.txt"))
     # queued in Slurm (not only recorded): Slurm says why it waits
     queued = wait_for(lambda: (b := rest(client, held))["reason"] and b, 30)
