@@ -175,7 +175,7 @@ class SlurmExecutionBackend(ExecutionBackend):
             f"{len(up)} of {len(nodes)} Slurm nodes up; {self.accounting.describe()}",
             {
                 "nodes": len(nodes),
-                "accounting": self.accounting.source(),
+                "accounting": self.accounting.known_source,
                 "accounting_reachable": not self.accounting.problem,
             },
         )

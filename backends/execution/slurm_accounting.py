@@ -107,6 +107,12 @@ class Accounting:
                 self._source = JOBCOMP if self.completion_file else NONE
         return self._source
 
+    @property
+    def known_source(self) -> str:
+        """The source as far as known without asking ("unknown" before the controller
+        has answered in ``auto`` mode)."""
+        return self._source or "unknown"
+
     def describe(self) -> str:
         source = self._source or "not known yet (the controller has not answered)"
         text = {
@@ -132,7 +138,7 @@ class Accounting:
         text = text.removeprefix(CONTROLLER_PREFIX)
         if self._source == SLURMDBD and UNREACHABLE.search(text):
             return f"Slurm's accounting daemon (slurmdbd) cannot be reached: {text}"
-        return f"the Slurm accounting ({self._source}) cannot be asked: {text}"
+        return f"the Slurm accounting ({self.known_source}) cannot be asked: {text}"
 
     # -- finished jobs ------------------------------------------------------------------
     def finished(self, backend_ids: Sequence[str]) -> Finished:

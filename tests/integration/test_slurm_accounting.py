@@ -7,6 +7,7 @@ asserted here came from the accounting database, not from squeue.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -143,6 +144,15 @@ def test_restarted_backend_reconciles_from_slurmdbd(cluster, work_dir):
     # the verdicts are on file: a third process does not ask Slurm again
     third = make_backend(cluster, work_dir)
     assert third.status(ids)[done].state is JobState.FINISHED and third.polls == 0
+    # a crash between sbatch and recording its id, noticed after squeue forgot the job:
+    # slurmdbd finds it by its name, and it is not submitted again
+    marker = work_dir / "act-r-done" / "submit.json"
+    marker.write_text(json.dumps({"name": "xg-act-r-done", "index": None}))
+    os.unlink(work_dir / "jobs" / done)
+    fourth = make_backend(cluster, work_dir)
+    assert fourth.submit("act-r-done", JobSpec("/bin/sh", ("-c", "exit 0")), None) == done
+    names = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobName", "-S", "now-3600").stdout
+    assert names.split().count("xg-act-r-done") == 1
 
 
 def test_slurmdbd_down_keeps_the_last_known_state_then_recovers(cluster, work_dir):
