@@ -19,9 +19,12 @@ from typing import Any
 
 import pytest
 
+from backends.activities import ActivityStore
 from backends.execution.slurm import STARTED_FILE, SlurmExecutionBackend
 from backends.interfaces import BackendContext
 from backends.model import JobSpec, JobState
+from backends.store import make_engine
+from backends.store.models import Base
 from gateway.config import SlurmSettings
 from tests.slurm_cluster import start_cluster, wait_for
 
@@ -156,20 +159,31 @@ def test_restarted_backend_reconciles_from_slurmdbd(cluster, work_dir):
 
 
 def test_slurmdbd_down_keeps_the_last_known_state_then_recovers(cluster, work_dir):
+    """Through the gateway's activity store: while slurmdbd is away a job squeue has
+    forgotten stays Running with the reason (never Failed as lost), then gets its end."""
+    engine = make_engine(f"sqlite:///{work_dir / 'gateway.db'}")
+    Base.metadata.create_all(engine)
+    store = ActivityStore(engine)
     backend = make_backend(cluster, work_dir)
-    backend_id = backend.submit("act-outage", JobSpec("/bin/sh", ("-c", "sleep 3; exit 5")), None)
-    running = wait_for(
-        lambda: backend.status([backend_id])[backend_id].state is JobState.RUNNING, 30
+    (record,) = store.record(
+        ["act-outage"], backend=backend.name, owner="alice", vo="", jsdl="<x/>"
     )
-    assert running
+    store.hand_over(backend, record.id, JobSpec("/bin/sh", ("-c", "sleep 3; exit 5")))
+
+    def refreshed():
+        return store.refresh(backend, [store.get(record.id)])[record.id]
+
+    assert wait_for(lambda: refreshed().state is JobState.RUNNING, 30)
+    backend_id = store.get(record.id).backend_id
     assert (work_dir / "act-outage" / STARTED_FILE).exists()
     cluster.accounting.stop_daemon()
     try:
         assert wait_for(lambda: forgotten(cluster, backend_id), 60)
-        status = backend.status([backend_id])[backend_id]  # not left out: never "lost"
-        assert status.state is JobState.RUNNING, status
-        assert "slurmdbd" in status.reason and "cannot be reached" in status.reason
-        assert "last known state (Running)" in status.reason
+        current = refreshed()  # not "the slurm backend no longer knows job …"
+        assert current.state is JobState.RUNNING, current
+        assert "slurmdbd" in current.reason and "cannot be reached" in current.reason
+        assert "last known state (Running)" in current.reason
+        assert store.get(record.id).state is JobState.RUNNING
         health = backend.health()
         assert health.ok and "slurmdbd) cannot be reached" in health.detail
         assert health.figures["accounting_reachable"] is False
@@ -180,9 +194,10 @@ def test_slurmdbd_down_keeps_the_last_known_state_then_recovers(cluster, work_di
     finally:
         cluster.accounting.start_daemon()
     # slurmctld sends what it queued; until the end arrives the job is still not final
-    status = wait_final(backend, backend_id, 90)
-    assert status.state is JobState.FAILED
-    assert status.exit_code == 5 and status.reason == "exited with status 5"
+    final = wait_for(lambda: (r := refreshed()).state.terminal and r, 90, 0.5)
+    assert final, store.get(record.id)
+    assert final.state is JobState.FAILED
+    assert final.exit_code == 5 and final.reason == "exited with status 5"
     assert backend.health().figures["accounting_reachable"] is True
     assert wait_final(restarted, backend_id).exit_code == 5
 
