@@ -35,8 +35,8 @@ from pathlib import Path
 from tests.services import Service, free_port, require, start
 
 HINT = (
-    "install Debian's mariadb-server and slurmdbd (scripts/install-debian-packages test); "
-    "`flock /tmp/apt.lock apt-get install -y --no-install-recommends mariadb-server slurmdbd`"
+    "install Debian's mariadb-server and slurmdbd (scripts/install-debian-packages test, "
+    "or apt-get install --no-install-recommends mariadb-server slurmdbd)"
 )
 BINARIES = ("mariadb-install-db", "mariadbd", "mariadb", "slurmdbd", "sacctmgr")
 SEARCH = ("/usr/sbin", "/usr/bin")
