@@ -65,7 +65,9 @@ class ImageShelf:
         path = f"{FOLDER}/{image_name(name)}"
         with (
             local.open("rb") as source,
-            self.storage.open_write(self.volume, path, overwrite=overwrite) as out,
+            self.storage.open_write(
+                self.volume, path, overwrite=overwrite, size=os.fstat(source.fileno()).st_size
+            ) as out,
         ):
             while chunk := source.read(CHUNK):
                 out.write(chunk)
