@@ -72,8 +72,7 @@ class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
         root = self._volume_root(name)
         self._meta(name).unlink()  # first: the name stops resolving at once
         shutil.rmtree(root, ignore_errors=True)
-        for suffix in (".ledger", ".lock"):  # its quota reservations
-            (self.root / META / f"{name}{suffix}").unlink(missing_ok=True)
+        (self.root / META / f"{name}.ledger").unlink(missing_ok=True)  # its reservations
 
     # -- URLs --------------------------------------------------------------------------------
     def url(self, volume: str, path: str = "") -> str:

@@ -4,7 +4,7 @@ and across gateway processes sharing the volume.
 Checking "used + this file <= quota" when a write starts lets two concurrent writers
 both pass and together overrun the quota. Instead every write *reserves* its bytes before
 writing them, in a small ledger per volume (``<folder>/<volume>.ledger``, JSON) that is
-read and changed only while holding ``fcntl.flock`` on ``<folder>/<volume>.lock``. flock
+read and changed only while holding ``fcntl.flock`` on that file. flock
 locks belong to an open file description, so two threads of one process exclude each
 other just as two processes do. The rule kept under the lock:
 
@@ -22,8 +22,10 @@ Files written past the gateway (e.g. by jobs on the mount) are seen at the next 
 
 A crashed writer's reservation does not leak: each entry names its host, pid and the
 pid's start time (so a reused pid does not keep it alive), and has a lease renewed while
-it writes. An entry whose process is gone (same host) or whose lease ran out (any host)
-is dropped at the next reservation, and a dead writer's temp file is removed with it.
+it writes. An entry whose lease ran out (any host) is dropped by the next writer; one
+whose process is gone (same host) as soon as its bytes are what stands in another
+writer's way (checking /proc for every entry on every chunk would cost more than the
+write). A dead writer's temp file is removed with its entry.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import json
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,51 +87,72 @@ class Entry:
 
 
 class QuotaLedger:
-    """The reservations of one volume, kept in ``folder`` (see the module's docstring)."""
+    """The reservations of one volume, kept in ``folder`` (see the module's docstring).
+
+    One instance per write stream: it keeps its own descriptor of the ledger file open,
+    so its flock excludes every other stream, thread or process. :meth:`close` it."""
 
     def __init__(self, folder: Path, volume: str, usage: Callable[[], int]) -> None:
         self.folder = folder
         self.volume = volume
         self.usage = usage  # walks the volume: bytes in committed files
         self.path = folder / f"{volume}.ledger"
+        self._fd: int | None = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
-        """The ledger, with stale entries dropped, saved again when the block ends."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{self.volume}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        """The ledger, with lapsed entries dropped, written back when the block ends
+        without an exception (in place: it is small, one write)."""
+        if self._fd is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            state = self._load()
+            state = self._load(fd)
             now = time.time()
-            for key, entry in list(state["entries"].items()):
-                if not entry.alive(now):
-                    del state["entries"][key]
-                    if entry.dead_here():
-                        with contextlib.suppress(OSError):
-                            os.unlink(entry.temp)
+            self._drop(state, lambda entry: entry.expires < now)
             yield state
-            self._save(state)
+            self._save(fd, state)
         finally:
-            os.close(fd)  # releases the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _load(self) -> dict[str, Any]:
-        try:
-            raw = json.loads(self.path.read_text())
-        except (FileNotFoundError, ValueError):
-            raw = {}
+    @staticmethod
+    def _drop(state: dict[str, Any], gone: Callable[[Entry], bool]) -> None:
+        """Drop the entries ``gone`` says; a dead writer's temp file goes with its entry."""
+        for key, entry in list(state["entries"].items()):
+            if gone(entry):
+                del state["entries"][key]
+                if entry.dead_here():
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.temp)
+
+    @staticmethod
+    def _load(fd: int) -> dict[str, Any]:
+        size = os.fstat(fd).st_size
+        raw: dict[str, Any] = {}
+        if size:
+            with contextlib.suppress(ValueError):
+                # raw_decode: a writer killed between write and truncate leaves a tail
+                raw, _ = json.JSONDecoder().raw_decode(os.pread(fd, size, 0).decode())
         entries = {k: Entry(**v) for k, v in raw.get("entries", {}).items()}
         return {"used": raw.get("used"), "walked_at": raw.get("walked_at", 0.0), "entries": entries}
 
-    def _save(self, state: dict[str, Any]) -> None:
+    @staticmethod
+    def _save(fd: int, state: dict[str, Any]) -> None:
         data = {
             "used": state["used"],
             "walked_at": state["walked_at"],
             "entries": {k: asdict(e) for k, e in state["entries"].items()},
         }
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-        temp.write_text(json.dumps(data))
-        os.replace(temp, self.path)
+        payload = json.dumps(data).encode()
+        os.pwrite(fd, payload, 0)
+        os.ftruncate(fd, len(payload))
 
     def _used(self, state: dict[str, Any], *, fresh: bool) -> int:
         now = time.time()
@@ -146,6 +168,7 @@ class QuotaLedger:
     def reserved(self) -> int:
         """Bytes held by in-flight writes now."""
         with self.locked() as state:
+            self._drop(state, lambda e: not e.alive(time.time()))
             return sum(e.net for e in state["entries"].values())
 
     def reserve(
@@ -161,7 +184,9 @@ class QuotaLedger:
                 entry = Entry(0, credit, target, temp, HOST, os.getpid(), "", 0.0)
                 entry.start = process_start(entry.pid)
             want = max(0, total - entry.credit)
-            for fresh in (False, True):  # refuse only on a freshly walked usage
+            for fresh in (False, True):  # refuse only on fresh figures, dead writers gone
+                if fresh:
+                    self._drop(state, lambda e: not e.alive(time.time()))
                 room = self._room(state, self._used(state, fresh=fresh), quota, key)
                 if want <= room:
                     entry.bytes, entry.expires = total, time.time() + LEASE
@@ -177,6 +202,7 @@ class QuotaLedger:
         with self.locked() as state:
             entry = state["entries"].pop(key, None)
             if entry is None or entry.bytes < size:
+                self._drop(state, lambda e: not e.alive(time.time()))
                 room = self._room(state, self._used(state, fresh=True), quota, key)
                 credit = entry.credit if entry is not None else 0
                 if size - credit > room:

@@ -239,7 +239,11 @@ class DirectoryVolumes(StorageBackend):
 
     def reserved_bytes(self, volume: str) -> int:
         """Bytes reserved by writes in flight on the volume."""
-        return self._ledger(checked_name(volume, "volume")).reserved()
+        ledger = self._ledger(checked_name(volume, "volume"))
+        try:
+            return ledger.reserved()
+        finally:
+            ledger.close()
 
     @contextlib.contextmanager
     def open_write(
@@ -301,6 +305,9 @@ class DirectoryVolumes(StorageBackend):
         except BaseException:
             self._abandon(ledger, stream, temp)
             raise
+        finally:
+            if ledger is not None:
+                ledger.close()
 
     @staticmethod
     def _abandon(ledger: QuotaLedger | None, stream: _QuotaStream | None, temp: Path) -> None:
