@@ -174,8 +174,8 @@ class QuotaLedger:
     def reserve(
         self, key: str, total: int, quota: int, *, target: str, temp: str, credit: int
     ) -> int:
-        """Hold ``total`` bytes for write ``key`` (growing or renewing its entry); returns
-        the bytes free for it when that does not fit (and changes nothing), else -1."""
+        """Hold ``total`` bytes for write ``key`` (growing or renewing its entry); -1, or
+        when that does not fit the bytes that were free for it (its entry is dropped)."""
         with self.locked() as state:
             entry = state["entries"].get(key)
             if entry is None:
@@ -192,6 +192,9 @@ class QuotaLedger:
                     entry.bytes, entry.expires = total, time.time() + LEASE
                     state["entries"][key] = entry
                     return -1
+            # refused: the write fails, so its bytes go in this same step (were they
+            # released later, writers refused together could all fail on each other)
+            state["entries"].pop(key, None)
             return max(0, room + entry.credit)
 
     def settle(self, key: str, size: int, quota: int, commit: Callable[[], int]) -> int:
