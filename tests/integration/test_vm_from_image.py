@@ -29,7 +29,7 @@ from backends.vm import domain_xml
 from tests import services
 from tests.conftest import PASSWORD
 from tests.integration.occi_support import COMPUTE_KIND, isolated_vm
-from tests.integration.storage_support import PREFIX, glusterd  # noqa: F401 - fixture
+from tests.integration.storage_support import glusterd, volume_name  # noqa: F401 - fixture
 from tests.integration.test_cli import run
 
 OS_TPL_SCHEME = "http://schemas.xtreemgate.org/occi/os_tpl#"
@@ -82,7 +82,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimpleName
     from gateway.config import load_settings
 
     qemu_img()
-    volume = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    volume = volume_name()
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("XTREEMGATE_")}
     env |= {
