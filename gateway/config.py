@@ -167,6 +167,9 @@ class VMSettings(Section):
     pool: str = ""
     # Pool whose volumes are the image templates (os_tpl); "" = the same as pool.
     image_pool: str = ""
+    # Where the qcow2 overlays of VMs made from volume images (storage.image_volume) go;
+    # "" = <state_dir>/vm-disks. Remote hypervisors must see it at the same path.
+    disk_dir: str = ""
     # Placement policy for new VMs: least-loaded-memory | first-fit.
     placement: Literal["least-loaded-memory", "first-fit"] = "least-loaded-memory"
     # Domain type in the XML; "" picks "test" for test:// URIs and "kvm" otherwise
