@@ -7,6 +7,7 @@ the CLI may use it without knowing which storage implementation runs."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,22 @@ def image_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def local_image(storage: StorageBackend, url: str) -> Path:
+    """The local path of the image a volume URL names (the volume mounted if needed), for
+    a hypervisor on this host to read; never a path outside the volume (a symlink on the
+    volume pointing elsewhere is refused). UnknownResource when the file is gone."""
+    volume, path = storage.resolve(url)
+    if not path:
+        raise InvalidRequest(f"image URL {url!r} names a volume, not an image file on it")
+    root = os.path.realpath(storage.local_root(volume))
+    real = os.path.realpath(os.path.join(root, path))
+    if not real.startswith(root + os.sep):
+        raise InvalidRequest(f"image URL {url!r} leads outside volume {volume!r}")
+    if not os.path.isfile(real):
+        raise UnknownResource(f"image {path!r} is no longer on volume {volume!r}")
+    return Path(real)
 
 
 class ImageShelf:
@@ -48,7 +65,9 @@ class ImageShelf:
         path = f"{FOLDER}/{image_name(name)}"
         with (
             local.open("rb") as source,
-            self.storage.open_write(self.volume, path, overwrite=overwrite) as out,
+            self.storage.open_write(
+                self.volume, path, overwrite=overwrite, size=os.fstat(source.fileno()).st_size
+            ) as out,
         ):
             while chunk := source.read(CHUNK):
                 out.write(chunk)

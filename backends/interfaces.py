@@ -287,11 +287,12 @@ class StorageBackend(Backend):
         raise NotSupported(f"{self.name} cannot read files yet")
 
     def open_write(
-        self, volume: str, path: str, *, overwrite: bool = True
+        self, volume: str, path: str, *, overwrite: bool = True, size: int | None = None
     ) -> AbstractContextManager[BinaryIO]:
         """A stream whose bytes become the file only when the ``with`` block ends
         without an exception; otherwise nothing is left behind. Missing folders are
-        created. ``overwrite=False`` refuses an existing file (InvalidState)."""
+        created. ``overwrite=False`` refuses an existing file (InvalidState). ``size``,
+        when the caller knows it, lets a quota refuse the write before its first byte."""
         raise NotSupported(f"{self.name} cannot write files yet")
 
     def delete(self, volume: str, path: str) -> None:

@@ -100,13 +100,29 @@ class SlurmSettings(Section):
     # "hold": CreateActivity accepts jobs while slurmctld is down (held and retried as
     # above); "refuse": it answers a SOAP Server fault saying so, and records nothing.
     controller_down: Literal["hold", "refuse"] = "hold"
-    # Finished jobs squeue has forgotten are read with sacct -c (the job-completion file);
-    # false with slurmdbd-less sites that keep no such file.
+    sdiag: str = "sdiag"  # how many records slurmctld still owes slurmdbd
+    # Where finished jobs squeue has forgotten are read: "slurmdbd" (sacct from the
+    # accounting database), "jobcomp" (sacct -c on the job-completion file), or "auto":
+    # slurmdbd when the controller's AccountingStorageType is accounting_storage/slurmdbd,
+    # the job-completion file otherwise.
+    accounting: Literal["auto", "slurmdbd", "jobcomp"] = "auto"
+    # With "auto" and no slurmdbd: false for sites that keep no job-completion file
+    # either (a job squeue has forgotten is then reported lost).
     sacct_completion_file: bool = True
     # The interpreter the compute nodes run data staging with; default the gateway's.
     python: str = ""
     # SPMD variation (GFD.115 name, lower case) -> srun --mpi plugin, beyond the defaults.
     mpi_plugins: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _accounting_consistent(self) -> SlurmSettings:
+        if self.accounting == "jobcomp" and not self.sacct_completion_file:
+            raise ValueError(
+                'accounting = "jobcomp" reads the job-completion file, but '
+                'sacct_completion_file is false: set accounting to "slurmdbd" or '
+                '"auto", or sacct_completion_file to true'
+            )
+        return self
 
 
 class ExecutionSettings(Section):
@@ -157,6 +173,9 @@ class VMSettings(Section):
     pool: str = ""
     # Pool whose volumes are the image templates (os_tpl); "" = the same as pool.
     image_pool: str = ""
+    # Where the qcow2 overlays of VMs made from volume images (storage.image_volume) go;
+    # "" = <state_dir>/vm-disks. Remote hypervisors must see it at the same path.
+    disk_dir: str = ""
     # Placement policy for new VMs: least-loaded-memory | first-fit.
     placement: Literal["least-loaded-memory", "first-fit"] = "least-loaded-memory"
     # Domain type in the XML; "" picks "test" for test:// URIs and "kvm" otherwise

@@ -117,7 +117,11 @@ def load_backend(settings: Settings, db: Database, kind: str) -> Backend:
 
 
 def load_backends(settings: Settings, db: Database) -> dict[str, Backend]:
-    return {kind: load_backend(settings, db, kind) for kind in KINDS}
+    backends = {kind: load_backend(settings, db, kind) for kind in KINDS}
+    vm = backends["vm"]
+    if hasattr(vm, "use_storage"):  # os_tpl images uploaded onto storage volumes
+        vm.use_storage(backends["storage"])
+    return backends
 
 
 def open_directory(settings: Settings) -> Any:

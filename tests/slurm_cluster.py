@@ -7,6 +7,10 @@ and socket (in a folder of mode 755) are private, ``SlurmUser=root``, process tr
 ``sacct -c`` from the job-completion file. The controller can be stopped and started again
 on its own (for the outage tests) over the same state folder.
 
+``start_cluster(dir, slurmdbd=True)`` adds real accounting (tests/slurmdbd_services.py:
+MariaDB and slurmdbd, the cluster registered with sacctmgr) and sends slurmctld's records
+there instead of ``accounting_storage/none``; ``overrides`` sets single slurm.conf keys.
+
 Requeue tests: a requeued job waits ``cred_expire`` seconds (default 120) before it may
 start again, and then for the next scheduling pass (``sched_interval``, default 60):
 both are short here so that a requeued job runs again within about 12 s. (cred_expire is
@@ -22,6 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.services import Service, free_port, missing, require, start, stop_pid
 
@@ -86,6 +91,7 @@ class SlurmCluster:
     conf: Path
     binaries: dict[str, str]
     munge: Service | None = None
+    accounting: Any = None  # tests.slurmdbd_services.Slurmdbd when started with slurmdbd
     slurmctld: Service | None = None
     slurmd: Service | None = None
     ports: dict[str, int] = field(default_factory=dict)
@@ -129,13 +135,32 @@ class SlurmCluster:
             self.slurmctld = None
 
     def stop(self) -> None:
-        for service in (self.slurmd, self.slurmctld, self.munge):
+        for service in (self.slurmd, self.slurmctld):
             if service is not None:
                 service.stop()
+        if self.accounting is not None:
+            self.accounting.stop()
+        if self.munge is not None:
+            self.munge.stop()
 
 
-def start_cluster(directory: Path) -> SlurmCluster:
-    """Start munged, slurmctld and slurmd; ready when the node is idle (about 1-2 s)."""
+def _override(text: str, conf: dict[str, str]) -> str:
+    """slurm.conf with these keys set (replaced where present, appended otherwise)."""
+    lines = text.splitlines()
+    for key, value in conf.items():
+        at = [i for i, line in enumerate(lines) if line.startswith(key + "=")]
+        if at:
+            lines[at[0]] = f"{key}={value}"
+        else:
+            lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def start_cluster(
+    directory: Path, *, slurmdbd: bool = False, overrides: dict[str, str] | None = None
+) -> SlurmCluster:
+    """Start munged, slurmctld and slurmd; ready when the node is idle (about 1-2 s).
+    With ``slurmdbd``, MariaDB and slurmdbd first (about 5 s more)."""
     if os.geteuid() != 0:
         missing("a Slurm test cluster", "the tests start slurmd, which must run as root")
     binaries = require(*BINARIES, hint=HINT, search=SEARCH)
@@ -151,18 +176,28 @@ def start_cluster(directory: Path) -> SlurmCluster:
         (directory / sub).mkdir()
     socket = munge_dir / "munge.socket.2"
     ports = {"ctld": free_port(), "slurmd": free_port()}
+    settings = dict(overrides or {})
+    accounting = None
+    if slurmdbd:
+        from tests.slurmdbd_services import Slurmdbd, slurm_conf_lines
+
+        accounting = Slurmdbd(directory, socket, directory / "slurm.conf")
+        settings = {**slurm_conf_lines(accounting.port, socket), **settings}
     conf = directory / "slurm.conf"
     conf.write_text(
-        SLURM_CONF.format(
-            dir=directory,
-            ctld_port=ports["ctld"],
-            slurmd_port=ports["slurmd"],
-            munge_socket=socket,
-            cpus=NODE_CPUS,
-            second_partition=SECOND_PARTITION,
+        _override(
+            SLURM_CONF.format(
+                dir=directory,
+                ctld_port=ports["ctld"],
+                slurmd_port=ports["slurmd"],
+                munge_socket=socket,
+                cpus=NODE_CPUS,
+                second_partition=SECOND_PARTITION,
+            ),
+            settings,
         )
     )
-    cluster = SlurmCluster(directory, conf, binaries, ports=ports)
+    cluster = SlurmCluster(directory, conf, binaries, ports=ports, accounting=accounting)
     try:
         cluster.munge = start(
             "munged",
@@ -180,6 +215,9 @@ def start_cluster(directory: Path) -> SlurmCluster:
             port=0,
             ready=socket.exists,
         )
+        if accounting is not None:
+            accounting.start()
+            accounting.register("xgtest", cluster.env)
         cluster.slurmd = start(
             "slurmd",
             [binaries["slurmd"], "-D", "-f", str(conf), "-N", "localhost"],

@@ -9,9 +9,12 @@ credentials, a staging failure) and ``work/`` (the job's working directory), and
 Nothing twice: a folder whose ``submit.json`` has no Slurm id yet (the gateway died
 between writing it and sbatch answering) is looked up by its job name in squeue and
 sacct before anything is submitted again. One poll for all: ``status`` answers from a
-snapshot of ONE ``squeue --json`` (plus one ``sacct`` for the ids squeue has forgotten),
+snapshot of ONE ``squeue --json`` (plus one ``sacct`` for the ids squeue has forgotten,
+from slurmdbd or the job-completion file: backends/execution/slurm_accounting.py),
 taken at most once per ``poll_interval_seconds`` however many callers and jobs there are;
-final states are written into the folder so that a restart never asks Slurm again.
+final states are written into the folder so that a restart never asks Slurm again. When
+the accounting cannot answer yet, a job keeps its last known state (a ``started`` marker
+in the folder remembers Running across restarts) with a reason that says why.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from backends.execution import slurm_job
+from backends.execution.slurm_accounting import Accounting
 from backends.execution.slurm_cli import (
     UNKNOWN_JOB,
     SlurmCLI,
     SlurmCommandError,
     expand_tasks,
-    sacct_exit,
     to_status,
     wait_status,
 )
@@ -50,9 +53,10 @@ from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAcco
 
 NAME_PREFIX = "xg-"
 FINAL_FILE = "final.json"
+STARTED_FILE = "started"  # the job was seen running (its last known state after a restart)
 SUBMIT_FILE = "submit.json"
 PARTITIONS_TTL = 30.0  # seconds a sinfo list of partitions is trusted
-TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "runuser")
+TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "runuser", "sdiag")
 
 
 def _get(options: Any, name: str, default: Any) -> Any:
@@ -114,7 +118,11 @@ class SlurmExecutionBackend(ExecutionBackend):
         self.poll_interval = float(_get(options, "poll_interval_seconds", 2))
         self.retries = int(_get(options, "submit_retries", 3))
         self.backoff = float(_get(options, "submit_backoff_seconds", 1))
-        self.use_jobcomp = bool(_get(options, "sacct_completion_file", True))
+        self.accounting = Accounting(
+            self.cli,
+            str(_get(options, "accounting", "auto")),
+            bool(_get(options, "sacct_completion_file", True)),
+        )
         self.python = str(_get(options, "python", "") or sys.executable)
         configured = str(_get(options, "work_dir", ""))
         self.work_dir = Path(configured) if configured else context.state_dir / "slurm"
@@ -133,6 +141,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         self._polled_wall = 0.0
         self._final: dict[str, JobStatus] = {}
         self._live: set[str] = set()  # known to have no final state on file yet
+        self._seen: dict[str, JobStatus] = {}  # last state squeue showed (this process)
         self._folders: dict[str, Path] = {}
         self.polls = 0  # for the benchmark and the tests: how many squeue calls so far
 
@@ -166,8 +175,16 @@ class SlurmExecutionBackend(ExecutionBackend):
             for n in nodes
             if "down" not in n.get("state", "") and "drain" not in n.get("state", "")
         ]
+        # jobs still run while the accounting is away: it is said, not counted as down
+        self.accounting.probe()
         return HealthReport(
-            bool(up), f"{len(up)} of {len(nodes)} Slurm nodes up", {"nodes": len(nodes)}
+            bool(up),
+            f"{len(up)} of {len(nodes)} Slurm nodes up; {self.accounting.describe()}",
+            {
+                "nodes": len(nodes),
+                "accounting": self.accounting.known_source,
+                "accounting_reachable": not self.accounting.problem,
+            },
         )
 
     def _sinfo(self) -> list[dict[str, Any]]:
@@ -403,14 +420,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         for job in jobs:
             if job.get("name") == name:
                 return str(job.get("array_job_id") or job["job_id"])
-        if self.use_jobcomp:
-            # sacct -c does not filter by --name: match the names here
-            out = self.cli.run("sacct", ["-c", "-X", "-n", "-P", "-o", "JobID,JobName"])
-            for line in out.splitlines():
-                job_id, _, job_name = line.partition("|")
-                if job_name == name:
-                    return job_id.split("_")[0]
-        return None
+        return self.accounting.find_by_name(name)
 
     # -- status: one poll for all ---------------------------------------------------------
     def poll(self) -> dict[str, JobStatus]:
@@ -450,13 +460,17 @@ class SlurmExecutionBackend(ExecutionBackend):
                 self._polled_at = time.monotonic()
             snapshot = self._snapshot
         missing = [b for b in wanted if b not in snapshot]
-        found = self._sacct(missing) if missing and self.use_jobcomp else {}
+        finished = self.accounting.finished(missing)
         for backend_id in wanted:
-            status = snapshot.get(backend_id) or found.get(backend_id)
+            status = snapshot.get(backend_id) or finished.statuses.get(backend_id)
+            if status is None and backend_id in finished.pending:
+                status = self._last_known(backend_id, finished.pending[backend_id])
             if status is None:
                 continue
             if status.state.terminal:
                 status = self._finalize(backend_id, status)
+            elif backend_id in snapshot:
+                self._remember(backend_id, status)
             answer[backend_id] = status
         return answer
 
@@ -470,6 +484,39 @@ class SlurmExecutionBackend(ExecutionBackend):
             self._final.pop(backend_id, None)
             self._live.add(backend_id)
         return gone
+
+    def _remember(self, backend_id: str, status: JobStatus) -> None:
+        """Keep the last state squeue showed; mark the folder once the job ran."""
+        before = self._seen.get(backend_id)
+        self._seen[backend_id] = status
+        if status.state is JobState.RUNNING and (
+            before is None or before.state is not status.state
+        ):
+            with contextlib.suppress(OSError, UnknownResource):
+                marker = self.folder_of(backend_id) / STARTED_FILE
+                if not marker.exists():
+                    marker.touch()
+
+    def _last_known(self, backend_id: str, why: str) -> JobStatus:
+        """Squeue forgot the job and the accounting cannot tell its end yet: what was
+        last seen stands (never a guess at a final state), and the reason says why."""
+        seen = self._seen.get(backend_id)
+        if seen is not None:
+            state, substate = seen.state, seen.substate
+        else:
+            try:
+                ran = (self.folder_of(backend_id) / STARTED_FILE).exists()
+            except UnknownResource:
+                ran = False
+            state, substate = (JobState.RUNNING if ran else JobState.PENDING), ""
+        return JobStatus(
+            state,
+            substate=substate,
+            reason=(
+                f"Slurm no longer lists job {backend_id} and its end is not known yet: "
+                f"{why}; the last known state ({state.value}) stands until it can be read"
+            ),
+        )
 
     def _submitted_at(self, backend_id: str) -> float:
         try:
@@ -508,35 +555,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             {"state": status.state.value, "exit_code": status.exit_code, "reason": status.reason},
         )
         self._final[backend_id] = status
+        self._seen.pop(backend_id, None)
         return status
-
-    def _sacct(self, backend_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Finished jobs squeue no longer holds: ONE sacct over the job-completion file."""
-        jobs = sorted({b.split("_")[0] for b in backend_ids})
-        try:
-            out = self.cli.run(
-                "sacct",
-                [
-                    "-c",
-                    "-X",
-                    "-n",
-                    "-P",
-                    "-j",
-                    ",".join(jobs),
-                    "-o",
-                    "JobID,State,ExitCode,Start,End",
-                ],
-            )
-        except SlurmCommandError:
-            return {}
-        found: dict[str, JobStatus] = {}
-        for line in out.splitlines():
-            fields = line.split("|")
-            if len(fields) < 5:
-                continue
-            code, signum = sacct_exit(fields[2])
-            found[fields[0]] = to_status(fields[1], "", code, signum, fields[3], fields[4])
-        return found
 
     def invalidate(self) -> None:
         with self._lock:

@@ -37,6 +37,11 @@ class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
     def records_dir(self) -> Path:
         return self.root / META
 
+    @property
+    def ledger_dir(self) -> Path:
+        """Beside the volume records: every gateway using this root shares the ledgers."""
+        return self.root / META
+
     def _volume_root(self, name: str) -> Path:
         vo, _ = self._volume_record(name)
         return self.root / vo / name
@@ -67,6 +72,7 @@ class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
         root = self._volume_root(name)
         self._meta(name).unlink()  # first: the name stops resolving at once
         shutil.rmtree(root, ignore_errors=True)
+        (self.root / META / f"{name}.ledger").unlink(missing_ok=True)  # its reservations
 
     # -- URLs --------------------------------------------------------------------------------
     def url(self, volume: str, path: str = "") -> str:

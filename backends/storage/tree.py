@@ -4,6 +4,9 @@ backends share this code and differ only in how a volume is made, found and moun
 
 Quotas are enforced here, by the gateway, on every write stream: a write that would take
 the volume past its quota fails with :class:`QuotaExceeded` and its temp file is removed.
+Concurrent writers (threads, or gateway processes sharing the volume) reserve their bytes
+in a per-volume ledger under a file lock before writing them, so together they never
+overrun the quota (:mod:`backends.storage.quota`).
 (GlusterFS and XtreemFS also get the quota set in the file system itself, as a backstop
 for writers that do not go through the gateway.) Every write goes to a hidden temp file
 beside the target and is renamed into place only when complete, so a failed transfer
@@ -30,6 +33,7 @@ from backends.interfaces import (
     UnknownResource,
 )
 from backends.model import FileInfo, Volume
+from backends.storage.quota import QuotaLedger
 from backends.storage.urls import VolumeURLError, check_name, clean_path
 
 CHUNK = 1024 * 1024
@@ -44,7 +48,8 @@ def checked_name(name: str, what: str) -> str:
 
 
 def used_bytes(root: Path) -> int:
-    """Bytes in the files under ``root`` (sizes, not blocks: what a quota counts)."""
+    """Bytes in the files under ``root`` (sizes, not blocks: what a quota counts). Writes
+    in progress (temp files) are not counted: their reservations are."""
     total = 0
     stack = [str(root)]
     while stack:
@@ -53,27 +58,54 @@ def used_bytes(root: Path) -> int:
                 with contextlib.suppress(FileNotFoundError):
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
+                    elif entry.is_file(follow_symlinks=False) and TEMP_MARK not in entry.name:
                         total += entry.stat(follow_symlinks=False).st_size
     return total
 
 
 class _QuotaStream:
-    """A write stream that refuses bytes past ``allowance`` (None: no bound)."""
+    """A write stream that reserves its bytes in the volume's ledger before writing them
+    (``ledger`` None: no quota). ``size`` is the declared size, reserved at once."""
 
-    def __init__(self, raw: BinaryIO, allowance: int | None, what: str) -> None:
+    def __init__(
+        self,
+        raw: BinaryIO,
+        what: str,
+        ledger: QuotaLedger | None = None,
+        *,
+        quota: int = 0,
+        size: int | None = None,
+        target: Path | None = None,
+        temp: Path | None = None,
+        credit: int = 0,
+    ) -> None:
         self.raw = raw
-        self.allowance = allowance
         self.what = what
+        self.ledger = ledger
+        self.quota = quota
+        self.key = uuid.uuid4().hex
+        self.target, self.temp, self.credit = str(target), str(temp), credit
         self.written = 0
+        self.reserved = 0
+        if ledger is not None and size:
+            self._reserve(size)
+
+    def _reserve(self, total: int) -> None:
+        assert self.ledger is not None
+        free = self.ledger.reserve(
+            self.key, total, self.quota, target=self.target, temp=self.temp, credit=self.credit
+        )
+        if free >= 0:
+            raise QuotaExceeded(
+                f"{self.what}: the volume's quota of {self.quota} bytes would be exceeded "
+                f"({total} bytes needed, {free} free)"
+            )
+        self.reserved = total
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         n = len(data)
-        if self.allowance is not None and self.written + n > self.allowance:
-            raise QuotaExceeded(
-                f"{self.what}: the volume's quota would be exceeded "
-                f"({self.allowance} bytes were free)"
-            )
+        if self.ledger is not None and self.written + n > self.reserved:
+            self._reserve(self.written + n)
         self.raw.write(data)
         self.written += n
         return n
@@ -132,6 +164,13 @@ class DirectoryVolumes(StorageBackend):
                 f"volume {name!r} holds {used} bytes; a quota of {quota_bytes} bytes "
                 "would be below that: delete files first"
             )
+        reserved = self.reserved_bytes(name) if quota_bytes is not None else 0
+        if quota_bytes is not None and quota_bytes < used + reserved:
+            raise InvalidState(
+                f"volume {name!r} holds {used} bytes and writes in progress reserve "
+                f"{reserved} more; a quota of {quota_bytes} bytes would be below that: "
+                "try again when they are done"
+            )
 
     # -- paths -----------------------------------------------------------------------------
     def _path(self, volume: str, path: str) -> tuple[Path, str]:
@@ -188,8 +227,29 @@ class DirectoryVolumes(StorageBackend):
         except IsADirectoryError:
             raise InvalidRequest(f"{relative!r} on volume {volume!r} is a folder") from None
 
+    @property
+    def ledger_dir(self) -> Path:
+        """Where the quota ledgers live: every gateway process writing to these volumes
+        must see the same folder (the state folder by default)."""
+        return self.context.state_dir / "quota-ledgers"
+
+    def _ledger(self, volume: str) -> QuotaLedger:
+        root = self._volume_root(volume)
+        return QuotaLedger(self.ledger_dir, volume, lambda: used_bytes(root))
+
+    def reserved_bytes(self, volume: str) -> int:
+        """Bytes reserved by writes in flight on the volume."""
+        ledger = self._ledger(checked_name(volume, "volume"))
+        try:
+            return ledger.reserved()
+        finally:
+            ledger.close()
+
     @contextlib.contextmanager
-    def open_write(self, volume: str, path: str, *, overwrite: bool = True) -> Iterator[BinaryIO]:
+    def open_write(
+        self, volume: str, path: str, *, overwrite: bool = True, size: int | None = None
+    ) -> Iterator[BinaryIO]:
+        """``size``, when known, is reserved against the quota before the first byte."""
         target, relative = self._path(volume, path)
         if not relative:
             raise InvalidRequest("a file path on the volume is needed, not its root")
@@ -199,18 +259,17 @@ class DirectoryVolumes(StorageBackend):
         if not overwrite and os.path.lexists(target):
             raise InvalidState(f"{what}: the file exists and overwriting was not asked for")
         _, quota = self._volume_record(volume)
-        allowance = None
-        if quota is not None:
-            replaced = target.stat().st_size if overwrite and target.is_file() else 0
-            allowance = quota - used_bytes(self._volume_root(volume)) + replaced
+        ledger = None if quota is None else self._ledger(volume)
+        credit = target.stat().st_size if overwrite and target.is_file() else 0
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
-        try:
-            with temp.open("xb") as raw:
-                stream = _QuotaStream(raw, allowance, what)
-                yield stream  # type: ignore[misc]
-                raw.flush()
-                os.fsync(raw.fileno())
+
+        def commit() -> int:
+            """The temp file becomes the target; returns the bytes this adds."""
+            try:
+                replaced = target.stat().st_size if target.is_file() else 0
+            except FileNotFoundError:
+                replaced = 0
             if overwrite:
                 os.replace(temp, target)
             else:
@@ -219,12 +278,43 @@ class DirectoryVolumes(StorageBackend):
                 except FileExistsError:
                     raise InvalidState(f"{what}: the file appeared meanwhile") from None
                 temp.unlink()
+            return stream.written - replaced
+
+        stream = None
+        try:
+            with temp.open("xb") as raw:
+                stream = _QuotaStream(
+                    raw, what, ledger, quota=quota or 0, size=size, target=target, temp=temp,
+                    credit=credit,
+                )  # fmt: skip
+                yield stream  # type: ignore[misc]
+                raw.flush()
+                os.fsync(raw.fileno())
+            if ledger is None:
+                commit()
+            else:
+                free = ledger.settle(stream.key, stream.written, quota or 0, commit)
+                if free >= 0:
+                    raise QuotaExceeded(
+                        f"{what}: the volume's quota of {quota} bytes would be exceeded "
+                        f"({stream.written} bytes written, {free} free)"
+                    )
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            self._abandon(ledger, stream, temp)
             raise InvalidRequest(f"{what}: {exc.strerror or exc}") from exc
         except BaseException:
-            temp.unlink(missing_ok=True)
+            self._abandon(ledger, stream, temp)
             raise
+        finally:
+            if ledger is not None:
+                ledger.close()
+
+    @staticmethod
+    def _abandon(ledger: QuotaLedger | None, stream: _QuotaStream | None, temp: Path) -> None:
+        """A failed write: no temp file, no reservation left behind."""
+        temp.unlink(missing_ok=True)
+        if ledger is not None and stream is not None:
+            ledger.release(stream.key)
 
     def delete(self, volume: str, path: str) -> None:
         target, relative = self._path(volume, path)
@@ -239,7 +329,12 @@ class DirectoryVolumes(StorageBackend):
                 raise UnknownResource(f"no file {relative!r} on volume {volume!r}") from None
 
     def copy_in(self, volume: str, path: str, local: Path, *, overwrite: bool = True) -> int:
-        with local.open("rb") as source, self.open_write(volume, path, overwrite=overwrite) as out:
+        with (
+            local.open("rb") as source,
+            self.open_write(
+                volume, path, overwrite=overwrite, size=os.fstat(source.fileno()).st_size
+            ) as out,
+        ):
             return _pump(source, out)
 
     def copy_out(self, volume: str, path: str, local: Path) -> int:

@@ -63,6 +63,7 @@ class DomainFacts:
     size: str = ""
     share: int | None = None
     disk_volume: str = ""
+    overlay: str = ""  # path of the qcow2 overlay made for it over a volume image
     links: tuple[Link, ...] = ()
     pending_save: str = ""
     managed: bool = False  # carries the xtreemgate metadata element
@@ -87,8 +88,12 @@ def build_domain(
     disk_path: str = "",
     disk_format: str = "qcow2",
     disk_volume: str = "",
+    overlay: str = "",
+    backing: tuple[str, str] | None = None,
 ) -> str:
-    """A persistent domain definition for ``spec`` (cores/memory already resolved)."""
+    """A persistent domain definition for ``spec`` (cores/memory already resolved).
+    ``backing`` (path, format) is the image under a qcow2 overlay disk, stated in the
+    XML so libvirt uses exactly that chain instead of probing it."""
     dom = etree.Element("domain", type=domain_type)
     etree.SubElement(dom, "name").text = domain_name(vm_id)
     etree.SubElement(dom, "uuid").text = vm_id
@@ -101,6 +106,7 @@ def build_domain(
             image=spec.image,
             size=spec.size,
             disk_volume=disk_volume,
+            overlay=overlay,
             user_data=spec.user_data,
             ssh_keys=spec.ssh_keys,
         )
@@ -118,7 +124,7 @@ def build_domain(
     etree.SubElement(dom, "on_crash").text = "preserve"  # keep it visible as "error"
     devices = etree.SubElement(dom, "devices")
     if disk_path:
-        devices.append(disk_device(disk_path, "vda", disk_format))
+        devices.append(disk_device(disk_path, "vda", disk_format, backing))
     return serialize(dom)
 
 
@@ -129,6 +135,7 @@ def build_metadata(
     image: str = "",
     size: str = "",
     disk_volume: str = "",
+    overlay: str = "",
     user_data: str = "",
     ssh_keys: tuple[str, ...] = (),
     links: tuple[Link, ...] = (),
@@ -141,6 +148,7 @@ def build_metadata(
         ("image", image),
         ("size", size),
         ("disk", disk_volume),
+        ("overlay", overlay),
         ("user-data", user_data),
         ("pending-save", pending_save),
     ):
@@ -214,6 +222,7 @@ def read_facts(xml: str) -> DomainFacts:
         size=meta_values.get("size", ""),
         share=int(shares) if shares else None,
         disk_volume=meta_values.get("disk", ""),
+        overlay=meta_values.get("overlay", ""),
         links=tuple(links),
         pending_save=meta_values.get("pending-save", ""),
         managed=meta is not None,
@@ -243,6 +252,7 @@ def replace_metadata(xml: str, **changes: object) -> str:
         "image": facts.image,
         "size": facts.size,
         "disk_volume": facts.disk_volume,
+        "overlay": facts.overlay,
         "user_data": user_data,
         "ssh_keys": ssh_keys,
         "links": facts.links,
@@ -290,10 +300,16 @@ def set_resources(xml: str, *, cores: int, memory_mib: int, title: str) -> str:
     return serialize(dom)
 
 
-def disk_device(path: str, target: str, disk_format: str = "raw") -> etree._Element:
+def disk_device(
+    path: str, target: str, disk_format: str = "raw", backing: tuple[str, str] | None = None
+) -> etree._Element:
     disk = etree.Element("disk", type="file", device="disk")
     etree.SubElement(disk, "driver", name="qemu", type=disk_format)
     etree.SubElement(disk, "source", file=path)
+    if backing is not None:
+        store = etree.SubElement(disk, "backingStore", type="file")
+        etree.SubElement(store, "format", type=backing[1])
+        etree.SubElement(store, "source", file=backing[0])
     etree.SubElement(disk, "target", dev=target, bus="virtio")
     return disk
 

@@ -19,7 +19,16 @@ What differs between the ``test:///`` driver (embedded default, tests) and a rea
   process, ``test:///<file>`` per connection); volumes and networks are bookkeeping
   only, and free memory comes from the domains' sizes, not from the host;
 * a VLAN tag on a network needs an Open vSwitch bridge or ``hostdev`` forwarding on a
-  real host; the test driver accepts it on any network.
+  real host; the test driver accepts it on any network;
+* it never opens a disk: a VM made from a volume image gets its real qcow2 overlay (made
+  by qemu-img) and the domain names it, but nothing boots from it.
+
+An os_tpl is either a volume of the image pool (cloned into the VM's disk by libvirt) or
+the URL of an image uploaded onto a storage volume (``xtreemgate image upload``): then the
+VM's disk is a qcow2 overlay over that image, made with qemu-img in ``vm.disk_dir`` (see
+:mod:`backends.vm.overlays`) and removed with the VM. The gateway makes the overlay on its
+own host, so a remote hypervisor must see ``vm.disk_dir`` and the volume mounts at the
+same paths (a shared file system, as XtreemFS and GlusterFS are meant to be).
 """
 
 from __future__ import annotations
@@ -29,13 +38,17 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from backends.images import local_image
 from backends.interfaces import (
     BackendError,
     BackendUnavailable,
+    InvalidRequest,
     InvalidSpec,
     InvalidState,
+    StorageBackend,
     UnknownResource,
     VMBackend,
 )
@@ -45,7 +58,8 @@ from backends.model import (
     VMInfo,
     VMSpec,
 )
-from backends.vm import domain_xml, states
+from backends.storage import urls
+from backends.vm import domain_xml, overlays, states
 from backends.vm.annotations import Annotations
 from backends.vm.checks import MIB, TEMPLATE_NAME, canonical_id, quietly
 from backends.vm.domain_xml import DomainFacts
@@ -66,6 +80,12 @@ _OCCI_ARCHITECTURES = {"x86": "i686", "x64": "x86_64"}  # OCCI compute.architect
 _BULK_STATES = 16  # more stale domains than this (and 5 %): all states in one call
 _LOAD_REFRESH = 5.0  # seconds placement trusts the event-fed cache without a full pass
 _AUTO_POOLS = ("default", "default-pool")
+
+
+def is_volume_url(image: str) -> bool:
+    """An os_tpl naming an image on a storage volume (not a volume of the image pool)."""
+    scheme, sep, _ = image.partition("://")
+    return bool(sep) and scheme.lower() in urls.SCHEMES
 
 
 class _Saved(NamedTuple):
@@ -109,6 +129,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
             raw_sizes = {"small": {"cores": 1, "memory_mib": 1024}}
         self.sizes: dict[str, tuple[int, int]] = {k: _size_pair(v) for k, v in raw_sizes.items()}
         self.annotations = Annotations(context.state_dir / "libvirt-annotations.json")
+        self.disk_dir = Path(_option(options, "disk_dir", "") or context.state_dir / "vm-disks")
+        self.storage: StorageBackend | None = None
         self._placement_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._link_lock = threading.Lock()
@@ -136,6 +158,22 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
             f"no storage pool {' or '.join(repr(n) for n in names)} on {host.uri}; "
             f"define it there or set {key}"
         )
+
+    def use_storage(self, storage: StorageBackend) -> None:
+        """The storage backend whose volume URLs may be os_tpl images (wired at start)."""
+        self.storage = storage
+
+    def _volume_image(self, url: str) -> overlays.Image:
+        """The local file and format of an os_tpl image on a storage volume; InvalidSpec
+        (the client's os_tpl cannot be used) when it is gone, outside its volume, or not a
+        standalone qcow2/raw image."""
+        if self.storage is None:
+            raise InvalidSpec(f"os_tpl {url!r} is on a storage volume, and no storage is set up")
+        try:
+            path = local_image(self.storage, url)
+        except (UnknownResource, InvalidRequest) as exc:
+            raise InvalidSpec(f"os_tpl image {url}: {exc}; upload it again") from None
+        return overlays.probe(path, url)
 
     def _domain_type(self, host: Host) -> str:
         return self.domain_type or ("test" if host.is_test_driver else "kvm")
@@ -328,7 +366,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         without_image = 0
         for host in self.hosts.values():
             try:
-                if spec.image and not self._has_image(host, spec.image):
+                pooled = spec.image and not is_volume_url(spec.image)
+                if pooled and not self._has_image(host, spec.image):
                     without_image += 1
                     continue
                 loads.append(self._load(host))
@@ -358,6 +397,7 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
         """
         vm_id = canonical_id(vm_id)
         spec = self._resolve(spec)
+        image = self._volume_image(spec.image) if is_volume_url(spec.image) else None
         with self._placement_lock:
             try:
                 self._locate(vm_id)
@@ -367,22 +407,29 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                 raise InvalidState(f"compute {vm_id} already exists")
             host = self._place(vm_id, spec)
             with host.call(f"creating compute {vm_id}") as conn:
-                disk_path = disk_volume = ""
+                disk_path = disk_volume = overlay = ""
                 disk_format = "raw"
-                volume = None
-                if spec.image:
+                volume = backing = None
+                if image is not None:
+                    overlay = str(self.disk_dir / f"{domain_xml.VM_DISK_PREFIX}{vm_id}.qcow2")
+                    overlays.create_overlay(image, Path(overlay))
+                    disk_path, disk_format = overlay, "qcow2"
+                    backing = (str(image.path), image.format)
+                elif spec.image:
                     volume, disk_format = self._clone_image(host, conn, vm_id, spec.image)
                     disk_path, disk_volume = volume.path(), volume.name()
-                xml = domain_xml.build_domain(
-                    vm_id,
-                    spec,
-                    domain_type=self._domain_type(host),
-                    disk_path=disk_path,
-                    disk_format=disk_format or "raw",
-                    disk_volume=disk_volume,
-                )
                 dom = None
                 try:
+                    xml = domain_xml.build_domain(
+                        vm_id,
+                        spec,
+                        domain_type=self._domain_type(host),
+                        disk_path=disk_path,
+                        disk_format=disk_format or "raw",
+                        disk_volume=disk_volume,
+                        overlay=overlay,
+                        backing=backing,
+                    )
                     dom = conn.defineXML(xml)
                     dom.create()
                 except BaseException:
@@ -390,6 +437,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                         quietly(dom.undefine)
                     if volume is not None:
                         quietly(volume.delete, 0)
+                    if overlay:
+                        overlays.remove_overlay(Path(overlay), self.disk_dir)
                     raise
                 entry = self._read(host, dom)
         return self._info(host, vm_id, entry)
@@ -563,6 +612,11 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                 f"image template name {name!r}: use letters, digits, '.', '_', '-' "
                 "(at most 128, not starting with 'xg-')"
             )
+        if current.facts.overlay:
+            raise InvalidState(
+                f"compute {vm_id} runs on an overlay over a volume image ({current.facts.image})"
+                "; save works for VMs made from the hypervisor's own image templates only"
+            )
         if not current.facts.disk_volume:
             raise InvalidState(f"compute {vm_id} has no disk (no os_tpl) to save")
         images = self._pool(host, conn, images=True)
@@ -671,6 +725,8 @@ class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
                     dom.managedSaveRemove(0)
                 dom.undefine()
             host.cache.forget(vm_id)
+            if facts.overlay:
+                overlays.remove_overlay(Path(facts.overlay), self.disk_dir)
             if facts.disk_volume:
                 try:
                     self._pool(host, conn).storageVolLookupByName(facts.disk_volume).delete(0)

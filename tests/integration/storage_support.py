@@ -1,9 +1,11 @@
 """Storage backends for the contract suite: the POSIX tree in a temp folder, and a real
 GlusterFS volume served by a glusterd this session starts (or the one already running).
 
-glusterd keeps its state in /var/lib/glusterd, shared with anything else on the host, so
-the fixture touches only volumes it made: their names start with ``xgtest-`` and carry
-the gateway's VO option; bricks and mounts live in a temp folder.
+glusterd keeps its state in /var/lib/glusterd, shared with anything else on the host
+(other test sessions included), so the fixture touches only volumes this session made:
+their names start with ``xgtest-<pid>-`` (:data:`SESSION`) and carry the gateway's VO
+option; bricks and mounts live in a temp folder. A glusterd this session started is
+stopped at the end only when no other session's test volume is still on it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from backends.storage.glusterfs import GlusterStorageBackend
 from backends.storage.posix import PosixStorageBackend
 from tests import services
 
-PREFIX = "xgtest-"
+PREFIX = "xgtest-"  # every test volume, of any session
+SESSION = f"{PREFIX}{os.getpid():x}-"  # the volumes of this session (pytest process)
 HINT = "apt-get install glusterfs-server glusterfs-client (and run the tests as root)"
 
 
@@ -57,13 +60,17 @@ def glusterd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespa
     try:
         yield SimpleNamespace(folder=folder, made=made, gluster=found["gluster"])
     finally:
+        others = False
         for backend in made:
-            for name in backend._volume_names():
-                if name.startswith(PREFIX):
-                    with contextlib.suppress(Exception):
-                        backend._destroy(name)
+            with contextlib.suppress(Exception):
+                for name in backend._volume_names():
+                    if name.startswith(SESSION):
+                        with contextlib.suppress(Exception):
+                            backend._destroy(name)
+                    elif name.startswith(PREFIX):
+                        others = True
             backend.close()
-        if service is not None:
+        if service is not None and not others:
             service.stop()
 
 
@@ -85,13 +92,13 @@ def gluster_backend(glusterd: SimpleNamespace, tmp_path: Path) -> GlusterStorage
 
 
 def volume_name() -> str:
-    return f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    return f"{SESSION}{uuid.uuid4().hex[:8]}"
 
 
 def remove_volumes(backend: object) -> None:
     """Delete what a test left (the backend's own delete, so this is exercised too)."""
     for volume in backend.list_volumes():  # type: ignore[attr-defined]
-        if volume.name.startswith(PREFIX):
+        if volume.name.startswith(SESSION):
             with contextlib.suppress(Exception):
                 backend.delete_volume(volume.name)  # type: ignore[attr-defined]
     backend.close()  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from backends.store import migrate
 from tests import bes_messages as m
 from tests.conftest import PASSWORD, basic
 from tests.integration.storage_support import (
-    PREFIX,
+    SESSION,
     glusterd,  # noqa: F401 - the session fixture
 )
 from tests.integration.test_bes_endpoint import SOAPClient
@@ -50,7 +50,7 @@ def gl_app(make_settings, glusterd, tmp_path) -> Iterator[Any]:  # noqa: F811
     glusterd.made.append(storage)
     yield app
     for volume in storage.list_volumes():
-        if volume.name.startswith(PREFIX):
+        if volume.name.startswith(SESSION):
             storage.delete_volume(volume.name)
     runtime.close()
     shutil.rmtree(mounts, ignore_errors=True)
@@ -66,7 +66,7 @@ def world(gl_app) -> SimpleWorld:
     for user in ("alice", "bob"):
         add_user(runtime.db, user, PASSWORD)
     storage = runtime.backends["storage"]
-    name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    name = f"{SESSION}{uuid.uuid4().hex[:8]}"
     storage.create_volume(name, "physics", 64 * 1024)
     vo = runtime.backends["vo"]
     vo.create_vo("physics", creator="alice")
