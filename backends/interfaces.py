@@ -133,6 +133,23 @@ class ExecutionBackend(Backend):
     def signal(self, backend_id: str, signum: int) -> None:
         raise NotSupported(f"{self.name} cannot send signals to jobs")
 
+    def requeue(self, backend_id: str) -> None:
+        """Put a running or ended job back in the queue to run again from the start
+        (same backend id); its ended state is no longer final."""
+        raise NotSupported(f"{self.name} cannot requeue jobs")
+
+    def admit(self, job: JobSpec) -> None:
+        """Refuse, before anything is recorded, a job this backend will not take: a queue
+        hint it cannot honour (InvalidSpec, naming the queues there are), or any job while
+        its infrastructure is down and the site chose to refuse then (BackendUnavailable).
+        The default knows no queues, so a hint is refused rather than silently ignored:
+        the job might need that queue."""
+        if job.queue:
+            raise InvalidSpec(
+                f"the {self.name} execution backend has no queues: leave out the queue "
+                f"hint {job.queue!r}"
+            )
+
     def resources(self) -> dict[str, Any]:
         """What the execution resource offers (CPUs, memory, OS, architecture)."""
         raise NotSupported(f"{self.name} cannot describe its resources yet")

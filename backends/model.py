@@ -159,6 +159,8 @@ class JobSpec:
     spmd_variation: str = ""  # "" (not SPMD) or MPICH2, OpenMPI, ... (GFD.115 names)
     spmd_processes: int | None = None  # None with an SPMD variation: one per granted CPU
     name: str = ""
+    # the batch queue (Slurm partition) the submitter asked for; "" = the site's choice
+    queue: str = ""
     # -- added for JSDL (GFD.56/GFD.111/GFD.115); every one optional --
     project: str = ""  # jsdl:JobProject (accounting), "" if none
     # POSIX limits beyond the ones above (setrlimit names in the comments)

@@ -77,6 +77,9 @@ class SlurmSettings(Section):
     # <state_dir>/slurm, which only a one-host cluster can use.
     work_dir: str = ""
     partition: str = ""  # "" = the cluster's default partition
+    # Partitions a JSDL queue hint may name (the others are refused); empty = every
+    # partition sinfo reports.
+    partitions: list[str] = Field(default_factory=list)
     slurm_conf: str = ""  # SLURM_CONF for the tools; "" = theirs (/etc/slurm/slurm.conf)
     sbatch: str = "sbatch"
     squeue: str = "squeue"
@@ -94,6 +97,9 @@ class SlurmSettings(Section):
     # the reason (never silently lost).
     submit_retries: int = Field(3, ge=0, le=100)
     submit_backoff_seconds: float = Field(1.0, ge=0, le=600)
+    # "hold": CreateActivity accepts jobs while slurmctld is down (held and retried as
+    # above); "refuse": it answers a SOAP Server fault saying so, and records nothing.
+    controller_down: Literal["hold", "refuse"] = "hold"
     sdiag: str = "sdiag"  # how many records slurmctld still owes slurmdbd
     # Where finished jobs squeue has forgotten are read: "slurmdbd" (sacct from the
     # accounting database), "jobcomp" (sacct -c on the job-completion file), or "auto":

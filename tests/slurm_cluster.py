@@ -10,6 +10,11 @@ on its own (for the outage tests) over the same state folder.
 ``start_cluster(dir, slurmdbd=True)`` adds real accounting (tests/slurmdbd_services.py:
 MariaDB and slurmdbd, the cluster registered with sacctmgr) and sends slurmctld's records
 there instead of ``accounting_storage/none``; ``overrides`` sets single slurm.conf keys.
+
+Requeue tests: a requeued job waits ``cred_expire`` seconds (default 120) before it may
+start again, and then for the next scheduling pass (``sched_interval``, default 60):
+both are short here so that a requeued job runs again within about 12 s. (cred_expire is
+also how long a launch credential stays valid: 10 s leaves room on a loaded machine.)
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket}
+AuthInfo=socket={munge_socket},cred_expire=10
 StateSaveLocation={dir}/state
 SlurmdSpoolDir={dir}/spool
 SlurmctldPidFile={dir}/slurmctld.pid
@@ -73,7 +78,11 @@ SlurmdTimeout=60
 SlurmdParameters=config_overrides
 NodeName=localhost CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName={second_partition} Nodes=localhost Default=NO MaxTime=INFINITE State=UP
+SchedulerParameters=sched_interval=2
 """
+# A second partition on the same node: a JSDL queue hint chooses it (tests of the hint).
+SECOND_PARTITION = "grid"
 
 
 @dataclass
@@ -183,6 +192,7 @@ def start_cluster(
                 slurmd_port=ports["slurmd"],
                 munge_socket=socket,
                 cpus=NODE_CPUS,
+                second_partition=SECOND_PARTITION,
             ),
             settings,
         )
@@ -233,4 +243,4 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):  # type: 
     return value
 
 
-__all__ = ["SlurmCluster", "start_cluster", "stop_pid", "wait_for"]
+__all__ = ["SECOND_PARTITION", "SlurmCluster", "start_cluster", "stop_pid", "wait_for"]

@@ -34,6 +34,7 @@ from typing import Any
 from backends.execution import slurm_job
 from backends.execution.slurm_accounting import Accounting
 from backends.execution.slurm_cli import (
+    UNKNOWN_JOB,
     SlurmCLI,
     SlurmCommandError,
     expand_tasks,
@@ -44,6 +45,7 @@ from backends.interfaces import (
     BackendError,
     BackendUnavailable,
     ExecutionBackend,
+    InvalidSpec,
     InvalidState,
     UnknownResource,
 )
@@ -53,6 +55,7 @@ NAME_PREFIX = "xg-"
 FINAL_FILE = "final.json"
 STARTED_FILE = "started"  # the job was seen running (its last known state after a restart)
 SUBMIT_FILE = "submit.json"
+PARTITIONS_TTL = 30.0  # seconds a sinfo list of partitions is trusted
 TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "runuser", "sdiag")
 
 
@@ -102,6 +105,10 @@ class SlurmExecutionBackend(ExecutionBackend):
         execution = context.options
         options = getattr(execution, "slurm", None)
         self.partition = str(_get(options, "partition", ""))
+        self.allowed_partitions = [str(p) for p in _get(options, "partitions", [])]
+        self._partitions: tuple[float, list[str]] = (-1e9, [])  # (read at, names)
+        self.refuse_when_down = str(_get(options, "controller_down", "hold")) == "refuse"
+        self._pinged: tuple[float, str] = (-1e9, "")  # (when, "" or why it is down)
         paths = {tool: str(_get(options, tool, "")) or tool for tool in TOOLS}
         env = {}
         conf = str(_get(options, "slurm_conf", ""))
@@ -204,9 +211,65 @@ class SlurmExecutionBackend(ExecutionBackend):
             "node_count": len(nodes),
             "nodes": {n.get("name", ""): n.get("state", "") for n in nodes},
             "partitions": partitions,
+            # the ones a JSDL queue hint may name (all, unless the site lists some)
+            "queues": [p for p in partitions if p in self.allowed_partitions]
+            if self.allowed_partitions
+            else partitions,
             "running": counts[JobState.RUNNING],
             "pending": counts[JobState.PENDING],
         }
+
+    # -- queues: a JSDL queue hint names a partition ------------------------------------
+    def partitions(self) -> list[str]:
+        """The partitions sinfo reports, read at most every PARTITIONS_TTL seconds."""
+        read_at, names = self._partitions
+        if time.monotonic() - read_at >= PARTITIONS_TTL:
+            out = self.cli.run("sinfo", ["-h", "-o", "%R"])
+            names = sorted({line.strip() for line in out.splitlines() if line.strip()})
+            self._partitions = (time.monotonic(), names)
+        return names
+
+    def admit(self, job: JobSpec) -> None:
+        """In refuse mode, no job while slurmctld does not answer. A queue hint must name
+        a partition that exists (and that the site lets grid jobs use, if it lists them).
+        With the controller down in hold mode, existence cannot be asked: the hint passes
+        here and sbatch decides when the job is submitted."""
+        if self.refuse_when_down:
+            self._controller_up()
+        if not job.queue:
+            return
+        allowed = self.allowed_partitions
+        if allowed and job.queue not in allowed:
+            raise InvalidSpec(
+                f"queue {job.queue!r} is not open to grid jobs here; the queues are: "
+                + ", ".join(allowed)
+            )
+        try:
+            existing = self.partitions()
+        except BackendUnavailable:
+            return
+        if job.queue not in existing:
+            offered = [p for p in existing if not allowed or p in allowed]
+            raise InvalidSpec(
+                f"queue {job.queue!r} is not a partition of this Slurm cluster; the "
+                "partitions are: " + (", ".join(offered) or "none")
+            )
+
+    def _controller_up(self) -> None:
+        """``scontrol ping``, its answer kept for a poll interval (at least 1 s), so a
+        burst of CreateActivity costs one ping; BackendUnavailable while it is down."""
+        when, down = self._pinged
+        if time.monotonic() - when >= max(1.0, self.poll_interval):
+            try:
+                out = self.cli.run("scontrol", ["ping"])
+                down = "" if " is UP" in out else "scontrol ping: " + out.strip()
+            except SlurmCommandError:  # exit 1: "Slurmctld(primary) at <host> is DOWN"
+                down = "scontrol ping: slurmctld is DOWN"
+            except BackendError as exc:
+                down = str(exc)
+            self._pinged = (time.monotonic(), down)
+        if down:
+            raise BackendUnavailable(f"the Slurm controller does not answer ({down})")
 
     # -- who the job runs as -------------------------------------------------------------
     def account_for_job(self, account: LocalAccount | None) -> str:
@@ -274,7 +337,14 @@ class SlurmExecutionBackend(ExecutionBackend):
             )
             if owner is not None:
                 os.chown(staging, owner.pw_uid, owner.pw_gid)
-        text = slurm_job.script(job, folder, self.python, self.mpi_plugins, self.cli.paths["srun"])
+        text = slurm_job.script(
+            job,
+            folder,
+            self.python,
+            self.mpi_plugins,
+            self.cli.paths["srun"],
+            self.cli.paths["scontrol"],
+        )
         # the environment may hold what others should not read: the account's alone
         _write_text(folder / "job.sh", text, owner)
         return folder
@@ -364,6 +434,8 @@ class SlurmExecutionBackend(ExecutionBackend):
         wanted = []
         for backend_id in backend_ids:
             final = self._final.get(backend_id)
+            if final is not None and self._requeued(backend_id):
+                final = None
             if final is None and backend_id not in self._live:
                 final = self._stored_final(backend_id)  # once per process: after a restart
                 if final is None:
@@ -378,7 +450,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             stale = time.monotonic() - self._polled_at >= self.poll_interval
             if not stale:  # a job submitted (by any gateway process) after the snapshot
                 stale = any(
-                    b not in self._snapshot and self._submitted_at(b) >= self._polled_wall
+                    (b not in self._snapshot or self._snapshot[b].state.terminal)
+                    and self._submitted_at(b) >= self._polled_wall
                     for b in wanted
                 )
             if stale:
@@ -400,6 +473,17 @@ class SlurmExecutionBackend(ExecutionBackend):
                 self._remember(backend_id, status)
             answer[backend_id] = status
         return answer
+
+    def _requeued(self, backend_id: str) -> bool:
+        """A final state this process keeps whose file is gone: requeued elsewhere."""
+        try:
+            gone = not (self.folder_of(backend_id) / FINAL_FILE).exists()
+        except UnknownResource:
+            return False
+        if gone:
+            self._final.pop(backend_id, None)
+            self._live.add(backend_id)
+        return gone
 
     def _remember(self, backend_id: str, status: JobStatus) -> None:
         """Keep the last state squeue showed; mark the folder once the job ran."""
@@ -521,8 +605,51 @@ class SlurmExecutionBackend(ExecutionBackend):
             raise InvalidState(f"job {backend_id} is {status.state.value}: nothing to resume")
 
     def requeue(self, backend_id: str) -> None:
-        self._current(backend_id)
-        self._control("scontrol", ["requeue", backend_id], backend_id)
+        """Run the job again from the start, under the same Slurm id.
+
+        Jobs are submitted with --no-requeue so that a node failure ends them (NODE_FAIL,
+        reported) instead of running them twice unasked; and Slurm refuses ``scontrol
+        requeue`` for such a job. So the flag is lifted for this one explicit requeue and
+        set again at once. A job's script lifts it itself when it ends (slurm_job.script):
+        Slurm updates no flag of a finished job, and without that a Failed job could never
+        be requeued. A job ended by Slurm (TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, scancel)
+        keeps the flag off and stays ended. The old run's final state is removed, so
+        that no gateway process reports it again.
+        """
+        status = self._current(backend_id)
+        if status.state is JobState.PENDING:
+            raise InvalidState(f"job {backend_id} has not started: there is nothing to requeue")
+        if not status.state.terminal:
+            self._control("scontrol", ["update", f"JobId={backend_id}", "Requeue=1"], backend_id)
+        try:
+            self.cli.run("scontrol", ["requeue", backend_id])
+        except SlurmCommandError as exc:
+            if not status.state.terminal:
+                with contextlib.suppress(BackendError):
+                    self.cli.run("scontrol", ["update", f"JobId={backend_id}", "Requeue=0"])
+            if "disabled" in exc.text or "already finished" in exc.text:
+                raise InvalidState(
+                    f"Slurm will not requeue job {backend_id}: it ended "
+                    f"{status.reason or status.state.value} before its script finished "
+                    "(only a running job, or one whose script ran to its end, can be requeued)"
+                ) from exc
+            if UNKNOWN_JOB.search(exc.text):
+                raise InvalidState(
+                    f"Slurm no longer holds job {backend_id} (finished jobs are forgotten "
+                    "after MinJobAge): submit the activity again instead"
+                ) from exc
+            raise InvalidState(f"job {backend_id}: {exc.text}") from exc
+        with contextlib.suppress(BackendError):  # no silent rerun after a node failure
+            self.cli.run("scontrol", ["update", f"JobId={backend_id}", "Requeue=0"])
+        folder = self.folder_of(backend_id)
+        for name in (FINAL_FILE, f"{slurm_job.LOGS}/{slurm_job.STAGING_FAILED}"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+        self._final.pop(backend_id, None)
+        self._live.add(backend_id)
+        with contextlib.suppress(OSError):  # snapshots older than this are not believed
+            os.utime(self.work_dir / "jobs" / backend_id, follow_symlinks=False)
+        self.invalidate()
 
     def signal(self, backend_id: str, signum: int) -> None:
         status = self._current(backend_id)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from lxml import etree
 
 from backends.activities import ActivityRecord, NotTerminable, new_activity_id
-from backends.interfaces import BackendError, NotSupported
+from backends.interfaces import BackendError, BackendUnavailable, InvalidSpec, NotSupported
 from backends.model import LocalAccount, Resource
 from gateway import xmlsafe
 from gateway.bes import jsdl
@@ -104,6 +104,15 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
     if not jobs:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
     jobs = [bind_volumes(call, job) for job in jobs]  # volume URLs: resolved, authorised
+    for job in jobs:  # refused before any record: an unknown queue, a backend that is down
+        try:
+            call.execution.admit(job)
+        except InvalidSpec as exc:
+            raise invalid_request("jsdl-arc:QueueName", str(exc)) from exc
+        except BackendUnavailable as exc:
+            raise BESFault(
+                "", f"no new activities now: {exc}; try again later", code=SERVER
+            ) from exc
     account = _local_account(call, vo)
     document = etree.tostring(definition, encoding="unicode")
     created = [new_activity_id() for _ in jobs]
@@ -345,4 +354,7 @@ def get_factory_attributes_document(call: Call, payload: etree._Element) -> etre
     ).text = f"urn:xtreemgate:execution:{call.execution.name}"
     active = etree.SubElement(doc, q(XG, "ActiveActivities"), nsmap={"xg": XG})
     active.text = str(call.store.count(active_only=True))
+    # the names a queue hint (jsdl-arc:QueueName) may give, where the backend has queues
+    for queue in figures.get("queues", ()):
+        etree.SubElement(doc, q(XG, "Queue"), nsmap={"xg": XG}).text = str(queue)
     return response

@@ -1,5 +1,5 @@
 """Handlers of openapi/activities.yaml: job control beyond BES (list, read, suspend,
-resume, signal), on the same activity records and policy as the SOAP endpoint."""
+resume, signal, requeue), on the same activity records and policy as the SOAP endpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from connexion.problem import problem
 
 from backends.activities import ActivityRecord
 from backends.interfaces import BackendError, InvalidState, NotSupported, UnknownResource
-from backends.model import Principal
+from backends.model import JobState, JobStatus, Principal
 from gateway import runtime as runtime_module
 from gateway.auth.security import current_principal
 from gateway.bes.call import activity_resource, activity_store
@@ -86,9 +86,7 @@ def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> An
         return found
     record = _refreshed(rt, [found])[0]
     if record.state.terminal or not record.backend_id:
-        return problem(
-            409, "Conflict", f"cannot {verb} activity {activity_id}: it is {record.state.value}"
-        )
+        return problem(409, "Conflict", f"cannot {verb} activity {activity_id}: {_why(record)}")
     try:
         act(rt.backends["execution"], record.backend_id)
     except InvalidState as exc:
@@ -98,6 +96,15 @@ def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> An
     except NotSupported as exc:
         return problem(501, "Not Implemented", str(exc))
     return json_response(_render(rt, _refreshed(rt, [record])[0]))
+
+
+def _why(record: ActivityRecord) -> str:
+    if not record.backend_id and not record.state.terminal:
+        return (
+            f"it is {record.state.value} and not yet handed to the execution backend; "
+            "try again in a moment"
+        )
+    return f"it is {record.state.value}"
 
 
 def suspend_activity(activity_id: str) -> Any:
@@ -113,3 +120,35 @@ def signal_activity(activity_id: str, body: dict[str, str]) -> Any:
     return _control(
         activity_id, f"signal ({body['signal']})", lambda backend, bid: backend.signal(bid, signum)
     )
+
+
+def requeue_activity(activity_id: str) -> Any:
+    """Run a Running, Failed or Finished activity again from the start. The record goes
+    back to Pending at once, so no front end reports the old run's end as final; a
+    Cancelled one stays cancelled (TerminateActivities is for good)."""
+    rt = runtime_module.current()
+    principal = current_principal()
+    found = _authorised(rt, principal, activity_id, "control")
+    if not isinstance(found, ActivityRecord):
+        return found
+    record = _refreshed(rt, [found])[0]
+    if record.state in (JobState.PENDING, JobState.CANCELLED) or not record.backend_id:
+        why = {
+            JobState.PENDING: "it has not started",
+            JobState.CANCELLED: "terminated activities stay terminated",
+        }.get(record.state, "it never reached the execution backend")
+        return problem(
+            409,
+            "Conflict",
+            f"cannot requeue activity {activity_id}: it is {record.state.value} ({why})",
+        )
+    try:
+        rt.backends["execution"].requeue(record.backend_id)
+    except (InvalidState, UnknownResource) as exc:
+        return problem(409, "Conflict", f"cannot requeue activity {activity_id}: {exc}")
+    except NotSupported as exc:
+        return problem(501, "Not Implemented", str(exc))
+    store = activity_store(rt)
+    store.set_status(record.id, JobStatus(JobState.PENDING, reason=f"requeued by {principal.name}"))
+    # as written: Slurm may show the old run COMPLETING for a moment (reported Running)
+    return json_response(_render(rt, store.get(record.id) or record))

@@ -31,6 +31,8 @@ The rule for elements this reader does not know:
   their own bookkeeping, e.g. GridSAM's MyProxy hint) and inside jsdl:JobIdentification
   (descriptive by definition); foreign attributes are ignored everywhere (JSDL's
   anyAttribute extension points carry annotations);
+* ARC's queue hint (jsdl-arc:CandidateTarget/QueueName in Resources) is read as the
+  job's queue (gateway.bes.jsdl_queue);
 * from a foreign namespace anywhere else (JobDescription, Application, an application
   body, Resources, DataStaging, Source/Target): UnsupportedFeature naming it, since
   these extension points exist to change the job (UNICORE's UserPreCommand, GridSAM's
@@ -68,6 +70,7 @@ from gateway.bes.jsdl_common import (
     unknown_jsdl,
     unsupported,
 )
+from gateway.bes.jsdl_queue import is_candidate_target, read_candidate_target
 from gateway.bes.jsdl_range import read_range_value
 from gateway.bes.jsdl_staging import read_data_staging
 from gateway.bes.jsdl_sweep import expand_sweep
@@ -530,6 +533,7 @@ class _JobReader:
             "TotalDiskSpace": ("total_disk_space", "", False),
         }
         seen: set[str] = set()
+        queue_seen: set[str] = set()
         for child in elements(element):
             namespace, local = child_name(child, JSDL)
             if namespace == JSDL and local in seen:
@@ -555,6 +559,11 @@ class _JobReader:
                 )
             elif namespace in JSDL_NAMESPACES:
                 raise unknown_jsdl(child, "jsdl:Resources", RESOURCES_CHILDREN)
+            elif is_candidate_target(namespace, local):
+                if "CandidateTarget" in queue_seen:
+                    raise invalid(child, "appears twice in jsdl:Resources")
+                queue_seen.add("CandidateTarget")
+                self.fields["queue"] = read_candidate_target(child)
             else:
                 raise unsupported(
                     child,

@@ -190,7 +190,7 @@ def test_one_poll_answers_many_jobs(backend):
 def test_resources_from_sinfo(backend):
     resources = backend.resources()
     assert resources["cpu_count"] == NODE_CPUS
-    assert resources["partitions"] == ["debug"]
+    assert resources["partitions"] == ["debug", "grid"]
     assert resources["operating_system"] == "Linux"
     assert resources["architecture"]
     assert backend.health().ok
