@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import socket
+import subprocess
 import time
 import urllib.parse
 import uuid
@@ -24,6 +26,7 @@ import pytest
 import requests
 
 from gateway.storage.access import STORAGE_ADMIN_ROLE
+from tests import services
 from tests.conftest import PASSWORD
 from tests.integration.storage_api_support import detail, registered
 from tests.integration.test_cli import run
@@ -395,6 +398,30 @@ def test_paths_cannot_leave_the_volume(gw: Gateway, volume: str) -> None:
             assert "leads outside volume" in refused.json()["detail"]
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
     assert (outside / "secret").read_bytes() == b"not yours"
+
+
+def test_curl_as_a_client(gw: Gateway, volume: str, tmp_path: Path) -> None:
+    """The README's commands: curl -T uploads (PUT, no Content-Type), -r reads a range."""
+    curl = services.require("curl", hint="apt-get install curl")["curl"]
+    source = tmp_path / "run1.tar"
+    source.write_bytes(os.urandom(3 * MiB + 7))
+    url = f"{gw.url}/api/v1/volumes/{volume}/files/in/run1.tar"
+
+    def curl_as(who: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [curl, "-sS", "-u", f"{who}:{PASSWORD}", *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    sent = curl_as("carol", "-f", "-T", str(source), url)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["size"] == source.stat().st_size
+    part = curl_as("carol", "-f", "-r", "1000-1999", url)
+    assert part.returncode == 0 and part.stdout == source.read_bytes()[1000:2000]
+    refused = curl_as("dave", "-o", "/dev/null", "-w", "%{http_code}", url)
+    assert refused.stdout == b"403"
 
 
 # -- streams and memory ------------------------------------------------------------------
