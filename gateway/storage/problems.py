@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import flask
+
 from backends.interfaces import (
     BackendError,
     BackendUnavailable,
@@ -57,8 +59,26 @@ def for_error(exc: BackendError) -> tuple[dict, int, dict]:
     return problem(502, "Bad Gateway", f"the storage backend failed: {exc}")
 
 
+def for_os_error(exc: OSError, method: str, volume: str, path: str) -> tuple[dict, int, dict]:
+    """What the backend let through from the file system. A path through a file (a.txt/b)
+    is the caller's mistake: 404 to read or delete, 409 to write. Anything else is the
+    server's own trouble (500), said without the host's paths."""
+    where = f"{path!r} on volume {volume!r}"
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        detail = f"{where}: a part of the path is a file, not a folder"
+        return (
+            problem(409, "Conflict", detail)
+            if method == "PUT"
+            else problem(404, "Not Found", detail)
+        )
+    if isinstance(exc, FileNotFoundError):
+        return problem(404, "Not Found", f"no file {where}")
+    log.error("storage: %s %s: %s", method, where, exc)
+    return problem(500, "Internal Server Error", f"{where}: {exc.strerror or 'I/O error'}")
+
+
 def storage_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Backend refusals and HTTPProblems → their problem document."""
+    """Backend refusals, file-system errors and HTTPProblems → their problem document."""
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -68,5 +88,8 @@ def storage_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
             return problem(exc.status, exc.title, exc.detail, **exc.headers)
         except BackendError as exc:
             return for_error(exc)
+        except OSError as exc:
+            method = flask.request.method
+            return for_os_error(exc, method, kwargs.get("volume", ""), kwargs.get("path", ""))
 
     return wrapper

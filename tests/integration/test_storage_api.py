@@ -311,6 +311,16 @@ def test_replace_keep_and_length_required(gw: Gateway, volume: str) -> None:
     gw.call("carol", "PUT", f"/api/v1/volumes/{volume}/files/dir/f", data=b"x")
     onto_folder = gw.call("carol", "PUT", f"/api/v1/volumes/{volume}/files/dir", data=b"x")
     assert "it is a folder" in detail(onto_folder, 400)
+    through_a_file = f"/api/v1/volumes/{volume}/files/doc.txt/inner"
+    assert "a part of the path is a file" in detail(
+        gw.call("carol", "PUT", through_a_file, data=b"x"), 409
+    )
+    for method in ("GET", "DELETE"):
+        assert "is a file" in detail(gw.call("carol", method, through_a_file), 404)
+    assert gw.call("carol", "HEAD", through_a_file).status_code == 404
+    as_text = gw.call("carol", "PUT", path, data=b"t", headers={"Content-Type": "text/plain"})
+    assert "application/octet-stream" in detail(as_text, 415)
+    assert gw.call("carol", "GET", path).content == b"second"
 
 
 def test_range_requests(gw: Gateway, volume: str) -> None:
