@@ -78,6 +78,9 @@ def _head(info: FileInfo) -> flask.Response:
 
 @storage_errors
 def stat_file(volume: str, path: str) -> Any:
+    """The HEAD operation's handler. Flask routes a HEAD to the GET rule of the same path
+    (which answers it in get_file); connexion still checks the HEAD operation's security
+    and parameters, and a framework that routes HEAD on its own lands here."""
     found = readable(volume)
     return _head(storage().stat(found.name, path))
 
@@ -87,7 +90,7 @@ def get_file(volume: str, path: str) -> Any:
     found = readable(volume)
     backend = storage()
     info = backend.stat(found.name, path)
-    if flask.request.method == "HEAD":  # routed to GET's operation by the framework
+    if flask.request.method == "HEAD":  # stat: the headers a GET would send, no body
         return _head(info)
     if info.is_dir:
         return _listing(backend, found.name, path)

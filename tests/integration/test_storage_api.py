@@ -268,6 +268,8 @@ def test_members_read_and_write_files_other_vos_are_refused(gw: Gateway, volume:
     assert head.headers["Content-Length"] == "12" and head.headers["X-Entry-Type"] == "file"
     assert gw.call("carol", "HEAD", f"{base}/run1").headers["X-Entry-Type"] == "folder"
     assert gw.call("carol", "HEAD", f"{base}/nothing").status_code == 404
+    assert requests.head(f"{gw.url}{base}/run1/in.dat", timeout=10).status_code == 401
+    assert requests.get(f"{gw.url}{base}/run1/in.dat", timeout=10).status_code == 401
 
     root = gw.call("carol", "GET", base).json()
     assert [(e["path"], e["type"]) for e in root] == [("run1", "folder")]
