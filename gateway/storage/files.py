@@ -26,13 +26,13 @@ from backends.interfaces import (
     StorageBackend,
     UnknownResource,
 )
-from backends.model import FileInfo, Volume
+from backends.model import FileInfo
 from gateway.auth.security import current_principal
 from gateway.responses import json_response
 from gateway.storage import access
 from gateway.storage.problems import HTTPProblem, storage_errors
 from gateway.storage.ranges import Unsatisfiable, byte_range
-from gateway.storage.volumes import readable, storage, vo_backend
+from gateway.storage.volumes import may_read, storage, vo_backend
 
 CHUNK = 1024 * 1024
 
@@ -47,10 +47,10 @@ def render(info: FileInfo, backend: StorageBackend, volume: str) -> dict[str, An
     }
 
 
-def _writable(name: str) -> Volume:
-    found = storage().volume(name)
-    access.require(vo_backend(), current_principal(), "write", found.name, found.vo)
-    return found
+def _writable(name: str) -> str:
+    """``name``, if the caller may write that volume."""
+    access.require(vo_backend(), current_principal(), "write", name, storage().volume_vo(name))
+    return name
 
 
 def _listing(backend: StorageBackend, volume: str, path: str) -> Any:
@@ -67,8 +67,7 @@ def _stat_headers(info: FileInfo) -> dict[str, str]:
 
 @storage_errors
 def list_root(volume: str) -> Any:
-    found = readable(volume)
-    return _listing(storage(), found.name, "")
+    return _listing(storage(), may_read(volume), "")
 
 
 def _head(info: FileInfo) -> flask.Response:
@@ -81,19 +80,18 @@ def stat_file(volume: str, path: str) -> Any:
     """The HEAD operation's handler. Flask routes a HEAD to the GET rule of the same path
     (which answers it in get_file); connexion still checks the HEAD operation's security
     and parameters, and a framework that routes HEAD on its own lands here."""
-    found = readable(volume)
-    return _head(storage().stat(found.name, path))
+    return _head(storage().stat(may_read(volume), path))
 
 
 @storage_errors
 def get_file(volume: str, path: str) -> Any:
-    found = readable(volume)
+    name = may_read(volume)
     backend = storage()
-    info = backend.stat(found.name, path)
+    info = backend.stat(name, path)
     if flask.request.method == "HEAD":  # stat: the headers a GET would send, no body
         return _head(info)
     if info.is_dir:
-        return _listing(backend, found.name, path)
+        return _listing(backend, name, path)
     try:
         wanted = byte_range(flask.request.headers.get("Range"), info.size)
     except Unsatisfiable as exc:
@@ -101,7 +99,7 @@ def get_file(volume: str, path: str) -> Any:
             416, "Range Not Satisfiable", str(exc), Content_Range=f"bytes */{info.size}"
         ) from None
     first, last = wanted if wanted is not None else (0, info.size - 1)
-    source = backend.open_read(found.name, path)
+    source = backend.open_read(name, path)
     headers = _stat_headers(info)
     headers["Content-Length"] = str(max(0, last - first + 1))
     if wanted is not None:
@@ -133,8 +131,8 @@ def _chunks(source: BinaryIO, first: int, last: int) -> Iterator[bytes]:
 
 @storage_errors
 def put_file(volume: str, path: str) -> Any:
-    found = _writable(volume)
     backend = storage()
+    found = backend.volume(_writable(volume))  # with its usage, for the quota
     length = flask.request.content_length
     if length is None:
         raise HTTPProblem(
@@ -192,13 +190,13 @@ def _pump(stream: BinaryIO, out: BinaryIO, length: int, path: str) -> None:
 
 @storage_errors
 def delete_file(volume: str, path: str, recursive: bool = False) -> Any:
-    found = _writable(volume)
+    name = _writable(volume)
     backend = storage()
-    info = backend.stat(found.name, path)
-    if info.is_dir and not recursive and backend.list_files(found.name, path):
+    info = backend.stat(name, path)
+    if info.is_dir and not recursive and backend.list_files(name, path):
         raise InvalidState(
-            f"folder {info.path!r} on volume {found.name!r} is not empty: delete its "
+            f"folder {info.path!r} on volume {name!r} is not empty: delete its "
             "entries first, or ask DELETE …?recursive=true"
         )
-    backend.delete(found.name, path)
+    backend.delete(name, path)
     return "", 204, {}

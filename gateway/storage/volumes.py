@@ -36,10 +36,17 @@ def render(found: Volume, backend: StorageBackend, owner: str | None = None) -> 
 
 
 def readable(name: str) -> Volume:
-    """The volume, if the caller may read it (404 for a missing one, 403 otherwise)."""
+    """The volume with its usage, if the caller may read it (404 for a missing one, 403
+    otherwise)."""
     found = storage().volume(name)
     access.require(vo_backend(), current_principal(), "read", found.name, found.vo)
     return found
+
+
+def may_read(name: str) -> str:
+    """``name``, if the caller may read that volume; its usage is not measured."""
+    access.require(vo_backend(), current_principal(), "read", name, storage().volume_vo(name))
+    return name
 
 
 @storage_errors
