@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import flask
-from werkzeug.exceptions import ClientDisconnected
 
 from backends.interfaces import (
     InvalidRequest,
@@ -156,7 +155,7 @@ def put_file(volume: str, path: str) -> Any:
     keep = flask.request.headers.get("If-None-Match", "").strip() == "*"
     try:
         with backend.open_write(found.name, path, overwrite=not keep) as out:
-            _pump(flask.request.stream, out, length, path)
+            _pump(flask.request.environ["wsgi.input"], out, length, path)
     except InvalidState as exc:
         if keep:
             raise HTTPProblem(412, "Precondition Failed", str(exc)) from None
@@ -170,17 +169,17 @@ def put_file(volume: str, path: str) -> Any:
 
 
 def _pump(stream: BinaryIO, out: BinaryIO, length: int, path: str) -> None:
-    """``length`` bytes from the request into ``out``, CHUNK at a time."""
+    """``length`` bytes from the request into ``out``, CHUNK at a time. ``stream`` is the
+    WSGI input itself (the ASGI server frames the body by Content-Length; werkzeug's
+    LimitedStream on top of it only adds a copy): it ends early only when the client
+    went away, which leaves ``left`` above 0 and the upload refused."""
     left = length
-    try:
-        while left > 0:
-            data = stream.read(min(CHUNK, left))
-            if not data:
-                break
-            out.write(data)
-            left -= len(data)
-    except ClientDisconnected:
-        pass
+    while left > 0:
+        data = stream.read(min(CHUNK, left))
+        if not data:
+            break
+        out.write(data)
+        left -= len(data)
     if left:
         raise InvalidRequest(
             f"the upload of {path!r} ended after {length - left} of {length} bytes: "

@@ -517,6 +517,12 @@ def test_cli_volume_create_registers_the_volume_into_its_vo(gw: Gateway) -> None
         ["volume", "create", f"cli{uuid.uuid4().hex[:8]}", "--vo", "nope"], gw.env, check=False
     )
     assert unknown.returncode == 1 and "no VO 'nope'" in unknown.stderr
+    assert gw.call("root", "POST", "/api/v1/vos", json={"name": "lonely"}).status_code == 201
+    orphan = f"cli{uuid.uuid4().hex[:8]}"
+    nobody_to_own = run(["volume", "create", orphan, "--vo", "lonely"], gw.env, check=False)
+    assert nobody_to_own.returncode == 1 and "--owner" in nobody_to_own.stderr
+    # refused before anything was made
+    assert orphan not in [v["name"] for v in gw.call("root", "GET", "/api/v1/volumes").json()]
 
     for vo, volume_name in (("cms", name), ("atlas", other)):
         run(["volume", "delete", volume_name], gw.env)
