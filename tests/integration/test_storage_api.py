@@ -249,6 +249,8 @@ def test_each_sees_the_volumes_of_their_vos(gw: Gateway, volume: str) -> None:
         gw.call("dave", "GET", f"/api/v1/volumes/{volume}"), 403
     )
     detail(requests.get(f"{gw.url}/api/v1/volumes", timeout=10), 401)
+    served = requests.get(f"{gw.url}/openapi.json", timeout=10).json()  # joined documents
+    assert {"/api/v1/volumes", "/api/v1/volumes/{volume}/files/{path}"} <= set(served["paths"])
 
 
 # -- files -------------------------------------------------------------------------------
