@@ -267,6 +267,11 @@ class StorageBackend(Backend):
         """One volume with its current usage."""
         raise NotSupported(f"{self.name} cannot describe volumes yet")
 
+    def volume_vo(self, name: str) -> str:
+        """The VO owning the volume, without measuring its usage (what authorising a file
+        operation needs; ``volume()`` walks the whole tree to count the bytes)."""
+        return self.volume(name).vo
+
     def resize_volume(self, name: str, quota_bytes: int | None) -> Volume:
         """A new quota (None: unlimited); below the current usage it is refused."""
         raise NotSupported(f"{self.name} cannot resize volumes yet")

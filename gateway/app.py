@@ -32,6 +32,7 @@ API_DOCUMENTS = (
     "occi.yaml",
     "saml.yaml",
     "portal.yaml",
+    "storage.yaml",
 )
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 

@@ -381,16 +381,37 @@ def _storage(ctx: click.Context) -> tuple[Any, Any]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _on_storage(ctx: click.Context, work: Any) -> None:
-    """Run ``work(storage)``; a backend's refusal becomes the command's error message."""
+def _require_current_schema(db: Any) -> None:
+    from backends.store import migrate
+
+    if not migrate.is_current(db.engine):
+        raise click.ClickException(
+            f"the database is at schema {migrate.current_revision(db.engine) or '(empty)'}, "
+            f"this version needs {migrate.head_revision()}: run 'xtreemgate db upgrade'"
+        )
+
+
+def _on_storage(ctx: click.Context, work: Any, *, with_vo: bool = False) -> None:
+    """Run ``work(storage)`` (``work(storage, vo_backend)`` with ``with_vo``); a backend's
+    refusal becomes the command's error message."""
     from backends.interfaces import BackendError
+    from backends.registry import UnknownBackend
+    from gateway.runtime import load_backend
 
     storage, db = _storage(ctx)
+    vo_backend = None
     try:
-        work(storage)
-    except BackendError as exc:
+        if with_vo:
+            _require_current_schema(db)  # the VO backend's tables
+            vo_backend = load_backend(_settings(ctx), db, "vo")
+            work(storage, vo_backend)
+        else:
+            work(storage)
+    except (BackendError, UnknownBackend) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
+        if vo_backend is not None:
+            vo_backend.close()
         storage.close()
         db.dispose()
 
@@ -404,10 +425,38 @@ def _volume_line(found: Any) -> str:
 @click.argument("name")
 @click.option("--vo", required=True, help="The VO that owns the volume.")
 @click.option("--quota", type=click.IntRange(min=1), help="Quota in bytes (default: none).")
+@click.option(
+    "--owner",
+    default="",
+    help="Who the volume is registered into its VO by (default: the VO's first manager).",
+)
 @click.pass_context
-def volume_create(ctx: click.Context, name: str, vo: str, quota: int | None) -> None:
-    """Create volume NAME owned by a VO."""
-    _on_storage(ctx, lambda s: click.echo(_volume_line(s.create_volume(name, vo, quota))))
+def volume_create(ctx: click.Context, name: str, vo: str, quota: int | None, owner: str) -> None:
+    """Create volume NAME owned by a VO, and register it into the VO (so the VO's members
+    may stage from and to it)."""
+    from gateway.storage import ownership
+
+    def create(storage: Any, vo_backend: Any) -> None:
+        ownership.check_vo(vo_backend, vo)
+        registrar = owner or _first_manager(vo_backend, vo)
+        made = ownership.create(storage, vo_backend, name, vo, quota, registrar)
+        click.echo(_volume_line(made))
+
+    _on_storage(ctx, create, with_vo=True)
+
+
+def _first_manager(vo_backend: Any, vo: str) -> str:
+    from gateway.storage import ownership
+
+    vos = ownership.registry(vo_backend)
+    if vos is None:
+        return "site"  # nothing is registered: the VO backend keeps no owners
+    managers = sorted(vos.get_vo(vo).get("managers", []))
+    if not managers:
+        raise click.ClickException(
+            f"VO {vo} has no managers: name the volume's owner with --owner PRINCIPAL"
+        )
+    return managers[0]
 
 
 @volume.command("list")
@@ -434,8 +483,10 @@ def volume_resize(ctx: click.Context, name: str, quota: int | None, unlimited: b
 @click.argument("name")
 @click.pass_context
 def volume_delete(ctx: click.Context, name: str) -> None:
-    """Delete volume NAME and every file on it."""
-    _on_storage(ctx, lambda s: s.delete_volume(name))
+    """Delete volume NAME and every file on it, and withdraw it from its VO."""
+    from gateway.storage import ownership
+
+    _on_storage(ctx, lambda s, vos: ownership.delete(s, vos, s.volume(name)), with_vo=True)
     click.echo(f"volume {name} deleted", err=True)
 
 

@@ -142,6 +142,9 @@ class DirectoryVolumes(StorageBackend):
         vo, quota = self._volume_record(name)
         return Volume(name, vo, self.url(name), quota, used_bytes(self._volume_root(name)))
 
+    def volume_vo(self, name: str) -> str:
+        return self._volume_record(checked_name(name, "volume"))[0]
+
     def list_volumes(self, vo: str | None = None) -> list[Volume]:
         found = []
         for name in sorted(self._volume_names()):

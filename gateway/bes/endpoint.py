@@ -172,7 +172,7 @@ def post() -> flask.Response:
             extra={EXTRA_KEY: security},
         )
         try:
-            principal = rt.chain.authenticate(view)
+            principal = rt.authenticate(view)  # the chain, then the VO memberships
         except AuthenticationFailed as exc:
             return _unauthenticated(rt, addressing, operation, f"{exc.mechanism}: {exc.reason}")
         if principal is None:

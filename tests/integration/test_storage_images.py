@@ -20,6 +20,7 @@ from backends.storage.posix import PosixStorageBackend
 from tests import services
 from tests.conftest import basic
 from tests.integration.occi_support import check_json, isolated_vm
+from tests.integration.storage_api_support import make_vos
 from tests.integration.test_cli import XG, run
 
 
@@ -38,9 +39,10 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_volume_create_list_resize_delete(env: dict[str, str]) -> None:
+    make_vos(env["XTREEMGATE_STATE_DIR"], {"physics": ["maria"], "chemistry": []})
     made = run(["volume", "create", "data1", "--vo", "physics", "--quota", "1000"], env)
     assert made.stdout.split()[:4] == ["data1", "physics", "0", "1000"]
-    run(["volume", "create", "data2", "--vo", "chemistry"], env)
+    run(["volume", "create", "data2", "--vo", "chemistry", "--owner", "carl"], env)
     assert [line.split()[0] for line in run(["volume", "list"], env).stdout.splitlines()] == [
         "data1",
         "data2",
