@@ -154,7 +154,9 @@ def put_file(volume: str, path: str) -> Any:
             )
     keep = flask.request.headers.get("If-None-Match", "").strip() == "*"
     try:
-        with backend.open_write(found.name, path, overwrite=not keep) as out:
+        # the declared length is reserved in the volume's quota ledger before the first
+        # byte, so concurrent uploads cannot overrun the quota together
+        with backend.open_write(found.name, path, overwrite=not keep, size=length) as out:
             _pump(flask.request.environ["wsgi.input"], out, length, path)
     except InvalidState as exc:
         if keep:

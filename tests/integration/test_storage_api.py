@@ -19,6 +19,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,22 @@ def test_a_quota_overrun_is_507_and_leaves_nothing(gw: Gateway, volume: str) -> 
     assert gw.call("carol", "GET", f"/api/v1/volumes/{volume}").json()["used_bytes"] == 3 * MiB
     # replacing a file counts only the difference
     assert gw.call("carol", "PUT", f"{base}/keep.bin", data=b"r" * (4 * MiB)).status_code == 200
+
+
+def test_concurrent_uploads_never_overrun_the_quota(gw: Gateway, volume: str) -> None:
+    """Six uploads of 1 MiB at once into a 4 MiB volume, each fitting alone: the declared
+    lengths are reserved in the quota ledger, so exactly four are stored and two get 507."""
+    base = f"/api/v1/volumes/{volume}/files"
+
+    def upload(i: int) -> int:
+        return gw.call("carol", "PUT", f"{base}/part{i}.bin", data=bytes([i]) * MiB).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(pool.map(upload, range(6)))
+    assert statuses == [201] * 4 + [507] * 2
+    stored = leftovers(gw.volume_dir("cms", volume))
+    assert len(stored) == 4 and all(name.startswith("part") for name in stored), stored
+    assert gw.call("carol", "GET", f"/api/v1/volumes/{volume}").json()["used_bytes"] == 4 * MiB
 
 
 def test_a_broken_upload_leaves_no_partial_file(gw: Gateway, volume: str) -> None:
