@@ -214,11 +214,16 @@ class DirectoryVolumes(StorageBackend):
         except NotADirectoryError:
             raise InvalidRequest(f"{relative!r} on volume {volume!r} is a file") from None
         infos = []
+        real_root = os.path.realpath(self._volume_root(volume))
         for name in names:
             if TEMP_MARK in name:
                 continue
+            entry = target / name
+            real = os.path.realpath(entry)
+            if real != real_root and not real.startswith(real_root + os.sep):
+                continue  # a link out of the volume: not even its size or age is shown
             with contextlib.suppress(FileNotFoundError):
-                infos.append(self._info(target / name, f"{relative}/{name}".lstrip("/")))
+                infos.append(self._info(entry, f"{relative}/{name}".lstrip("/")))
         return infos
 
     def open_read(self, volume: str, path: str) -> BinaryIO:

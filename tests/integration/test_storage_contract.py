@@ -152,6 +152,11 @@ def test_a_symlink_cannot_lead_out_of_the_volume(storage: Any, vol: str, tmp_pat
     with pytest.raises(InvalidRequest, match="outside"):
         write(storage, vol, "link/secret", b"overwritten")
     assert secret.read_text() == "root's"
+    os.symlink(secret, root / "file-link")
+    write(storage, vol, "inside.txt", b"mine")
+    os.symlink(root / "inside.txt", root / "inner-link")
+    # a listing shows links within the volume, and not even the size or age of outside ones
+    assert [i.path for i in storage.list_files(vol)] == ["inner-link", "inside.txt"]
 
 
 def test_copy_in_and_out(storage: Any, vol: str, tmp_path: Path) -> None:
