@@ -29,6 +29,7 @@ from backends.vm import domain_xml
 from tests import services
 from tests.conftest import PASSWORD
 from tests.integration.occi_support import COMPUTE_KIND, isolated_vm
+from tests.integration.storage_api_support import make_vos
 from tests.integration.storage_support import glusterd, volume_name  # noqa: F401 - fixture
 from tests.integration.test_cli import run
 
@@ -113,6 +114,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimpleName
         vm=isolated_vm(tmp_path),
     )
     migrate.upgrade(settings.database_url)
+    make_vos(str(state), {"physics": ["maria"]})  # a volume belongs to a VO that exists
     run(["volume", "create", volume, "--vo", "physics"], env)
     app = create_app(settings, configure_logs=False)
     rt = app.app.extensions["xtreemgate"]
