@@ -38,8 +38,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_bes import CREATE, wait_until_up  # noqa: E402
 from harness import free_port  # noqa: E402
 
+from backends.execution import slurm_job  # noqa: E402
 from backends.execution.slurm import SlurmExecutionBackend  # noqa: E402
 from backends.interfaces import BackendContext  # noqa: E402
+from backends.model import JobSpec  # noqa: E402
 from gateway.config import SlurmSettings  # noqa: E402
 from tests.slurm_cluster import start_cluster  # noqa: E402
 
@@ -55,6 +57,18 @@ def queued_tasks(cluster, prefix: str) -> int:
     """Queued jobs, counting each task of a pending array (squeue -r: one line each)."""
     out = cluster.run("squeue", "-h", "-r", "-o", "%j").stdout.split()
     return sum(1 for name in out if name.startswith(prefix))
+
+
+def loop_scripts(folder: Path, count: int) -> list[Path]:
+    """The job script the gateway writes for CREATE's JSDL, in a folder of its own each."""
+    scripts = []
+    for i in range(count):
+        job = folder / f"job-{i}"
+        (job / slurm_job.LOGS).mkdir(parents=True)
+        text = slurm_job.script(JobSpec("/bin/true"), job, sys.executable, {}, "srun")
+        (job / "job.sh").write_text(text)
+        scripts.append(job / "job.sh")
+    return scripts
 
 
 def sweep_request(count: int) -> bytes:
@@ -78,6 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--tracked", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=8, help="client threads")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--launch-workers", type=int, default=2, help="bes.launch_workers")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark starts slurmd")
@@ -90,15 +107,19 @@ def main() -> None:
         work = folder / "work"
         work.mkdir(mode=0o755)
 
-        # -- baseline 1: a sequential sbatch loop ---------------------------------------
+        # -- baseline 1: a sequential sbatch loop over the same 500 job scripts ----------
+        # (the script the gateway writes for the JSDL below, one folder each, the same
+        # sbatch options; as root directly, without the gateway's runuser)
+        scripts = loop_scripts(folder / "loop", args.jobs)
+        options = slurm_job.sbatch_options(JobSpec("/bin/true"), "", slurm_job.MPI_PLUGINS)
         started = time.perf_counter()
-        for i in range(args.jobs):
+        for i, script in enumerate(scripts):
             cluster.run(
                 "sbatch",
-                "--parsable",
+                *options,
                 f"--job-name=loop-{i}",
-                "--output=/dev/null",
-                "--wrap=/bin/true",
+                f"--output={script.parent}/slurm-%j.out",
+                str(script),
             )
         loop_seconds = time.perf_counter() - started
 
@@ -111,7 +132,7 @@ def main() -> None:
             XTREEMGATE_BACKENDS__EXECUTION="slurm",
             XTREEMGATE_EXECUTION__SLURM__WORK_DIR=str(work),
             XTREEMGATE_EXECUTION__SLURM__SLURM_CONF=str(cluster.conf),
-            XTREEMGATE_BES__LAUNCH_WORKERS="8",
+            XTREEMGATE_BES__LAUNCH_WORKERS=str(args.launch_workers),
         )
         xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
         subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -133,7 +154,7 @@ def main() -> None:
         port = free_port()
         procs.append(
             subprocess.Popen(
-                [xtreemgate, "serve", "--port", str(port)],
+                [xtreemgate, "serve", "--port", str(port), "--workers", str(args.workers)],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -151,21 +172,26 @@ def main() -> None:
                 return response.status
 
         started = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(args.clients) as pool:
             codes = list(pool.map(create, range(args.jobs)))
         accepted = time.perf_counter() - started
         deadline = time.monotonic() + 600
-        while queued(cluster, "xg-") < args.jobs and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while queued_tasks(cluster, "xg-") < args.jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
         gateway_seconds = time.perf_counter() - started
         db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
         failed = db.execute("SELECT count(*) FROM activities WHERE state = 'Failed'").fetchone()
         db.close()
-        n = queued(cluster, "xg-")
-        print(f"{args.jobs} JSDL jobs through the gateway into Slurm (BES over HTTP, 8 clients):")
+        n = queued_tasks(cluster, "xg-")
+        submissions = queued(cluster, "xg-")
+        print(
+            f"{args.jobs} JSDL jobs through the gateway into Slurm (BES over HTTP, "
+            f"{args.clients} clients, {args.workers} server worker process(es)):"
+        )
         print(
             f"  answered in {accepted:6.2f} s, all queued in Slurm after {gateway_seconds:6.2f} s"
-            f" ({n} queued, {failed[0]} failed, HTTP {sorted(set(codes))})"
+            f" ({n} queued, {failed[0]} failed, HTTP {sorted(set(codes))}); "
+            f"{submissions} Slurm submissions (single jobs or job arrays)"
         )
         print(f"baseline: sequential sbatch loop, {args.jobs} jobs: {loop_seconds:6.2f} s")
         print(f"  gateway / loop speed: {loop_seconds / gateway_seconds:4.2f}x")

@@ -265,51 +265,81 @@ class SlurmExecutionBackend(ExecutionBackend):
     def _submit_group(
         self, options: list[str], members: list[tuple[str, JobSpec]], user: str
     ) -> dict[str, str]:
-        first = members[0][0]
-        name = NAME_PREFIX + first
-        array = len(members) > 1
-        # Nothing twice: a folder with a Slurm id is submitted; one without but with a
-        # submit.json may have been (a crash right after sbatch): ask Slurm by name.
-        found: str | None = None
-        marker = _read(self.folder(first) / SUBMIT_FILE) if self.folder(first).is_dir() else None
-        if marker is not None:
-            if marker.get("slurm_id"):
-                found = marker["slurm_id"]
+        """Members with the same sbatch options: one job (one member) or one job array
+        whose task i runs member i's own job.sh."""
+        ids: dict[str, str] = {}
+        named: dict[str, str] = {}  # activity id -> the job name it was submitted under
+        lookups: dict[str, str | None] = {}  # job name -> Slurm id, one lookup per name
+        todo = []
+        for activity_id, job in members:
+            found = self._submitted(activity_id, lookups)
+            if found is None:
+                todo.append((activity_id, job))
             else:
-                found = self._find_by_name(marker.get("name", name))
-        if found is None:
-            folders = [self._prepare(a, j, user) for a, j in members]
+                ids[activity_id], named[activity_id] = found
+        if todo:
+            first = todo[0][0]
+            name = NAME_PREFIX + first
+            array = len(todo) > 1
+            folders = [self._prepare(a, j, user) for a, j in todo]
+            # written BEFORE sbatch: after a crash, each member's own marker says under
+            # which name (and as which array task) it may have been submitted
             for index, folder in enumerate(folders):
                 _write(folder / SUBMIT_FILE, {"name": name, "index": index if array else None})
             script = folders[0] / "job.sh"
             argv = [*options, f"--job-name={name}", f"--comment=xtreemgate activity {first}"]
-            logs = folders[0] / slurm_job.LOGS
             if array:
                 script = self.work_dir / f"array-{first}.sh"
                 script.write_text(slurm_job.array_script(folders))
-                argv.append(f"--array=0-{len(members) - 1}")
+                argv.append(f"--array=0-{len(todo) - 1}")
                 # each task's program writes to its own folder (the script redirects);
                 # what the shell itself says has no folder the account may write to
                 argv.append("--output=/dev/null")
             else:
-                argv.append(f"--output={logs}/slurm-%j.out")
+                argv.append(f"--output={folders[0] / slurm_job.LOGS}/slurm-%j.out")
             argv.append(str(script))
-            found = self._sbatch(argv, user)
-        ids: dict[str, str] = {}
-        for index, (activity_id, _job) in enumerate(members):
-            backend_id = f"{found}_{index}" if array else found
+            slurm_id = self._sbatch(argv, user)
+            for index, (activity_id, _job) in enumerate(todo):
+                ids[activity_id] = f"{slurm_id}_{index}" if array else slurm_id
+                named[activity_id] = name
+        for activity_id, _job in members:
+            backend_id = ids[activity_id]
             folder = self.folder(activity_id)
+            slurm_id, _, task = backend_id.partition("_")
             _write(
                 folder / SUBMIT_FILE,
-                {"name": name, "index": index if array else None, "slurm_id": found},
+                {
+                    "name": named[activity_id],
+                    "index": int(task) if task else None,
+                    "slurm_id": slurm_id,
+                },
             )
             link = self.work_dir / "jobs" / backend_id
             with contextlib.suppress(FileExistsError):
                 os.symlink(activity_id, link)
             self._folders[backend_id] = folder
             self._live.add(backend_id)
-            ids[activity_id] = backend_id
         return ids
+
+    def _submitted(
+        self, activity_id: str, lookups: dict[str, str | None]
+    ) -> tuple[str, str] | None:
+        """The backend id of an activity already submitted, from its own submit.json: the
+        Slurm id once recorded, else (a crash right after sbatch) found by its job name
+        in squeue and sacct; with the job name. None: never submitted, submit it."""
+        marker = _read(self.folder(activity_id) / SUBMIT_FILE)
+        if not isinstance(marker, dict) or not marker.get("name"):
+            return None
+        name = str(marker["name"])
+        slurm_id = marker.get("slurm_id")
+        if not slurm_id:
+            if name not in lookups:
+                lookups[name] = self._find_by_name(name)
+            slurm_id = lookups[name]
+        if not slurm_id:
+            return None
+        index = marker.get("index")
+        return (f"{slurm_id}_{index}" if index is not None else str(slurm_id)), name
 
     def _sbatch(self, argv: list[str], user: str) -> str:
         """sbatch with retries and backoff while the controller cannot be reached."""
