@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from backends.activities import ActivityStore, Launcher, ServiceFlags
+from backends.interfaces import BackendError, BackendUnavailable, InvalidSpec
 from backends.model import JobSpec, JobState
 from backends.store.models import Activity, utcnow
 
@@ -148,3 +149,83 @@ def test_service_flags_first_writer_wins(runtime):
     assert flags.setdefault("x", "second") == "first"
     flags.set("x", "third")
     assert flags.get("x") == "third"
+
+
+class BatchingBackend(CountingBackend):
+    """The real local backend behind a ``submit_many`` of its own, as a batch system has
+    (it counts its calls; jobs whose executable is "/nonexistent" are refused)."""
+
+    def __init__(self, real, fault=BackendError):
+        super().__init__(real)
+        self.batches: list[list[str]] = []
+        self.fault = fault
+
+    def submit_many(self, jobs, account):
+        self.gate.wait(10)
+        self.batches.append([activity_id for activity_id, _ in jobs])
+        if any(job.executable == "/nonexistent" for _, job in jobs):
+            raise self.fault("no such program: /nonexistent")
+        return [self.real.submit(activity_id, job, account) for activity_id, job in jobs]
+
+    def submit(self, activity_id, job, account):
+        if job.executable == "/nonexistent":
+            raise InvalidSpec("no such program: /nonexistent")
+        return super().submit(activity_id, job, account)
+
+
+def launch_while_busy(store, backend, jobs):
+    """One launch holds the backend; the others arrive meanwhile, one request each."""
+    records = record(store, backend, 1 + len(jobs))
+    launcher = Launcher(store, backend, workers=2, batch=50, batch_window=0.5)
+    backend.gate.clear()
+    launcher.start([(records[0].id, JobSpec("/bin/true"), None)])
+    deadline = time.monotonic() + 10
+    while not launcher._in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for r, job in zip(records[1:], jobs, strict=True):
+        launcher.start([(r.id, job, None)])
+    backend.gate.set()
+    launcher.close()
+    return records, launcher
+
+
+def test_launches_arriving_while_one_is_in_flight_go_together(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    records, launcher = launch_while_busy(store, backend, [JobSpec("/bin/true")] * 6)
+    assert launcher.batches == 2  # the first alone, the six that waited in one call
+    assert backend.batches == [[r.id for r in records[1:]]]
+    handed = [store.get(r.id) for r in records]
+    assert all(r.backend_id and r.state is JobState.PENDING for r in handed)
+    assert len({r.backend_id for r in handed}) == len(records)
+
+
+def test_a_refused_batch_is_handed_over_request_by_request(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent"), JobSpec("/bin/true")]
+    records, _ = launch_while_busy(store, backend, jobs)
+    good, bad, other = (store.get(r.id) for r in records[1:])
+    assert good.backend_id and other.backend_id  # another request's bad job fails only it
+    assert bad.state is JobState.FAILED and not bad.backend_id
+    assert bad.reason == "not started: no such program: /nonexistent"
+
+
+def test_an_unreachable_backend_fails_the_whole_batch_at_once(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"], fault=BackendUnavailable)
+    jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent")]
+    records, _ = launch_while_busy(store, backend, jobs)
+    assert len(backend.batches) == 1  # not retried one by one: alone they fail the same
+    for r in records[1:]:
+        failed = store.get(r.id)
+        assert failed.state is JobState.FAILED
+        assert failed.reason == "not started: no such program: /nonexistent"
+
+
+def test_a_sweep_refused_fails_all_its_points(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    records = record(store, backend, 3)
+    launcher = Launcher(store, backend, workers=1)
+    jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent"), JobSpec("/bin/true")]
+    launcher.start([(r.id, job, None) for r, job in zip(records, jobs, strict=True)])
+    launcher.close()
+    assert backend.batches == [[r.id for r in records]]  # one request: all or nothing
+    assert {store.get(r.id).state for r in records} == {JobState.FAILED}
