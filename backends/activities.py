@@ -16,12 +16,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backends.interfaces import BackendError, BackendUnavailable, ExecutionBackend, InvalidState
@@ -84,6 +84,15 @@ class NotTerminable(InvalidState):
         self.state = state
 
 
+class _Pending:
+    """One request's rows waiting for a group commit."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.done = threading.Event()
+        self.error: Exception | None = None
+
+
 class RefusedBatch(Exception):
     """The backend refused a batch of several requests' activities; nothing was written."""
 
@@ -110,6 +119,55 @@ class ActivityStore:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time and makes the others poll with growing sleeps
+        # (1, 2, 5, 10 ms ...): this process's writers queue on a lock instead.
+        self._leader = threading.Lock()
+        self._group_lock = threading.Lock()
+        self._group: list[_Pending] = []
+        self._write_lock = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+
+    def _commit_together(self, rows: list[dict[str, Any]]) -> None:
+        """Insert one request's rows, durably, before returning (group commit).
+
+        Concurrent requests' rows are committed in ONE transaction: the first waiting
+        request commits for all that queued up meanwhile, so a burst of CreateActivity
+        pays one commit (and one turn at SQLite's single writer) per group instead of one
+        per request. Each request's rows stay all or nothing: if a group's transaction
+        fails, each request is committed on its own again and gets its own error.
+        """
+        entry = _Pending(rows)
+        with self._group_lock:
+            self._group.append(entry)
+        while not entry.done.is_set():
+            with self._leader:  # one committer at a time; others queue behind it
+                if entry.done.is_set():
+                    break
+                with self._group_lock:
+                    group, self._group = self._group, []
+                self._commit_group(group)
+        if entry.error is not None:
+            raise entry.error
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        try:
+            with self._writing() as conn:  # Core: one executemany, no ORM flush
+                conn.execute(insert(ACTIVITIES), [row for e in group for row in e.rows])
+        except Exception as exc:
+            if len(group) > 1:
+                for entry in group:
+                    self._commit_group([entry])
+                return
+            group[0].error = exc
+        for entry in group:
+            entry.done.set()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A Core transaction for the hot write paths (recording, handing over)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _session(self) -> Session:
         return self._sessions.begin()  # type: ignore[return-value]
@@ -239,8 +297,7 @@ class ActivityStore:
             }
             for activity_id in ids
         ]
-        with self.engine.begin() as conn:
-            conn.execute(insert(ACTIVITIES), rows)  # Core: one executemany, no ORM flush
+        self._commit_together(rows)
         return [
             ActivityRecord(**{**row, "state": JobState.PENDING})  # type: ignore[arg-type]
             for row in rows
@@ -269,7 +326,7 @@ class ActivityStore:
             backend_id = backend.submit(activity_id, job, account)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 conn.execute(
                     update(table)
                     .where(_waiting(activity_id))
@@ -280,7 +337,7 @@ class ActivityStore:
                     )
                 )
             return
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             claimed = self._claim(conn, activity_id, backend_id)
         if not claimed:
             with contextlib.suppress(BackendError):
@@ -355,11 +412,31 @@ class ActivityStore:
                     )
                 )
             return
-        cancelled = []
-        with self.engine.begin() as conn:  # Core: no ORM bulk-update machinery per row
-            for (activity_id, _, _), backend_id in zip(todo, backend_ids, strict=True):
-                if not self._claim(conn, activity_id, backend_id):
-                    cancelled.append(backend_id)
+        where = dict(zip([a for a, _, _ in todo], backend_ids, strict=True))
+        now = utcnow()
+        with self._writing() as conn:  # one statement, executemany: no per-row ORM work
+            claimed = conn.execute(
+                update(ACTIVITIES)
+                .where(
+                    (ACTIVITIES.c.id == bindparam("activity"))
+                    & (ACTIVITIES.c.state == JobState.PENDING.value)
+                    & (ACTIVITIES.c.backend_id == "")
+                )
+                .values(backend_id=bindparam("job"), updated_at=now),
+                [{"activity": a, "job": b} for a, b in where.items()],
+            ).rowcount
+            cancelled = []
+            if claimed != len(where) or not conn.dialect.supports_sane_multi_rowcount:
+                # some were cancelled while the backend worked
+                rows = conn.execute(
+                    select(ACTIVITIES.c.id, ACTIVITIES.c.backend_id).where(
+                        ACTIVITIES.c.id.in_(list(where))
+                    )
+                )
+                for activity_id, backend_id in rows:
+                    if backend_id != where[activity_id]:
+                        self._claim(conn, activity_id, where[activity_id])
+                        cancelled.append(where[activity_id])
         for backend_id in cancelled:
             with contextlib.suppress(BackendError):
                 backend.terminate(backend_id)

@@ -128,6 +128,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         self._live: set[str] = set()  # known to have no final state on file yet
         self._folders: dict[str, Path] = {}
         self.polls = 0  # for the benchmark and the tests: how many squeue calls so far
+        self._laid_out = False
 
     # -- layout --------------------------------------------------------------------------
     def folder(self, activity_id: str) -> Path:
@@ -236,8 +237,10 @@ class SlurmExecutionBackend(ExecutionBackend):
 
     def _prepare(self, activity_id: str, job: JobSpec, user: str) -> Path:
         folder = self.folder(activity_id)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / "jobs").mkdir(exist_ok=True)
+        if not self._laid_out:  # once per process, not once per job
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            (self.work_dir / "jobs").mkdir(exist_ok=True)
+            self._laid_out = True
         folder.mkdir(mode=0o755, exist_ok=True)
         owner = pwd.getpwnam(user) if user else None
         for sub in (slurm_job.WORK, slurm_job.LOGS):

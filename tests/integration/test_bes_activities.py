@@ -229,3 +229,24 @@ def test_a_sweep_refused_fails_all_its_points(store, runtime):
     launcher.close()
     assert backend.batches == [[r.id for r in records]]  # one request: all or nothing
     assert {store.get(r.id).state for r in records} == {JobState.FAILED}
+
+
+def test_cancel_racing_a_batch_stops_only_that_job(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    records = record(store, backend, 3)
+    backend.gate.clear()
+    worker = threading.Thread(
+        target=store.hand_over_many,
+        args=(backend, [(r.id, JobSpec("/bin/sleep", ("30",)), None) for r in records]),
+    )
+    worker.start()
+    time.sleep(0.1)
+    assert store.cancel_waiting(records[1].id, "terminated by alice")
+    backend.gate.set()
+    worker.join(10)
+    kept, cancelled, other = (store.get(r.id) for r in records)
+    assert cancelled.state is JobState.CANCELLED and cancelled.backend_id == records[1].id
+    assert backend.real.status([records[1].id])[records[1].id].state is JobState.CANCELLED
+    for r in (kept, other):
+        assert r.state is JobState.PENDING and r.backend_id == r.id
+        store.terminate(backend, r, "alice")
