@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,9 +89,57 @@ def sweep_request(count: int) -> bytes:
     return body.encode()
 
 
+def loop_round(cluster, folder: Path, count: int) -> tuple[float, list[str]]:
+    """Baseline: a sequential sbatch loop over ``count`` job scripts (the script the
+    gateway writes for the same JSDL, with the same sbatch options; as root directly,
+    without the gateway's runuser). Returns its time and the Slurm ids."""
+    scripts = loop_scripts(folder, count)
+    options = slurm_job.sbatch_options(JobSpec("/bin/true"), "", slurm_job.MPI_PLUGINS)
+    ids = []
+    started = time.perf_counter()
+    for i, script in enumerate(scripts):
+        done = cluster.run(
+            "sbatch",
+            *options,
+            f"--job-name=loop-{folder.name}-{i}",
+            f"--output={script.parent}/slurm-%j.out",
+            str(script),
+        )
+        ids.append(done.stdout.strip())
+    return time.perf_counter() - started, ids
+
+
+def gateway_round(cluster, gateway: str, token: str, count: int, clients: int, already: int):
+    """``count`` CreateActivity requests (one JSDL job each) from ``clients`` threads, each
+    request on a new connection as a plain client makes it; timed until Slurm holds all
+    of them (``already`` xg- tasks were queued before). Returns (all queued, answered)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/xml; charset=utf-8"}
+
+    def create(_: int) -> int:
+        request = urllib.request.Request(
+            f"{gateway}/bes", data=CREATE.encode(), headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        codes = set(pool.map(create, range(count)))
+    answered = time.perf_counter() - started
+    if codes != {200}:
+        raise SystemExit(f"CreateActivity answered HTTP {sorted(codes)}")
+    deadline = time.monotonic() + 600
+    while queued_tasks(cluster, "xg-") < already + count:
+        if time.monotonic() > deadline:
+            raise SystemExit("the gateway's jobs did not all reach Slurm within 600 s")
+        time.sleep(0.05)
+    return time.perf_counter() - started, answered
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each")
     parser.add_argument("--tracked", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=8, help="client threads")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
@@ -106,24 +155,6 @@ def main() -> None:
         cluster.run("scontrol", "update", "PartitionName=debug", "State=DOWN")
         work = folder / "work"
         work.mkdir(mode=0o755)
-
-        # -- baseline 1: a sequential sbatch loop over the same 500 job scripts ----------
-        # (the script the gateway writes for the JSDL below, one folder each, the same
-        # sbatch options; as root directly, without the gateway's runuser)
-        scripts = loop_scripts(folder / "loop", args.jobs)
-        options = slurm_job.sbatch_options(JobSpec("/bin/true"), "", slurm_job.MPI_PLUGINS)
-        started = time.perf_counter()
-        for i, script in enumerate(scripts):
-            cluster.run(
-                "sbatch",
-                *options,
-                f"--job-name=loop-{i}",
-                f"--output={script.parent}/slurm-%j.out",
-                str(script),
-            )
-        loop_seconds = time.perf_counter() - started
-
-        # -- 1. the gateway -----------------------------------------------------------------
         env = {k: v for k, v in os.environ.items() if not k.startswith("XTREEMGATE_")}
         env.update(
             XTREEMGATE_STATE_DIR=str(folder / "state"),
@@ -162,56 +193,67 @@ def main() -> None:
         )
         gateway = f"http://127.0.0.1:{port}"
         wait_until_up(f"{gateway}/healthz", procs[0])
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/xml; charset=utf-8"}
+        gateway_round(cluster, gateway, token, 8, args.clients, 0)  # warm-up, not timed
 
-        def create(_: int) -> int:
-            request = urllib.request.Request(
-                f"{gateway}/bes", data=CREATE.encode(), headers=headers, method="POST"
+        # -- 1. alternating rounds: the sbatch loop, then the gateway, same 500 jobs -------
+        loops, rounds, loop_ids = [], [], []
+        for r in range(args.rounds):
+            seconds, ids = loop_round(cluster, folder / f"loop{r}", args.jobs)
+            loops.append(seconds)
+            loop_ids += ids
+            rounds.append(
+                gateway_round(cluster, gateway, token, args.jobs, args.clients, 8 + r * args.jobs)
             )
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            codes = list(pool.map(create, range(args.jobs)))
-        accepted = time.perf_counter() - started
-        deadline = time.monotonic() + 600
-        while queued_tasks(cluster, "xg-") < args.jobs and time.monotonic() < deadline:
-            time.sleep(0.05)
-        gateway_seconds = time.perf_counter() - started
         db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
         failed = db.execute("SELECT count(*) FROM activities WHERE state = 'Failed'").fetchone()
         db.close()
-        n = queued_tasks(cluster, "xg-")
         submissions = queued(cluster, "xg-")
+        total = args.rounds * args.jobs + 8
         print(
-            f"{args.jobs} JSDL jobs through the gateway into Slurm (BES over HTTP, "
-            f"{args.clients} clients, {args.workers} server worker process(es)):"
+            f"{args.jobs} JSDL jobs through the gateway into Slurm (BES CreateActivity over "
+            f"HTTP, {args.clients} client threads, {args.workers} server worker process(es), "
+            f"{args.rounds} rounds alternating with the loop):"
+        )
+        for r, ((queued_after, answered), loop) in enumerate(zip(rounds, loops, strict=True)):
+            print(
+                f"  round {r + 1}: answered in {answered:5.2f} s, all queued in Slurm after "
+                f"{queued_after:5.2f} s; sbatch loop {loop:5.2f} s; "
+                f"speed {loop / queued_after:4.2f}x"
+            )
+        gateway_median = statistics.median(q for q, _ in rounds)
+        loop_median = statistics.median(loops)
+        print(
+            f"  median: all queued after {gateway_median:5.2f} s "
+            f"({args.jobs / gateway_median:5.0f} jobs/s); {total} activities, {failed[0]} "
+            f"failed, in {submissions} Slurm submissions (single jobs or job arrays)"
         )
         print(
-            f"  answered in {accepted:6.2f} s, all queued in Slurm after {gateway_seconds:6.2f} s"
-            f" ({n} queued, {failed[0]} failed, HTTP {sorted(set(codes))}); "
-            f"{submissions} Slurm submissions (single jobs or job arrays)"
+            f"baseline: sequential sbatch loop, {args.jobs} jobs: median {loop_median:5.2f} s "
+            f"({args.jobs / loop_median:5.0f} jobs/s)"
         )
-        print(f"baseline: sequential sbatch loop, {args.jobs} jobs: {loop_seconds:6.2f} s")
-        print(f"  gateway / loop speed: {loop_seconds / gateway_seconds:4.2f}x")
+        print(f"  gateway / loop speed (medians): {loop_median / gateway_median:4.2f}x")
 
         # -- 1b. the same 500 as ONE JSDL parameter sweep: one CreateActivity, one array
+        already = queued_tasks(cluster, "xg-")
         started = time.perf_counter()
         request = urllib.request.Request(
-            f"{gateway}/bes", data=sweep_request(args.jobs), headers=headers, method="POST"
+            f"{gateway}/bes",
+            data=sweep_request(args.jobs),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/xml"},
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             assert response.status == 200
         answered = time.perf_counter() - started
-        while queued_tasks(cluster, "xg-") < 2 * args.jobs and time.monotonic() < deadline + 600:
-            time.sleep(0.1)
+        deadline = time.monotonic() + 600
+        while queued_tasks(cluster, "xg-") < already + args.jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
         sweep_seconds = time.perf_counter() - started
         print(
             f"{args.jobs} jobs as one JSDL parameter sweep (one CreateActivity -> one job "
             f"array): answered in {answered:5.2f} s, queued after {sweep_seconds:5.2f} s"
         )
-        print(f"  sweep / loop speed: {loop_seconds / sweep_seconds:6.1f}x")
+        print(f"  sweep / loop speed: {loop_median / sweep_seconds:6.1f}x")
 
         # -- 2. the monitor: 5000 tracked jobs, one poll ----------------------------------
         options = SimpleNamespace(
@@ -224,9 +266,10 @@ def main() -> None:
             time.sleep(0.1)  # queued in Slurm a moment before the ids are committed
         ids = [row[0] for row in db.execute("SELECT backend_id FROM activities")]
         db.close()
-        rest = args.tracked - len(ids)
-        # distinct jobs (not one array), so that squeue really lists one record per job
-        for i in range(rest):
+        # the loops' jobs, then more distinct jobs (not one array): squeue really lists
+        # one record per job
+        ids += loop_ids[: max(0, args.tracked - len(ids))]
+        for i in range(args.tracked - len(ids)):
             ids.append(
                 cluster.run(
                     "sbatch",
@@ -243,11 +286,11 @@ def main() -> None:
         unanswered = [i for i in ids if i not in answer]
         if unanswered:
             print(f"  no status for {len(unanswered)} ids, e.g. {unanswered[:5]}")
-        single = [i for i in ids if "_" not in i][:50]
+        sample = ids[:: max(1, len(ids) // 50)][:50]  # array tasks and single jobs
         started = time.perf_counter()
-        for backend_id in single:
+        for backend_id in sample:
             json.loads(cluster.run("squeue", "--json", "-j", backend_id).stdout)
-        one_each = (time.perf_counter() - started) / max(1, len(single))
+        one_each = (time.perf_counter() - started) / max(1, len(sample))
         records = len(json.loads(cluster.run("squeue", "--json").stdout)["jobs"])
         print(
             f"monitor: {len(ids)} tracked jobs ({records} squeue records), ONE status() call = "
@@ -256,7 +299,7 @@ def main() -> None:
         )
         print(
             f"baseline: squeue --json -j <id> one job at a time: {one_each * 1000:6.1f} ms "
-            f"each, {one_each * len(ids):6.1f} s for {len(ids)}"
+            f"each ({len(sample)} asked), {one_each * len(ids):6.1f} s for {len(ids)}"
         )
     finally:
         for proc in procs:
