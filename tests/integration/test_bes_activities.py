@@ -250,3 +250,30 @@ def test_cancel_racing_a_batch_stops_only_that_job(store, runtime):
     for r in (kept, other):
         assert r.state is JobState.PENDING and r.backend_id == r.id
         store.terminate(backend, r, "alice")
+
+
+def test_concurrent_records_commit_together_and_fail_alone(store, backend):
+    """Group commit: requests recording at once share transactions; one request whose
+    rows cannot be written (a duplicate id) gets its own error, the others are stored."""
+    (existing,) = record(store, backend)
+    ids = [[f"group-{n}-{i}-{time.monotonic_ns()}" for i in range(3)] for n in range(12)]
+    ids[5][1] = existing.id  # this request (a sweep of three) must fail as a whole
+    errors: dict[int, Exception] = {}
+    barrier = threading.Barrier(len(ids))
+
+    def one(n):
+        barrier.wait()
+        try:
+            store.record(ids[n], backend=backend.name, owner="alice", vo="", jsdl="<x/>")
+        except Exception as exc:
+            errors[n] = exc
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(ids))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert list(errors) == [5]
+    assert store.get(ids[5][0]) is None and store.get(ids[5][2]) is None
+    stored = store.get_many(i for n, group in enumerate(ids) if n != 5 for i in group)
+    assert len(stored) == 33 and {r.state for r in stored.values()} == {JobState.PENDING}
