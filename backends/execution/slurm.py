@@ -232,7 +232,14 @@ class SlurmExecutionBackend(ExecutionBackend):
             groups.setdefault(key, []).append((activity_id, job))
         ids: dict[str, str] = {}
         for options, members in groups.items():
-            ids.update(self._submit_group(list(options), members, user))
+            try:
+                ids.update(self._submit_group(list(options), members, user))
+            except BackendError as exc:
+                if not ids:
+                    raise
+                # never "unavailable" then: the caller must not fail the groups already
+                # queued (handed over again, each finds its job from its submit.json)
+                raise BackendError(f"only part of the batch was submitted: {exc}") from exc
         return [ids[activity_id] for activity_id, _ in jobs]
 
     def _prepare(self, activity_id: str, job: JobSpec, user: str) -> Path:
@@ -301,7 +308,15 @@ class SlurmExecutionBackend(ExecutionBackend):
             else:
                 argv.append(f"--output={folders[0] / slurm_job.LOGS}/slurm-%j.out")
             argv.append(str(script))
-            slurm_id = self._sbatch(argv, user)
+            try:
+                slurm_id = self._sbatch(argv, user)
+            except SlurmCommandError:
+                # refused: certainly not queued (Slurm may keep a FAILED record under the
+                # name), so a later hand-over must submit afresh, not find that record
+                for folder in folders:
+                    with contextlib.suppress(FileNotFoundError):
+                        (folder / SUBMIT_FILE).unlink()
+                raise
             for index, (activity_id, _job) in enumerate(todo):
                 ids[activity_id] = f"{slurm_id}_{index}" if array else slurm_id
                 named[activity_id] = name

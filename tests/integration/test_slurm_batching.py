@@ -148,3 +148,37 @@ def test_gateway_killed_right_after_an_array_sbatch_submits_no_task_twice(slurm_
     assert slurm_jobs(slurm_cluster, "xg-act-new") == {again[1]}
     for backend_id in (f"{array}_0", f"{array}_1", f"{array}_2", again[1]):
         assert wait_state(backend, backend_id, JobState.FINISHED).state is JobState.FINISHED
+
+
+def test_a_batch_partly_refused_by_sbatch_fails_only_the_refused_request(
+    slurm_cluster, work_dir, runtime
+):
+    """Two requests in one batch with different resources (two sbatch calls): the first
+    is queued, Slurm refuses the second. The first is not failed nor submitted again (its
+    submit.json has its job), the second fails with Slurm's reason."""
+    backend = make_backend(slurm_cluster, work_dir)
+    store = ActivityStore(runtime.db.engine)
+    ids = [f"act-part-{i}-{time.monotonic_ns()}" for i in range(3)]
+    store.record(ids, backend=backend.name, owner="alice", vo="", jsdl="<x/>")
+    gate, real_sbatch = threading.Event(), backend._sbatch
+
+    def sbatch(argv, user):
+        gate.wait(10)
+        return real_sbatch(argv, user)
+
+    backend._sbatch = sbatch
+    launcher = Launcher(store, backend, workers=2, batch=100, batch_window=0.5)
+    launcher.start([(ids[0], JobSpec("/bin/true"), None)])
+    while not launcher._in_flight:
+        time.sleep(0.01)
+    launcher.start([(ids[1], JobSpec("/bin/true"), None)])
+    launcher.start([(ids[2], JobSpec("/bin/true", individual_physical_memory=10**14), None)])
+    gate.set()
+    launcher.close()
+
+    queued, refused = store.get(ids[1]), store.get(ids[2])
+    assert queued.state is not JobState.FAILED and queued.backend_id
+    assert slurm_jobs(slurm_cluster, f"xg-{ids[1]}") == {queued.backend_id}  # once
+    assert refused.state is JobState.FAILED and not refused.backend_id, refused
+    assert refused.reason.startswith("not started: ") and "not available" in refused.reason
+    assert wait_state(backend, queued.backend_id, JobState.FINISHED).state is JobState.FINISHED
