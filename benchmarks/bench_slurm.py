@@ -122,10 +122,11 @@ def gateway_round(cluster, gateway: str, token: str, count: int, clients: int, a
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         codes = set(pool.map(create, range(count)))
     answered = time.perf_counter() - started
+    client_cpu = time.process_time() - cpu
     if codes != {200}:
         raise SystemExit(f"CreateActivity answered HTTP {sorted(codes)}")
     deadline = time.monotonic() + 600
@@ -133,7 +134,7 @@ def gateway_round(cluster, gateway: str, token: str, count: int, clients: int, a
         if time.monotonic() > deadline:
             raise SystemExit("the gateway's jobs did not all reach Slurm within 600 s")
         time.sleep(0.05)
-    return time.perf_counter() - started, answered
+    return time.perf_counter() - started, answered, client_cpu
 
 
 def main() -> None:
@@ -214,13 +215,13 @@ def main() -> None:
             f"HTTP, {args.clients} client threads, {args.workers} server worker process(es), "
             f"{args.rounds} rounds alternating with the loop):"
         )
-        for r, ((queued_after, answered), loop) in enumerate(zip(rounds, loops, strict=True)):
+        for r, ((queued_after, answered, cpu), loop) in enumerate(zip(rounds, loops, strict=True)):
             print(
-                f"  round {r + 1}: answered in {answered:5.2f} s, all queued in Slurm after "
-                f"{queued_after:5.2f} s; sbatch loop {loop:5.2f} s; "
+                f"  round {r + 1}: answered in {answered:5.2f} s (client CPU {cpu:4.2f} s), all "
+                f"queued in Slurm after {queued_after:5.2f} s; sbatch loop {loop:5.2f} s; "
                 f"speed {loop / queued_after:4.2f}x"
             )
-        gateway_median = statistics.median(q for q, _ in rounds)
+        gateway_median = statistics.median(q for q, _, _ in rounds)
         loop_median = statistics.median(loops)
         print(
             f"  median: all queued after {gateway_median:5.2f} s "
