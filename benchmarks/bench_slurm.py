@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -87,6 +88,27 @@ def sweep_request(count: int) -> bytes:
         "<posix:Executable>/bin/echo</posix:Executable><posix:Argument>0</posix:Argument>",
     ).replace("</jsdl:JobDescription>", "</jsdl:JobDescription>" + sweep)
     return body.encode()
+
+
+def children_cpu() -> float:
+    """CPU time of this process's reaped children (the loop's sbatch processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process, its reaped children (sbatch, runuser) and its live children
+    (server worker processes), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += sum(int(v) for v in fields[11:15]) / ticks
+    return total
 
 
 def loop_round(cluster, folder: Path, count: int) -> tuple[float, list[str]]:
@@ -197,13 +219,21 @@ def main() -> None:
         gateway_round(cluster, gateway, token, 8, args.clients, 0)  # warm-up, not timed
 
         # -- 1. alternating rounds: the sbatch loop, then the gateway, same 500 jobs -------
-        loops, rounds, loop_ids = [], [], []
+        loops, rounds, loop_ids, cpu = [], [], [], []
+        slurmctld = int((folder / "slurmctld.pid").read_text())
+        server = procs[0].pid
         for r in range(args.rounds):
+            before = (cpu_seconds(slurmctld), children_cpu())
             seconds, ids = loop_round(cluster, folder / f"loop{r}", args.jobs)
+            loop_cpu = (cpu_seconds(slurmctld) - before[0], children_cpu() - before[1])
             loops.append(seconds)
             loop_ids += ids
+            before = (cpu_seconds(slurmctld), cpu_seconds(server))
             rounds.append(
                 gateway_round(cluster, gateway, token, args.jobs, args.clients, 8 + r * args.jobs)
+            )
+            cpu.append(
+                (*loop_cpu, cpu_seconds(slurmctld) - before[0], cpu_seconds(server) - before[1])
             )
         db = sqlite3.connect(f"file:{folder / 'state' / 'xtreemgate.db'}?mode=ro", uri=True)
         failed = db.execute("SELECT count(*) FROM activities WHERE state = 'Failed'").fetchone()
@@ -215,11 +245,19 @@ def main() -> None:
             f"HTTP, {args.clients} client threads, {args.workers} server worker process(es), "
             f"{args.rounds} rounds alternating with the loop):"
         )
-        for r, ((queued_after, answered, cpu), loop) in enumerate(zip(rounds, loops, strict=True)):
+        for r, ((queued_after, answered, client), loop) in enumerate(
+            zip(rounds, loops, strict=True)
+        ):
+            ctld_loop, sbatch, ctld_gateway, server_cpu = cpu[r]
             print(
-                f"  round {r + 1}: answered in {answered:5.2f} s (client CPU {cpu:4.2f} s), all "
-                f"queued in Slurm after {queued_after:5.2f} s; sbatch loop {loop:5.2f} s; "
+                f"  round {r + 1}: answered in {answered:5.2f} s, all queued in Slurm after "
+                f"{queued_after:5.2f} s; sbatch loop {loop:5.2f} s; "
                 f"speed {loop / queued_after:4.2f}x"
+            )
+            print(
+                f"    CPU s: gateway {server_cpu:4.2f} (with its sbatch), its client "
+                f"{client:4.2f}, slurmctld {ctld_gateway:4.2f} | loop: sbatch {sbatch:4.2f}, "
+                f"slurmctld {ctld_loop:4.2f}"
             )
         gateway_median = statistics.median(q for q, _, _ in rounds)
         loop_median = statistics.median(loops)
