@@ -67,20 +67,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _write_bytes(path: str, data: bytes, mode: int, owner: Any = None) -> None:
+    """One open, one write (these files are small: no text layer per file), then the
+    owner on the open descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if owner is not None:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
+    finally:
+        os.close(fd)
+
+
 def _write(path: Path, data: Any, mode: int = 0o644) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out)
+    """JSON, replaced atomically: a reader (or a crash) never sees half of it."""
+    temp = f"{path}.tmp"
+    _write_bytes(temp, json.dumps(data).encode(), mode)
     os.replace(temp, path)
 
 
 def _write_text(path: Path, text: str, owner: Any) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    if owner is not None:
-        os.chown(path, owner.pw_uid, owner.pw_gid)
+    _write_bytes(str(path), text.encode(), 0o600, owner)
 
 
 def _read(path: Path) -> Any:
@@ -242,14 +251,13 @@ class SlurmExecutionBackend(ExecutionBackend):
                 raise BackendError(f"only part of the batch was submitted: {exc}") from exc
         return [ids[activity_id] for activity_id, _ in jobs]
 
-    def _prepare(self, activity_id: str, job: JobSpec, user: str) -> Path:
+    def _prepare(self, activity_id: str, job: JobSpec, owner: Any) -> Path:
         folder = self.folder(activity_id)
         if not self._laid_out:  # once per process, not once per job
             self.work_dir.mkdir(parents=True, exist_ok=True)
             (self.work_dir / "jobs").mkdir(exist_ok=True)
             self._laid_out = True
         folder.mkdir(mode=0o755, exist_ok=True)
-        owner = pwd.getpwnam(user) if user else None
         for sub in (slurm_job.WORK, slurm_job.LOGS):
             (folder / sub).mkdir(mode=0o700, exist_ok=True)
             if owner is not None:
@@ -291,7 +299,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             first = todo[0][0]
             name = NAME_PREFIX + first
             array = len(todo) > 1
-            folders = [self._prepare(a, j, user) for a, j in todo]
+            owner = pwd.getpwnam(user) if user else None
+            folders = [self._prepare(a, j, owner) for a, j in todo]
             # written BEFORE sbatch: after a crash, each member's own marker says under
             # which name (and as which array task) it may have been submitted
             for index, folder in enumerate(folders):
