@@ -81,7 +81,7 @@ def _write_bytes(path: str, data: bytes, mode: int, owner: Any = None) -> None:
         os.close(fd)
 
 
-def _write(path: Path, data: Any, mode: int = 0o644) -> None:
+def _write(path: Path | str, data: Any, mode: int = 0o644) -> None:
     """JSON, replaced atomically: a reader (or a crash) never sees half of it."""
     temp = f"{path}.tmp"
     _write_bytes(temp, json.dumps(data).encode(), mode)
@@ -251,17 +251,23 @@ class SlurmExecutionBackend(ExecutionBackend):
                 raise BackendError(f"only part of the batch was submitted: {exc}") from exc
         return [ids[activity_id] for activity_id, _ in jobs]
 
-    def _prepare(self, activity_id: str, job: JobSpec, owner: Any) -> Path:
-        folder = self.folder(activity_id)
+    def _prepare(self, folder: Path, job: JobSpec, owner: Any) -> None:
+        """The activity's folder, its two sub-folders (the account's) and job.sh. String
+        paths on purpose: a burst prepares hundreds, and pathlib joins cost more than the
+        system calls."""
         if not self._laid_out:  # once per process, not once per job
             self.work_dir.mkdir(parents=True, exist_ok=True)
             (self.work_dir / "jobs").mkdir(exist_ok=True)
             self._laid_out = True
-        folder.mkdir(mode=0o755, exist_ok=True)
+        base = str(folder)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(base, 0o755)
         for sub in (slurm_job.WORK, slurm_job.LOGS):
-            (folder / sub).mkdir(mode=0o700, exist_ok=True)
+            path = f"{base}/{sub}"
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
             if owner is not None:
-                os.chown(folder / sub, owner.pw_uid, owner.pw_gid)
+                os.chown(path, owner.pw_uid, owner.pw_gid)
         if job.stage_in or job.stage_out:
             staging = folder / slurm_job.LOGS / "staging.json"
             _write(
@@ -277,20 +283,20 @@ class SlurmExecutionBackend(ExecutionBackend):
                 os.chown(staging, owner.pw_uid, owner.pw_gid)
         text = slurm_job.script(job, folder, self.python, self.mpi_plugins, self.cli.paths["srun"])
         # the environment may hold what others should not read: the account's alone
-        _write_text(folder / "job.sh", text, owner)
-        return folder
+        _write_text(f"{base}/job.sh", text, owner)
 
     def _submit_group(
         self, options: list[str], members: list[tuple[str, JobSpec]], user: str
     ) -> dict[str, str]:
         """Members with the same sbatch options: one job (one member) or one job array
         whose task i runs member i's own job.sh."""
+        folders = {activity_id: self.folder(activity_id) for activity_id, _ in members}
         ids: dict[str, str] = {}
         named: dict[str, str] = {}  # activity id -> the job name it was submitted under
         lookups: dict[str, str | None] = {}  # job name -> Slurm id, one lookup per name
         todo = []
         for activity_id, job in members:
-            found = self._submitted(activity_id, lookups)
+            found = self._submitted(folders[activity_id], lookups)
             if found is None:
                 todo.append((activity_id, job))
             else:
@@ -300,61 +306,63 @@ class SlurmExecutionBackend(ExecutionBackend):
             name = NAME_PREFIX + first
             array = len(todo) > 1
             owner = pwd.getpwnam(user) if user else None
-            folders = [self._prepare(a, j, owner) for a, j in todo]
+            for activity_id, job in todo:
+                self._prepare(folders[activity_id], job, owner)
             # written BEFORE sbatch: after a crash, each member's own marker says under
             # which name (and as which array task) it may have been submitted
-            for index, folder in enumerate(folders):
-                _write(folder / SUBMIT_FILE, {"name": name, "index": index if array else None})
-            script = folders[0] / "job.sh"
+            for index, (activity_id, _job) in enumerate(todo):
+                marker = {"name": name, "index": index if array else None}
+                _write(f"{folders[activity_id]}/{SUBMIT_FILE}", marker)
+            script = f"{folders[first]}/job.sh"
             argv = [*options, f"--job-name={name}", f"--comment=xtreemgate activity {first}"]
             if array:
-                script = self.work_dir / f"array-{first}.sh"
-                script.write_text(slurm_job.array_script(folders))
+                script = f"{self.work_dir}/array-{first}.sh"
+                text = slurm_job.array_script([folders[a] for a, _ in todo])
+                _write_bytes(script, text.encode(), 0o644)
                 argv.append(f"--array=0-{len(todo) - 1}")
                 # each task's program writes to its own folder (the script redirects);
                 # what the shell itself says has no folder the account may write to
                 argv.append("--output=/dev/null")
             else:
-                argv.append(f"--output={folders[0] / slurm_job.LOGS}/slurm-%j.out")
-            argv.append(str(script))
+                argv.append(f"--output={folders[first]}/{slurm_job.LOGS}/slurm-%j.out")
+            argv.append(script)
             try:
                 slurm_id = self._sbatch(argv, user)
             except SlurmCommandError:
                 # refused: certainly not queued (Slurm may keep a FAILED record under the
                 # name), so a later hand-over must submit afresh, not find that record
-                for folder in folders:
+                for activity_id, _job in todo:
                     with contextlib.suppress(FileNotFoundError):
-                        (folder / SUBMIT_FILE).unlink()
+                        os.unlink(f"{folders[activity_id]}/{SUBMIT_FILE}")
                 raise
             for index, (activity_id, _job) in enumerate(todo):
                 ids[activity_id] = f"{slurm_id}_{index}" if array else slurm_id
                 named[activity_id] = name
+        jobs = f"{self.work_dir}/jobs"
         for activity_id, _job in members:
             backend_id = ids[activity_id]
-            folder = self.folder(activity_id)
             slurm_id, _, task = backend_id.partition("_")
-            _write(
-                folder / SUBMIT_FILE,
-                {
-                    "name": named[activity_id],
-                    "index": int(task) if task else None,
-                    "slurm_id": slurm_id,
-                },
-            )
-            link = self.work_dir / "jobs" / backend_id
+            marker = {
+                "name": named[activity_id],
+                "index": int(task) if task else None,
+                "slurm_id": slurm_id,
+            }
+            _write(f"{folders[activity_id]}/{SUBMIT_FILE}", marker)
             with contextlib.suppress(FileExistsError):
-                os.symlink(activity_id, link)
-            self._folders[backend_id] = folder
+                os.symlink(activity_id, f"{jobs}/{backend_id}")
+            self._folders[backend_id] = folders[activity_id]
             self._live.add(backend_id)
         return ids
 
-    def _submitted(
-        self, activity_id: str, lookups: dict[str, str | None]
-    ) -> tuple[str, str] | None:
+    def _submitted(self, folder: Path, lookups: dict[str, str | None]) -> tuple[str, str] | None:
         """The backend id of an activity already submitted, from its own submit.json: the
         Slurm id once recorded, else (a crash right after sbatch) found by its job name
         in squeue and sacct; with the job name. None: never submitted, submit it."""
-        marker = _read(self.folder(activity_id) / SUBMIT_FILE)
+        try:
+            with open(f"{folder}/{SUBMIT_FILE}", "rb") as marker_file:
+                marker = json.loads(marker_file.read())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
         if not isinstance(marker, dict) or not marker.get("name"):
             return None
         name = str(marker["name"])
