@@ -2,8 +2,12 @@
 
 1. 500 JSDL jobs through a real ``xtreemgate serve`` (BES CreateActivity over HTTP, 8
    client threads, Slurm backend on a real one-node cluster) until all 500 are queued in
-   Slurm, beside a sequential ``sbatch`` loop submitting the same 500 jobs. Aim >= 1x.
-   Then the same 500 as one JSDL parameter sweep (one request, one Slurm job array).
+   Slurm, beside a sequential ``sbatch`` loop over the same 500 job scripts (the script
+   the gateway writes for that JSDL, the same sbatch options). Aim >= 1x. The two
+   alternate for ``--rounds`` rounds (the machine is shared: both see the same load);
+   every round and the medians are printed, with the CPU seconds of the gateway, its
+   client and slurmctld. Then the same 500 as one JSDL parameter sweep (one request,
+   one Slurm job array).
 2. The monitor's cost with 5000 tracked jobs: ONE status() call (one ``squeue --json``)
    and its time, beside asking squeue about jobs one at a time (``squeue -j <id>`` for 50
    of them, extrapolated to 5000).
@@ -11,7 +15,8 @@
 The partition is set DOWN while jobs are submitted, so jobs queue but do not run: the
 figures are about submission and monitoring, not a 2-CPU node's scheduling.
 
-Run as root (slurmd must): ``.venv/bin/python benchmarks/bench_slurm.py [--jobs 500]``.
+Run as root (slurmd must):
+``.venv/bin/python benchmarks/bench_slurm.py [--jobs 500] [--rounds 3] [--workers 1]``.
 Everything runs in a temporary folder and is stopped at the end.
 """
 
