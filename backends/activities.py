@@ -24,7 +24,13 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backends.interfaces import BackendError, BackendUnavailable, ExecutionBackend, InvalidState
+from backends.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    ExecutionBackend,
+    InvalidState,
+    PartlySubmitted,
+)
 from backends.model import JobSpec, JobState, JobStatus, LocalAccount
 from backends.store.models import Activity, ServiceFlag, utcnow
 
@@ -372,7 +378,8 @@ class ActivityStore:
         reason (a parameter sweep is all or nothing) or, with ``refusal=False`` (the
         launcher's batch of several requests), raises :class:`RefusedBatch` having written
         nothing, so that each request is handed over on its own; a backend that cannot be
-        reached fails them all either way (alone they would fail the same)."""
+        reached fails them all either way (alone they would fail the same). A backend that
+        started only some (:class:`PartlySubmitted`) gets each handed over on its own."""
         ids = [activity_id for activity_id, _, _ in launches]
         with self.engine.connect() as conn:
             waiting_ids = set(
@@ -393,6 +400,12 @@ class ActivityStore:
         account = todo[0][2]
         try:
             backend_ids = backend.submit_many([(a, j) for a, j, _ in todo], account)
+        except PartlySubmitted:
+            # some are running: each again on its own (the started ones are found, not
+            # started twice; the others are started or fail with their own reason)
+            for launch in todo:
+                self.hand_over(backend, *launch)
+            return
         except Exception as exc:
             if not refusal and not isinstance(exc, BackendUnavailable):
                 raise RefusedBatch(str(exc)) from exc

@@ -42,6 +42,7 @@ from backends.interfaces import (
     BackendUnavailable,
     ExecutionBackend,
     InvalidState,
+    PartlySubmitted,
     UnknownResource,
 )
 from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
@@ -246,9 +247,9 @@ class SlurmExecutionBackend(ExecutionBackend):
             except BackendError as exc:
                 if not ids:
                     raise
-                # never "unavailable" then: the caller must not fail the groups already
-                # queued (handed over again, each finds its job from its submit.json)
-                raise BackendError(f"only part of the batch was submitted: {exc}") from exc
+                # the caller must not fail the groups already queued: handed over again,
+                # each finds its job from its submit.json
+                raise PartlySubmitted(f"only part of the batch was submitted: {exc}") from exc
         return [ids[activity_id] for activity_id, _ in jobs]
 
     def _prepare(self, folder: Path, job: JobSpec, owner: Any) -> None:

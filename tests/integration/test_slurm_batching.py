@@ -182,3 +182,25 @@ def test_a_batch_partly_refused_by_sbatch_fails_only_the_refused_request(
     assert refused.state is JobState.FAILED and not refused.backend_id, refused
     assert refused.reason.startswith("not started: ") and "not available" in refused.reason
     assert wait_state(backend, queued.backend_id, JobState.FINISHED).state is JobState.FINISHED
+
+
+def test_a_sweep_partly_refused_keeps_the_queued_points(slurm_cluster, work_dir, runtime):
+    """One request whose points need different resources (two sbatch calls), the second
+    refused: the queued points keep their jobs (never recorded Failed while they run),
+    the refused point fails with Slurm's reason."""
+    backend = make_backend(slurm_cluster, work_dir)
+    store = ActivityStore(runtime.db.engine)
+    ids = [f"act-sweep-part-{i}-{time.monotonic_ns()}" for i in range(3)]
+    store.record(ids, backend=backend.name, owner="alice", vo="", jsdl="<x/>")
+    jobs = [JobSpec("/bin/true"), JobSpec("/bin/true"), JobSpec("/bin/true", memory_limit=10**14)]
+    store.hand_over_many(backend, [(i, j, None) for i, j in zip(ids, jobs, strict=True)])
+    first, second, refused = (store.get(i) for i in ids)
+    array = first.backend_id.split("_")[0]
+    assert (first.backend_id, second.backend_id) == (f"{array}_0", f"{array}_1")
+    assert slurm_jobs(slurm_cluster, f"xg-{ids[0]}") == {array}  # found, not resubmitted
+    assert refused.state is JobState.FAILED and not refused.backend_id, refused
+    assert "not available" in refused.reason
+    for record in (first, second):
+        assert wait_state(backend, record.backend_id, JobState.FINISHED).state is (
+            JobState.FINISHED
+        )
