@@ -13,17 +13,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backends.interfaces import BackendError, ExecutionBackend, InvalidState
+from backends.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    ExecutionBackend,
+    InvalidState,
+    PartlySubmitted,
+)
 from backends.model import JobSpec, JobState, JobStatus, LocalAccount
 from backends.store.models import Activity, ServiceFlag, utcnow
 
@@ -83,6 +90,31 @@ class NotTerminable(InvalidState):
         self.state = state
 
 
+class _Pending:
+    """One request's rows waiting for a group commit."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.done = threading.Event()
+        self.error: Exception | None = None
+
+
+class RefusedBatch(Exception):
+    """The backend refused a batch of several requests' activities; nothing was written."""
+
+
+ACTIVITIES = Activity.__table__
+
+
+def _waiting(activity_id: str) -> Any:
+    """The row of an activity not handed to the backend yet (nor cancelled)."""
+    return (
+        (ACTIVITIES.c.id == activity_id)
+        & (ACTIVITIES.c.state == JobState.PENDING.value)
+        & (ACTIVITIES.c.backend_id == "")
+    )
+
+
 def new_activity_id() -> str:
     return str(uuid.uuid4())
 
@@ -93,6 +125,55 @@ class ActivityStore:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time and makes the others poll with growing sleeps
+        # (1, 2, 5, 10 ms ...): this process's writers queue on a lock instead.
+        self._leader = threading.Lock()
+        self._group_lock = threading.Lock()
+        self._group: list[_Pending] = []
+        self._write_lock = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+
+    def _commit_together(self, rows: list[dict[str, Any]]) -> None:
+        """Insert one request's rows, durably, before returning (group commit).
+
+        Concurrent requests' rows are committed in ONE transaction: the first waiting
+        request commits for all that queued up meanwhile, so a burst of CreateActivity
+        pays one commit (and one turn at SQLite's single writer) per group instead of one
+        per request. Each request's rows stay all or nothing: if a group's transaction
+        fails, each request is committed on its own again and gets its own error.
+        """
+        entry = _Pending(rows)
+        with self._group_lock:
+            self._group.append(entry)
+        while not entry.done.is_set():
+            with self._leader:  # one committer at a time; others queue behind it
+                if entry.done.is_set():
+                    break
+                with self._group_lock:
+                    group, self._group = self._group, []
+                self._commit_group(group)
+        if entry.error is not None:
+            raise entry.error
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        try:
+            with self._writing() as conn:  # Core: one executemany, no ORM flush
+                conn.execute(insert(ACTIVITIES), [row for e in group for row in e.rows])
+        except Exception as exc:
+            if len(group) > 1:
+                for entry in group:
+                    self._commit_group([entry])
+                return
+            group[0].error = exc
+        for entry in group:
+            entry.done.set()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A Core transaction for the hot write paths (recording, handing over)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _session(self) -> Session:
         return self._sessions.begin()  # type: ignore[return-value]
@@ -222,8 +303,7 @@ class ActivityStore:
             }
             for activity_id in ids
         ]
-        with self._session() as session:
-            session.execute(insert(Activity), rows)  # Core: one executemany, no ORM flush
+        self._commit_together(rows)
         return [
             ActivityRecord(**{**row, "state": JobState.PENDING})  # type: ignore[arg-type]
             for row in rows
@@ -241,25 +321,21 @@ class ActivityStore:
         A refusal turns the record Failed with the backend's reason. A job started for a
         record that was cancelled while the backend worked is terminated again.
         """
-        with self._sessions() as session:
-            current = session.execute(
-                select(Activity.state, Activity.backend_id).where(Activity.id == activity_id)
+        table = ACTIVITIES
+        with self.engine.connect() as conn:
+            current = conn.execute(
+                select(table.c.state, table.c.backend_id).where(table.c.id == activity_id)
             ).first()
         if current is None or current.state != JobState.PENDING.value or current.backend_id:
             return
-        waiting = (
-            (Activity.id == activity_id)
-            & (Activity.state == JobState.PENDING.value)
-            & (Activity.backend_id == "")
-        )
         try:
             backend_id = backend.submit(activity_id, job, account)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-            with self._session() as session:
-                session.execute(
-                    update(Activity)
-                    .where(waiting)
+            with self._writing() as conn:
+                conn.execute(
+                    update(table)
+                    .where(_waiting(activity_id))
                     .values(
                         state=JobState.FAILED.value,
                         reason=f"not started: {reason}",
@@ -267,29 +343,47 @@ class ActivityStore:
                     )
                 )
             return
-        with self._session() as session:
-            claimed = session.execute(
-                update(Activity).where(waiting).values(backend_id=backend_id, updated_at=utcnow())
-            ).rowcount
-            if not claimed:  # cancelled meanwhile: remember where it ran, then stop it
-                session.execute(
-                    update(Activity).where(Activity.id == activity_id).values(backend_id=backend_id)
-                )
+        with self._writing() as conn:
+            claimed = self._claim(conn, activity_id, backend_id)
         if not claimed:
             with contextlib.suppress(BackendError):
                 backend.terminate(backend_id)
+
+    @staticmethod
+    def _claim(conn: Any, activity_id: str, backend_id: str) -> bool:
+        """Record where a waiting activity runs; False (keeping where it ran) when it was
+        cancelled while the backend worked: the caller then stops the job."""
+        claimed = conn.execute(
+            update(ACTIVITIES)
+            .where(_waiting(activity_id))
+            .values(backend_id=backend_id, updated_at=utcnow())
+        ).rowcount
+        if not claimed:
+            conn.execute(
+                update(ACTIVITIES)
+                .where(ACTIVITIES.c.id == activity_id)
+                .values(backend_id=backend_id)
+            )
+        return bool(claimed)
 
     def hand_over_many(
         self,
         backend: ExecutionBackend,
         launches: Sequence[tuple[str, JobSpec, LocalAccount | None]],
+        *,
+        refusal: bool = True,
     ) -> None:
-        """Like :meth:`hand_over` for activities of one request, in ONE backend call
-        (``submit_many``); a refusal fails all of them with the reason."""
+        """Like :meth:`hand_over` for several activities with one account, in ONE backend
+        call (``submit_many``) and one transaction. A refusal fails all of them with the
+        reason (a parameter sweep is all or nothing) or, with ``refusal=False`` (the
+        launcher's batch of several requests), raises :class:`RefusedBatch` having written
+        nothing, so that each request is handed over on its own; a backend that cannot be
+        reached fails them all either way (alone they would fail the same). A backend that
+        started only some (:class:`PartlySubmitted`) gets each handed over on its own."""
         ids = [activity_id for activity_id, _, _ in launches]
-        with self._sessions() as session:
+        with self.engine.connect() as conn:
             waiting_ids = set(
-                session.scalars(
+                conn.scalars(
                     select(Activity.id).where(
                         Activity.id.in_(ids)
                         & (Activity.state == JobState.PENDING.value)
@@ -306,7 +400,15 @@ class ActivityStore:
         account = todo[0][2]
         try:
             backend_ids = backend.submit_many([(a, j) for a, j, _ in todo], account)
+        except PartlySubmitted:
+            # some are running: each again on its own (the started ones are found, not
+            # started twice; the others are started or fail with their own reason)
+            for launch in todo:
+                self.hand_over(backend, *launch)
+            return
         except Exception as exc:
+            if not refusal and not isinstance(exc, BackendUnavailable):
+                raise RefusedBatch(str(exc)) from exc
             reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
             with self._session() as session:
                 session.execute(
@@ -323,25 +425,31 @@ class ActivityStore:
                     )
                 )
             return
-        cancelled = []
-        with self._session() as session:
-            for (activity_id, _, _), backend_id in zip(todo, backend_ids, strict=True):
-                claimed = session.execute(
-                    update(Activity)
-                    .where(
-                        (Activity.id == activity_id)
-                        & (Activity.state == JobState.PENDING.value)
-                        & (Activity.backend_id == "")
+        where = dict(zip([a for a, _, _ in todo], backend_ids, strict=True))
+        now = utcnow()
+        with self._writing() as conn:  # one statement, executemany: no per-row ORM work
+            claimed = conn.execute(
+                update(ACTIVITIES)
+                .where(
+                    (ACTIVITIES.c.id == bindparam("activity"))
+                    & (ACTIVITIES.c.state == JobState.PENDING.value)
+                    & (ACTIVITIES.c.backend_id == "")
+                )
+                .values(backend_id=bindparam("job"), updated_at=now),
+                [{"activity": a, "job": b} for a, b in where.items()],
+            ).rowcount
+            cancelled = []
+            if claimed != len(where) or not conn.dialect.supports_sane_multi_rowcount:
+                # some were cancelled while the backend worked
+                rows = conn.execute(
+                    select(ACTIVITIES.c.id, ACTIVITIES.c.backend_id).where(
+                        ACTIVITIES.c.id.in_(list(where))
                     )
-                    .values(backend_id=backend_id, updated_at=utcnow())
-                ).rowcount
-                if not claimed:
-                    session.execute(
-                        update(Activity)
-                        .where(Activity.id == activity_id)
-                        .values(backend_id=backend_id)
-                    )
-                    cancelled.append(backend_id)
+                )
+                for activity_id, backend_id in rows:
+                    if backend_id != where[activity_id]:
+                        self._claim(conn, activity_id, where[activity_id])
+                        cancelled.append(where[activity_id])
         for backend_id in cancelled:
             with contextlib.suppress(BackendError):
                 backend.terminate(backend_id)
@@ -495,13 +603,27 @@ class ServiceFlags:
         return value
 
 
+Launch = tuple[str, JobSpec, LocalAccount | None]
+
+
 class Launcher:
     """Hands recorded activities to the execution backend off the request path.
 
     CreateActivity answers as soon as the activity is durably recorded Pending (what
-    Pending means in BES); a few worker threads then call ``backend.submit``. The queue
-    is bounded: when ``capacity`` launches wait, :meth:`start` blocks the caller until
-    one is done, so a burst slows clients down instead of growing memory without end.
+    Pending means in BES); a few worker threads then hand activities to the backend. The
+    queue is bounded: when ``capacity`` requests' launches wait, :meth:`start` blocks the
+    caller until one is done, so a burst slows clients down instead of growing memory
+    without end.
+
+    Micro-batching, for a backend that submits several jobs as one unit (``submit_many``:
+    Slurm makes one job array of jobs with the same resources): launches that arrive
+    while another submission is in flight wait up to ``batch_window`` seconds and go to
+    the backend together, at most ``batch`` of them, in one backend call and one store
+    transaction. A submission costs a batch system one client process and one controller
+    round trip whatever its size, so under load this turns N submissions into one, and
+    when the gateway is idle a launch goes at once. If the backend refuses a batch made
+    of several requests' launches (other than being unreachable), each request is handed
+    over again on its own: one request's bad job never fails another's.
     """
 
     def __init__(
@@ -511,55 +633,111 @@ class Launcher:
         *,
         workers: int = 2,
         capacity: int = 10000,
+        batch: int = 100,
+        batch_window: float = 0.02,
     ) -> None:
         self.store = store
         self.backend = backend
-        self._slots = threading.BoundedSemaphore(capacity)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bes-launch")
-        self.closed = False
-
-    def start(self, launches: Sequence[tuple[str, JobSpec, LocalAccount | None]]) -> None:
-        """Several launches from one request (a parameter sweep) go to the backend
-        together (``submit_many``: one Slurm job array); single ones in parallel."""
         default = ExecutionBackend.submit_many
-        together = getattr(type(self.backend), "submit_many", default) is not default
-        if together and len(launches) > 1 and len({id(a) for _, _, a in launches}) == 1:
-            self._slots.acquire()
-            try:
-                self._pool.submit(self._run_many, list(launches))
-            except RuntimeError:
-                self._slots.release()
-                raise
-            return
-        for activity_id, job, account in launches:
-            self._slots.acquire()
-            try:
-                self._pool.submit(self._run, activity_id, job, account)
-            except RuntimeError:  # shutting down: the record stays Pending, then orphaned
-                self._slots.release()
-                raise
+        self.together = getattr(type(backend), "submit_many", default) is not default
+        self.batch = max(1, batch) if self.together else 1
+        self.batch_window = batch_window
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._queue: deque[list[Launch]] = deque()
+        self._ready = threading.Condition()
+        self._in_flight = 0
+        self.batches = 0  # backend hand-overs so far (for the tests and the benchmark)
+        self.closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"bes-launch_{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run_many(self, launches: list[tuple[str, JobSpec, LocalAccount | None]]) -> None:
+    def start(self, launches: Sequence[Launch]) -> None:
+        """Queue the launches of one request. Several (a parameter sweep) with one
+        account go to the backend together, in one call; otherwise one by one."""
+        if not launches:
+            return
+        accounts = {a for _, _, a in launches}
+        units = [list(launches)] if self.together and len(accounts) == 1 else []
+        units = units or [[launch] for launch in launches]
+        for unit in units:
+            self._slots.acquire()
+            with self._ready:
+                if self.closed:  # shutting down: the record stays Pending, then orphaned
+                    self._slots.release()
+                    raise RuntimeError("the launcher is closed")
+                self._queue.append(unit)
+                self._ready.notify()
+
+    def _take(self) -> list[list[Launch]] | None:
+        """The next batch: requests' launches with the same account, up to ``batch``."""
+        with self._ready:
+            while not self._queue:
+                if self.closed:
+                    return None
+                self._ready.wait()
+            if self.batch > 1 and self._in_flight and not self.closed:
+                # another submission is under way: collect what arrives meanwhile
+                deadline = time.monotonic() + self.batch_window
+                while sum(len(u) for u in self._queue) < self.batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._ready.wait(left):
+                        break
+                if not self._queue:  # another worker took them
+                    return []
+            first = self._queue.popleft()
+            units, size = [first], len(first)
+            account = first[0][2]
+            kept: deque[list[Launch]] = deque()
+            while self._queue and size < self.batch:
+                unit = self._queue.popleft()
+                if unit[0][2] == account and size + len(unit) <= self.batch:
+                    units.append(unit)
+                    size += len(unit)
+                else:
+                    kept.append(unit)
+            self._queue.extendleft(reversed(kept))
+            self._in_flight += 1
+            self.batches += 1
+            return units
+
+    def _work(self) -> None:
+        while True:
+            units = self._take()
+            if units is None:
+                return
+            if not units:
+                continue
+            try:
+                self._hand_over(units)
+            finally:
+                with self._ready:
+                    self._in_flight -= 1
+                for _ in units:
+                    self._slots.release()
+
+    def _hand_over(self, units: list[list[Launch]]) -> None:
+        launches = [launch for unit in units for launch in unit]
         try:
-            self.store.hand_over_many(self.backend, launches)
+            if len(launches) == 1:
+                self.store.hand_over(self.backend, *launches[0])
+            else:
+                self.store.hand_over_many(self.backend, launches, refusal=len(units) == 1)
+        except RefusedBatch:  # several requests' launches: each on its own again
+            for unit in units:
+                self._hand_over([unit])
         except Exception:
             log.exception(
                 "handing %d activities to the %s backend failed", len(launches), self.backend.name
             )
-        finally:
-            self._slots.release()
-
-    def _run(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> None:
-        try:
-            self.store.hand_over(self.backend, activity_id, job, account)
-        except Exception:
-            log.exception(
-                "handing activity %s to the %s backend failed", activity_id, self.backend.name
-            )
-        finally:
-            self._slots.release()
 
     def close(self) -> None:
         """Finish the launches already accepted (their clients hold EPRs for them)."""
-        self.closed = True
-        self._pool.shutdown(wait=True)
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()

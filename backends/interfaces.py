@@ -45,6 +45,12 @@ class BackendUnavailable(BackendError):
     """The infrastructure behind a backend cannot be reached (front ends answer 503)."""
 
 
+class PartlySubmitted(BackendError):
+    """``submit_many`` started some of the jobs, then failed: submitting the same
+    activities again returns the started ones' ids and does not start them twice, so the
+    caller hands each over again on its own rather than failing them all."""
+
+
 class NotSupported(BackendError):
     """This backend does not implement the operation."""
 

@@ -401,6 +401,11 @@ class BESSettings(Section):
     # may wait (beyond that, CreateActivity waits for room).
     launch_workers: int = Field(2, ge=1, le=64)
     launch_queue: int = Field(10000, ge=1, le=1000000)
+    # Launches that arrive while another is being handed over wait up to
+    # launch_batch_window_seconds and go together, at most launch_batch of them (Slurm: one
+    # job array, one sbatch). launch_batch = 1 hands every activity over on its own.
+    launch_batch: int = Field(100, ge=1, le=1000)
+    launch_batch_window_seconds: float = Field(0.02, ge=0, le=5)
 
 
 class VOPoolSettings(Section):

@@ -47,6 +47,7 @@ from backends.interfaces import (
     ExecutionBackend,
     InvalidSpec,
     InvalidState,
+    PartlySubmitted,
     UnknownResource,
 )
 from backends.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
@@ -74,20 +75,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _write(path: Path, data: Any, mode: int = 0o644) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out)
+def _write_bytes(path: str, data: bytes, mode: int, owner: Any = None) -> None:
+    """One open, one write (these files are small: no text layer per file), then the
+    owner on the open descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if owner is not None:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path | str, data: Any, mode: int = 0o644) -> None:
+    """JSON, replaced atomically: a reader (or a crash) never sees half of it."""
+    temp = f"{path}.tmp"
+    _write_bytes(temp, json.dumps(data).encode(), mode)
     os.replace(temp, path)
 
 
 def _write_text(path: Path, text: str, owner: Any) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    if owner is not None:
-        os.chown(path, owner.pw_uid, owner.pw_gid)
+    _write_bytes(str(path), text.encode(), 0o600, owner)
 
 
 def _read(path: Path) -> Any:
@@ -144,6 +154,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         self._seen: dict[str, JobStatus] = {}  # last state squeue showed (this process)
         self._folders: dict[str, Path] = {}
         self.polls = 0  # for the benchmark and the tests: how many squeue calls so far
+        self._laid_out = False
 
     # -- layout --------------------------------------------------------------------------
     def folder(self, activity_id: str) -> Path:
@@ -311,19 +322,33 @@ class SlurmExecutionBackend(ExecutionBackend):
             groups.setdefault(key, []).append((activity_id, job))
         ids: dict[str, str] = {}
         for options, members in groups.items():
-            ids.update(self._submit_group(list(options), members, user))
+            try:
+                ids.update(self._submit_group(list(options), members, user))
+            except BackendError as exc:
+                if not ids:
+                    raise
+                # the caller must not fail the groups already queued: handed over again,
+                # each finds its job from its submit.json
+                raise PartlySubmitted(f"only part of the batch was submitted: {exc}") from exc
         return [ids[activity_id] for activity_id, _ in jobs]
 
-    def _prepare(self, activity_id: str, job: JobSpec, user: str) -> Path:
-        folder = self.folder(activity_id)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / "jobs").mkdir(exist_ok=True)
-        folder.mkdir(mode=0o755, exist_ok=True)
-        owner = pwd.getpwnam(user) if user else None
+    def _prepare(self, folder: Path, job: JobSpec, owner: Any) -> None:
+        """The activity's folder, its two sub-folders (the account's) and job.sh. String
+        paths on purpose: a burst prepares hundreds, and pathlib joins cost more than the
+        system calls."""
+        if not self._laid_out:  # once per process, not once per job
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            (self.work_dir / "jobs").mkdir(exist_ok=True)
+            self._laid_out = True
+        base = str(folder)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(base, 0o755)
         for sub in (slurm_job.WORK, slurm_job.LOGS):
-            (folder / sub).mkdir(mode=0o700, exist_ok=True)
+            path = f"{base}/{sub}"
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
             if owner is not None:
-                os.chown(folder / sub, owner.pw_uid, owner.pw_gid)
+                os.chown(path, owner.pw_uid, owner.pw_gid)
         if job.stage_in or job.stage_out:
             staging = folder / slurm_job.LOGS / "staging.json"
             _write(
@@ -346,57 +371,98 @@ class SlurmExecutionBackend(ExecutionBackend):
             self.cli.paths["scontrol"],
         )
         # the environment may hold what others should not read: the account's alone
-        _write_text(folder / "job.sh", text, owner)
-        return folder
+        _write_text(f"{base}/job.sh", text, owner)
 
     def _submit_group(
         self, options: list[str], members: list[tuple[str, JobSpec]], user: str
     ) -> dict[str, str]:
-        first = members[0][0]
-        name = NAME_PREFIX + first
-        array = len(members) > 1
-        # Nothing twice: a folder with a Slurm id is submitted; one without but with a
-        # submit.json may have been (a crash right after sbatch): ask Slurm by name.
-        found: str | None = None
-        marker = _read(self.folder(first) / SUBMIT_FILE) if self.folder(first).is_dir() else None
-        if marker is not None:
-            if marker.get("slurm_id"):
-                found = marker["slurm_id"]
+        """Members with the same sbatch options: one job (one member) or one job array
+        whose task i runs member i's own job.sh."""
+        folders = {activity_id: self.folder(activity_id) for activity_id, _ in members}
+        ids: dict[str, str] = {}
+        named: dict[str, str] = {}  # activity id -> the job name it was submitted under
+        lookups: dict[str, str | None] = {}  # job name -> Slurm id, one lookup per name
+        todo = []
+        for activity_id, job in members:
+            found = self._submitted(folders[activity_id], lookups)
+            if found is None:
+                todo.append((activity_id, job))
             else:
-                found = self._find_by_name(marker.get("name", name))
-        if found is None:
-            folders = [self._prepare(a, j, user) for a, j in members]
-            for index, folder in enumerate(folders):
-                _write(folder / SUBMIT_FILE, {"name": name, "index": index if array else None})
-            script = folders[0] / "job.sh"
+                ids[activity_id], named[activity_id] = found
+        if todo:
+            first = todo[0][0]
+            name = NAME_PREFIX + first
+            array = len(todo) > 1
+            owner = pwd.getpwnam(user) if user else None
+            for activity_id, job in todo:
+                self._prepare(folders[activity_id], job, owner)
+            # written BEFORE sbatch: after a crash, each member's own marker says under
+            # which name (and as which array task) it may have been submitted
+            for index, (activity_id, _job) in enumerate(todo):
+                marker = {"name": name, "index": index if array else None}
+                _write(f"{folders[activity_id]}/{SUBMIT_FILE}", marker)
+            script = f"{folders[first]}/job.sh"
             argv = [*options, f"--job-name={name}", f"--comment=xtreemgate activity {first}"]
-            logs = folders[0] / slurm_job.LOGS
             if array:
-                script = self.work_dir / f"array-{first}.sh"
-                script.write_text(slurm_job.array_script(folders))
-                argv.append(f"--array=0-{len(members) - 1}")
+                script = f"{self.work_dir}/array-{first}.sh"
+                text = slurm_job.array_script([folders[a] for a, _ in todo])
+                _write_bytes(script, text.encode(), 0o644)
+                argv.append(f"--array=0-{len(todo) - 1}")
                 # each task's program writes to its own folder (the script redirects);
                 # what the shell itself says has no folder the account may write to
                 argv.append("--output=/dev/null")
             else:
-                argv.append(f"--output={logs}/slurm-%j.out")
-            argv.append(str(script))
-            found = self._sbatch(argv, user)
-        ids: dict[str, str] = {}
-        for index, (activity_id, _job) in enumerate(members):
-            backend_id = f"{found}_{index}" if array else found
-            folder = self.folder(activity_id)
-            _write(
-                folder / SUBMIT_FILE,
-                {"name": name, "index": index if array else None, "slurm_id": found},
-            )
-            link = self.work_dir / "jobs" / backend_id
+                argv.append(f"--output={folders[first]}/{slurm_job.LOGS}/slurm-%j.out")
+            argv.append(script)
+            try:
+                slurm_id = self._sbatch(argv, user)
+            except SlurmCommandError:
+                # refused: certainly not queued (Slurm may keep a FAILED record under the
+                # name), so a later hand-over must submit afresh, not find that record
+                for activity_id, _job in todo:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{folders[activity_id]}/{SUBMIT_FILE}")
+                raise
+            for index, (activity_id, _job) in enumerate(todo):
+                ids[activity_id] = f"{slurm_id}_{index}" if array else slurm_id
+                named[activity_id] = name
+        jobs = f"{self.work_dir}/jobs"
+        for activity_id, _job in members:
+            backend_id = ids[activity_id]
+            slurm_id, _, task = backend_id.partition("_")
+            marker = {
+                "name": named[activity_id],
+                "index": int(task) if task else None,
+                "slurm_id": slurm_id,
+            }
+            _write(f"{folders[activity_id]}/{SUBMIT_FILE}", marker)
             with contextlib.suppress(FileExistsError):
-                os.symlink(activity_id, link)
-            self._folders[backend_id] = folder
+                os.symlink(activity_id, f"{jobs}/{backend_id}")
+            self._folders[backend_id] = folders[activity_id]
             self._live.add(backend_id)
-            ids[activity_id] = backend_id
         return ids
+
+    def _submitted(self, folder: Path, lookups: dict[str, str | None]) -> tuple[str, str] | None:
+        """The backend id of an activity already submitted, from its own submit.json: the
+        Slurm id once recorded, else (a crash right after sbatch) found by its job name
+        in squeue and sacct; with the job name. None: never submitted, submit it."""
+        try:
+            with open(f"{folder}/{SUBMIT_FILE}", "rb") as marker_file:
+                marker = json.loads(marker_file.read())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        if not isinstance(marker, dict) or not marker.get("name"):
+            return None
+        name = str(marker["name"])
+        slurm_id = marker.get("slurm_id")
+        if not slurm_id:
+            if name not in lookups:
+                lookups[name] = self._find_by_name(name)
+            slurm_id = lookups[name]
+        if not slurm_id:
+            return None
+        index = marker.get("index")
+        return (f"{slurm_id}_{index}" if index is not None else str(slurm_id)), name
 
     def _sbatch(self, argv: list[str], user: str) -> str:
         """sbatch with retries and backoff while the controller cannot be reached."""

@@ -96,6 +96,8 @@ def activity_launcher(runtime: Any) -> Launcher:
                 runtime.backends["execution"],
                 workers=settings.launch_workers,
                 capacity=settings.launch_queue,
+                batch=settings.launch_batch,
+                batch_window=settings.launch_batch_window_seconds,
             )
             runtime._bes_launcher = launcher
             runtime.closers.append(launcher.close)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from backends.activities import ActivityStore, Launcher, ServiceFlags
+from backends.interfaces import BackendError, BackendUnavailable, InvalidSpec
 from backends.model import JobSpec, JobState
 from backends.store.models import Activity, utcnow
 
@@ -148,3 +149,131 @@ def test_service_flags_first_writer_wins(runtime):
     assert flags.setdefault("x", "second") == "first"
     flags.set("x", "third")
     assert flags.get("x") == "third"
+
+
+class BatchingBackend(CountingBackend):
+    """The real local backend behind a ``submit_many`` of its own, as a batch system has
+    (it counts its calls; jobs whose executable is "/nonexistent" are refused)."""
+
+    def __init__(self, real, fault=BackendError):
+        super().__init__(real)
+        self.batches: list[list[str]] = []
+        self.fault = fault
+
+    def submit_many(self, jobs, account):
+        self.gate.wait(10)
+        self.batches.append([activity_id for activity_id, _ in jobs])
+        if any(job.executable == "/nonexistent" for _, job in jobs):
+            raise self.fault("no such program: /nonexistent")
+        return [self.real.submit(activity_id, job, account) for activity_id, job in jobs]
+
+    def submit(self, activity_id, job, account):
+        if job.executable == "/nonexistent":
+            raise InvalidSpec("no such program: /nonexistent")
+        return super().submit(activity_id, job, account)
+
+
+def launch_while_busy(store, backend, jobs):
+    """One launch holds the backend; the others arrive meanwhile, one request each."""
+    records = record(store, backend, 1 + len(jobs))
+    launcher = Launcher(store, backend, workers=2, batch=50, batch_window=0.5)
+    backend.gate.clear()
+    launcher.start([(records[0].id, JobSpec("/bin/true"), None)])
+    deadline = time.monotonic() + 10
+    while not launcher._in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for r, job in zip(records[1:], jobs, strict=True):
+        launcher.start([(r.id, job, None)])
+    backend.gate.set()
+    launcher.close()
+    return records, launcher
+
+
+def test_launches_arriving_while_one_is_in_flight_go_together(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    records, launcher = launch_while_busy(store, backend, [JobSpec("/bin/true")] * 6)
+    assert launcher.batches == 2  # the first alone, the six that waited in one call
+    assert backend.batches == [[r.id for r in records[1:]]]
+    handed = [store.get(r.id) for r in records]
+    assert all(r.backend_id and r.state is JobState.PENDING for r in handed)
+    assert len({r.backend_id for r in handed}) == len(records)
+
+
+def test_a_refused_batch_is_handed_over_request_by_request(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent"), JobSpec("/bin/true")]
+    records, _ = launch_while_busy(store, backend, jobs)
+    good, bad, other = (store.get(r.id) for r in records[1:])
+    assert good.backend_id and other.backend_id  # another request's bad job fails only it
+    assert bad.state is JobState.FAILED and not bad.backend_id
+    assert bad.reason == "not started: no such program: /nonexistent"
+
+
+def test_an_unreachable_backend_fails_the_whole_batch_at_once(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"], fault=BackendUnavailable)
+    jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent")]
+    records, _ = launch_while_busy(store, backend, jobs)
+    assert len(backend.batches) == 1  # not retried one by one: alone they fail the same
+    for r in records[1:]:
+        failed = store.get(r.id)
+        assert failed.state is JobState.FAILED
+        assert failed.reason == "not started: no such program: /nonexistent"
+
+
+def test_a_sweep_refused_fails_all_its_points(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    records = record(store, backend, 3)
+    launcher = Launcher(store, backend, workers=1)
+    jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent"), JobSpec("/bin/true")]
+    launcher.start([(r.id, job, None) for r, job in zip(records, jobs, strict=True)])
+    launcher.close()
+    assert backend.batches == [[r.id for r in records]]  # one request: all or nothing
+    assert {store.get(r.id).state for r in records} == {JobState.FAILED}
+
+
+def test_cancel_racing_a_batch_stops_only_that_job(store, runtime):
+    backend = BatchingBackend(runtime.backends["execution"])
+    records = record(store, backend, 3)
+    backend.gate.clear()
+    worker = threading.Thread(
+        target=store.hand_over_many,
+        args=(backend, [(r.id, JobSpec("/bin/sleep", ("30",)), None) for r in records]),
+    )
+    worker.start()
+    time.sleep(0.1)
+    assert store.cancel_waiting(records[1].id, "terminated by alice")
+    backend.gate.set()
+    worker.join(10)
+    kept, cancelled, other = (store.get(r.id) for r in records)
+    assert cancelled.state is JobState.CANCELLED and cancelled.backend_id == records[1].id
+    assert backend.real.status([records[1].id])[records[1].id].state is JobState.CANCELLED
+    for r in (kept, other):
+        assert r.state is JobState.PENDING and r.backend_id == r.id
+        store.terminate(backend, r, "alice")
+
+
+def test_concurrent_records_commit_together_and_fail_alone(store, backend):
+    """Group commit: requests recording at once share transactions; one request whose
+    rows cannot be written (a duplicate id) gets its own error, the others are stored."""
+    (existing,) = record(store, backend)
+    ids = [[f"group-{n}-{i}-{time.monotonic_ns()}" for i in range(3)] for n in range(12)]
+    ids[5][1] = existing.id  # this request (a sweep of three) must fail as a whole
+    errors: dict[int, Exception] = {}
+    barrier = threading.Barrier(len(ids))
+
+    def one(n):
+        barrier.wait()
+        try:
+            store.record(ids[n], backend=backend.name, owner="alice", vo="", jsdl="<x/>")
+        except Exception as exc:
+            errors[n] = exc
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(ids))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert list(errors) == [5]
+    assert store.get(ids[5][0]) is None and store.get(ids[5][2]) is None
+    stored = store.get_many(i for n, group in enumerate(ids) if n != 5 for i in group)
+    assert len(stored) == 33 and {r.state for r in stored.values()} == {JobState.PENDING}
