@@ -26,6 +26,9 @@ from pathlib import Path
 
 from harness import free_port, wrk
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import prepare_state
+
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 BES = "http://schemas.ggf.org/bes/2006/08/bes-factory"
 XG = "urn:xtreemgate:bes"
@@ -118,16 +121,7 @@ def main() -> None:
         XTREEMGATE_LOGGING__ACCESS_LOG="false",
         XTREEMGATE_LOGGING__LEVEL="WARNING",
     )
-    xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
-    subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [xtreemgate, "user", "add", "alice", "--password-stdin"],
-        env=env,
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    xtreemgate = prepare_state(env, {"alice": PASSWORD})
     token = subprocess.run(
         [xtreemgate, "token", "issue", "alice"], env=env, text=True, check=True, capture_output=True
     ).stdout.strip()

@@ -31,6 +31,9 @@ from pathlib import Path
 
 from harness import free_port, wrk
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import prepare_state
+
 PASSWORD = "bench password 1"
 COMPUTE = "http://schemas.ogf.org/occi/infrastructure#compute"
 
@@ -177,16 +180,7 @@ def main() -> None:
             "XTREEMGATE_LOGGING__LEVEL": "WARNING",
             "XTREEMGATE_VM__OVERCOMMIT": "1000",  # 5000 x 512 MiB on a 64 GiB test host
         }
-        xg = str(Path(sys.executable).with_name("xtreemgate"))
-        subprocess.run([xg, "db", "upgrade"], env=env, check=True, capture_output=True)
-        subprocess.run(
-            [xg, "user", "add", "alice", "--password-stdin"],
-            input=PASSWORD + "\n",
-            text=True,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        xg = prepare_state(env, {"alice": PASSWORD})
 
         from backends.store import Database
         from backends.store.models import OCCIEntity

@@ -50,6 +50,7 @@ from backends.execution.slurm import SlurmExecutionBackend  # noqa: E402
 from backends.interfaces import BackendContext  # noqa: E402
 from backends.model import JobSpec  # noqa: E402
 from gateway.config import SlurmSettings  # noqa: E402
+from tests.services import prepare_state  # noqa: E402
 from tests.slurm_cluster import start_cluster  # noqa: E402
 
 PASSWORD = "benchmark password"
@@ -193,16 +194,7 @@ def main() -> None:
             XTREEMGATE_EXECUTION__SLURM__SLURM_CONF=str(cluster.conf),
             XTREEMGATE_BES__LAUNCH_WORKERS=str(args.launch_workers),
         )
-        xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
-        subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
-        subprocess.run(
-            [xtreemgate, "user", "add", "alice", "--password-stdin"],
-            env=env,
-            input=PASSWORD + "\n",
-            text=True,
-            check=True,
-            capture_output=True,
-        )
+        xtreemgate = prepare_state(env, {"alice": PASSWORD})
         token = subprocess.run(
             [xtreemgate, "token", "issue", "alice"],
             env=env,

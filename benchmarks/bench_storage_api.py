@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import server  # noqa: E402
 
+from tests.services import prepare_state  # noqa: E402
+
 MiB = 1024 * 1024
 ROUNDS = 3
 PASSWORD = "bench storage 42"
@@ -70,15 +72,7 @@ def main() -> None:
         "XTREEMGATE_LOGGING__ACCESS_LOG": "false",
     }
     full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("XTREEMGATE_")}, **env}
-    subprocess.run([xtreemgate, "db", "upgrade"], env=full_env, check=True, capture_output=True)
-    subprocess.run(
-        [xtreemgate, "user", "add", "root", "--site-admin", "--password-stdin"],
-        input=PASSWORD + "\n",
-        text=True,
-        env=full_env,
-        check=True,
-        capture_output=True,
-    )
+    prepare_state(full_env, {"root": PASSWORD}, "--site-admin")
     try:
         with server([xtreemgate, "serve", "--port", "{port}"], env, "/healthz") as url:
             port = int(url.rsplit(":", 1)[1])

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def xtreemgate_cli() -> str:
+    """The ``xtreemgate`` command of the Python running the tests (its .venv)."""
+    return str(Path(sys.executable).with_name("xtreemgate"))
+
+
+def prepare_state(env: dict[str, str], users: dict[str, str], *extra: str) -> str:
+    """Migrate the database of ``env``'s state folder and add ``users`` (name: password;
+    ``extra`` options such as ``--site-admin`` for all), as an operator would before the
+    first ``serve``. Returns the ``xtreemgate`` command used."""
+    xtreemgate = xtreemgate_cli()
+    subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
+    for name, password in users.items():
+        subprocess.run(
+            [xtreemgate, "user", "add", name, *extra, "--password-stdin"],
+            env=env,
+            input=password + "\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    return xtreemgate
 
 
 def port_answers(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -23,6 +22,7 @@ import requests
 
 from tests import bes_messages as m
 from tests.conftest import PASSWORD, basic
+from tests.services import prepare_state
 from tests.slurm_cluster import wait_for
 
 pytestmark = pytest.mark.service
@@ -45,16 +45,7 @@ def serve(gateway_server, tmp_path: Path, slurm_cluster, **slurm: str) -> str:
         XTREEMGATE_EXECUTION__SLURM__PYTHON=python,
         **{f"XTREEMGATE_EXECUTION__SLURM__{k.upper()}": v for k, v in slurm.items()},
     )
-    xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
-    subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [xtreemgate, "user", "add", "alice", "--password-stdin"],
-        env=env,
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    prepare_state(env, {"alice": PASSWORD})
     return gateway_server(env)
 
 
@@ -85,10 +76,12 @@ def states(url: str, ids: list[str]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def slurm_jobs_named(slurm_cluster: Any, activity_id: str) -> list[str]:
-    """Every job Slurm holds (queued or finished) submitted for this activity."""
-    names = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i|%j").stdout.split()
-    return [n.split("|")[0] for n in names if n.endswith(f"|xg-{activity_id}")]
+def slurm_jobs_named(slurm_cluster: Any, *activity_ids: str) -> list[str]:
+    """Every job (array tasks one by one) Slurm holds, queued or finished, submitted for
+    these activities: a batch of several is one array named after its first activity."""
+    names = slurm_cluster.run("squeue", "-h", "-r", "-t", "all", "-o", "%i|%j").stdout.split()
+    wanted = {f"xg-{a}" for a in activity_ids}
+    return [n.split("|")[0] for n in names if n.split("|", 1)[1] in wanted]
 
 
 def test_held_and_retried_while_the_controller_is_down(gateway_server, tmp_path, slurm_cluster):
@@ -119,8 +112,8 @@ def test_held_and_retried_while_the_controller_is_down(gateway_server, tmp_path,
     final = wait_for(finished, 120, 0.5)
     assert final, states(url, ids)
     assert {s for s, _ in final.values()} == {"Finished"}, final
-    for activity_id in ids:
-        assert len(slurm_jobs_named(slurm_cluster, activity_id)) == 1, activity_id
+    # exactly one Slurm job (or array task) per acknowledged activity, none twice
+    assert len(slurm_jobs_named(slurm_cluster, *ids)) == len(ids), ids
 
 
 def test_refused_with_a_fault_while_the_controller_is_down(gateway_server, tmp_path, slurm_cluster):

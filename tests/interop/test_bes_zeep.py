@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from zeep.wsse.username import UsernameToken
 
 from tests.bes_schemas import INTEROP, NETWORK
 from tests.conftest import PASSWORD
+from tests.services import prepare_state
 
 OFFICIAL_WSDL = INTEROP / "schemas" / "bes-factory.wsdl"
 BES = "http://schemas.ggf.org/bes/2006/08/bes-factory"
@@ -76,16 +76,7 @@ def start_gateway(gateway_server, tmp_path, staging_root, **extra: str):
         XTREEMGATE_LOGGING__ACCESS_LOG="false",
         XTREEMGATE_EXECUTION__FILE_STAGING_ROOTS=json.dumps([str(staging_root)]),
     )
-    xtreemgate = str(Path(sys.executable).with_name("xtreemgate"))
-    subprocess.run([xtreemgate, "db", "upgrade"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [xtreemgate, "user", "add", "alice", "--password-stdin"],
-        env=env,
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    xtreemgate = prepare_state(env, {"alice": PASSWORD})
     key = subprocess.run(
         [xtreemgate, "user", "wss-key", "alice"],
         env=env,
