@@ -45,6 +45,40 @@ def local_image(storage: StorageBackend, url: str) -> Path:
     return Path(real)
 
 
+def backing_file(path: Path) -> str:
+    """The backing file a qcow2 header names ("" for none, or not a qcow2), read from the
+    header itself: cheap enough to ask of every overlay in a folder."""
+    try:
+        with open(path, "rb") as disk:
+            header = disk.read(20)
+            if len(header) < 20 or header[:4] != b"QFI\xfb":
+                return ""
+            offset = int.from_bytes(header[8:16], "big")
+            size = int.from_bytes(header[16:20], "big")
+            if not offset or not 0 < size <= 4096:
+                return ""
+            disk.seek(offset)
+            return disk.read(size).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def overlays_over(image: Path, disk_dir: Path) -> list[str]:
+    """Names of the VM overlays in ``disk_dir`` backed by ``image``: deleting or
+    replacing the image would break those VMs' disks."""
+    try:
+        names = sorted(os.listdir(disk_dir))
+    except FileNotFoundError:
+        return []
+    wanted = os.path.realpath(image)
+    users = []
+    for name in names:
+        backing = backing_file(disk_dir / name)
+        if backing and os.path.realpath(os.path.join(disk_dir, backing)) == wanted:
+            users.append(name)
+    return users
+
+
 class ImageShelf:
     """The images on one volume of a storage backend."""
 
@@ -84,6 +118,15 @@ class ImageShelf:
 
     def delete(self, name: str) -> None:
         self.storage.delete(self.volume, f"{FOLDER}/{image_name(name)}")
+
+    def users(self, name: str, disk_dir: Path) -> list[str]:
+        """The VM overlays in ``disk_dir`` (the VM backend's ``vm.disk_dir``) that image
+        ``name`` backs; [] when it is not on the volume."""
+        url = self.storage.url(self.volume, f"{FOLDER}/{image_name(name)}")
+        try:
+            return overlays_over(local_image(self.storage, url), disk_dir)
+        except UnknownResource:
+            return []
 
     def _template(self, name: str, size: int) -> ImageTemplate:
         url = self.storage.url(self.volume, f"{FOLDER}/{name}")

@@ -518,18 +518,35 @@ def _image_shelf(ctx: click.Context) -> tuple[Any, Any]:
     return ImageShelf(storage, volume), db
 
 
+def _refuse_if_in_use(ctx: click.Context, shelf: Any, name: str, doing: str) -> None:
+    """Deleting or replacing an image under running VMs would break their disks (each is
+    a qcow2 overlay backed by the image): refused, naming them, unless --force."""
+    settings = _settings(ctx)
+    disk_dir = Path(settings.vm.disk_dir or settings.state_path / "vm-disks")
+    users = shelf.users(name, disk_dir)
+    if users:
+        raise click.ClickException(
+            f"not {doing} image {name}: the disks of {len(users)} VM(s) are overlays over it "
+            f"({', '.join(users[:5])}{' …' if len(users) > 5 else ''}); delete those VMs "
+            "first, or pass --force to break them"
+        )
+
+
 @image.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default="", help="Image name (default: the file's name).")
 @click.option("--replace", is_flag=True, help="Replace an image of that name.")
+@click.option("--force", is_flag=True, help="Replace it even while VMs' disks use it.")
 @click.pass_context
-def image_upload(ctx: click.Context, file: Path, name: str, replace: bool) -> None:
+def image_upload(ctx: click.Context, file: Path, name: str, replace: bool, force: bool) -> None:
     """Upload FILE as an image (streamed; a progress bar on a terminal)."""
     from backends.interfaces import BackendError
 
     shelf, db = _image_shelf(ctx)
     size = file.stat().st_size
     try:
+        if replace and not force:
+            _refuse_if_in_use(ctx, shelf, name or file.name, "replacing")
         if sys.stderr.isatty():
             with click.progressbar(
                 length=size, label=f"uploading {file.name}", file=sys.stderr
@@ -564,13 +581,16 @@ def image_list(ctx: click.Context) -> None:
 
 @image.command("delete")
 @click.argument("name")
+@click.option("--force", is_flag=True, help="Delete it even while VMs' disks use it.")
 @click.pass_context
-def image_delete(ctx: click.Context, name: str) -> None:
-    """Delete the image NAME."""
+def image_delete(ctx: click.Context, name: str, force: bool) -> None:
+    """Delete the image NAME (refused while VM disks are overlays over it)."""
     from backends.interfaces import BackendError
 
     shelf, db = _image_shelf(ctx)
     try:
+        if not force:
+            _refuse_if_in_use(ctx, shelf, name, "deleting")
         shelf.delete(name)
     except BackendError as exc:
         raise click.ClickException(str(exc)) from exc

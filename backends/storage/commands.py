@@ -42,13 +42,19 @@ def mounted(mountpoint: Path) -> bool:
     return os.path.ismount(mountpoint)
 
 
-def ensure_mounted(mountpoint: Path, argv: Sequence[str], what: str) -> Path:
-    """Mount with ``argv`` (whose last word is ``mountpoint``) unless it is mounted."""
+def ensure_mounted(
+    mountpoint: Path, argv: Sequence[str], what: str, made: set[Path] | None = None
+) -> Path:
+    """Mount with ``argv`` (whose last word is ``mountpoint``) unless it is mounted; a
+    mount made here is added to ``made``, so its owner unmounts only its own: another
+    process on this host (the gateway, a CLI command) may be using the others."""
     if not mounted(mountpoint):
         mountpoint.mkdir(parents=True, exist_ok=True)
         run(argv, timeout=60, what=what)
         if not mounted(mountpoint):
             raise BackendUnavailable(f"{what}: {mountpoint} is not a mount point afterwards")
+        if made is not None:
+            made.add(mountpoint)
     return mountpoint
 
 

@@ -112,7 +112,8 @@ class GlusterStorageBackend(DirectoryVolumes):
     def _volume_root(self, name: str) -> Path:
         mountpoint = self.mount_root / name
         argv = ["mount", "-t", "glusterfs", f"{self.server}:/{name}", str(mountpoint)]
-        return commands.ensure_mounted(mountpoint, argv, f"mounting GlusterFS volume {name}")
+        what = f"mounting GlusterFS volume {name}"
+        return commands.ensure_mounted(mountpoint, argv, what, self._mounted)
 
     def health(self) -> HealthReport:
         try:
@@ -188,13 +189,6 @@ class GlusterStorageBackend(DirectoryVolumes):
             self.gluster("volume", "stop", name, "force", what=what)
         self.gluster("volume", "delete", name, what=what)
         shutil.rmtree(self.brick_root / name, ignore_errors=True)
-
-    def close(self) -> None:
-        """Unmount what this backend mounted (the volumes stay)."""
-        if self.mount_root.is_dir():
-            for mountpoint in self.mount_root.iterdir():
-                with contextlib.suppress(BackendError, OSError):
-                    commands.unmount(mountpoint)
 
     # -- URLs --------------------------------------------------------------------------------
     def url(self, volume: str, path: str = "") -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from backends.interfaces import (
+    BackendError,
     InvalidRequest,
     InvalidState,
     QuotaExceeded,
@@ -33,6 +35,7 @@ from backends.interfaces import (
     UnknownResource,
 )
 from backends.model import FileInfo, Volume
+from backends.storage import commands
 from backends.storage.quota import QuotaLedger
 from backends.storage.urls import VolumeURLError, check_name, clean_path
 
@@ -132,6 +135,19 @@ class DirectoryVolumes(StorageBackend):
     @abc.abstractmethod
     def _volume_root(self, name: str) -> Path:
         """The folder holding the volume's files on this host (mounting if needed)."""
+
+    @functools.cached_property
+    def _mounted(self) -> set[Path]:
+        """The mounts this backend object made itself (the only ones :meth:`close` takes
+        down: a CLI command must not unmount the running gateway's volumes)."""
+        return set()
+
+    def close(self) -> None:
+        """Unmount what this backend mounted (the volumes stay)."""
+        for mountpoint in sorted(self._mounted):
+            with contextlib.suppress(BackendError, OSError):
+                commands.unmount(mountpoint)
+        self._mounted.clear()
 
     def local_root(self, volume: str) -> Path:
         return self._volume_root(checked_name(volume, "volume"))

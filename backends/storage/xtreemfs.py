@@ -155,7 +155,8 @@ class XtreemFSStorageBackend(JsonVolumeRecords, DirectoryVolumes):
     def _volume_root(self, name: str) -> Path:
         mountpoint = self.mount_root / name
         argv = mount_argv(self._tool("mount.xtreemfs"), self.dir_service, name, mountpoint)
-        return commands.ensure_mounted(mountpoint, argv, f"mounting XtreemFS volume {name}")
+        what = f"mounting XtreemFS volume {name}"
+        return commands.ensure_mounted(mountpoint, argv, what, self._mounted)
 
     def create_volume(self, name: str, vo: str, quota_bytes: int | None) -> Volume:
         checked_name(name, "volume")

@@ -208,10 +208,18 @@ def test_a_compute_from_an_uploaded_image_runs_on_an_overlay(
     )
     assert shown.status_code == 200 and shown.json()["attributes"]["occi.compute.state"] == "active"
 
+    # the image is in use: neither deleted nor replaced under the VM's disk
+    for argv in (["image", "delete", "cirros.qcow2"], ["image", "upload", "--replace", str(disk)]):
+        refused = run(argv, world.env, check=False)
+        assert refused.returncode != 0 and overlay.name in refused.stderr, refused.stderr
+        assert "--force" in refused.stderr and image.is_file()
+
     gone = requests.delete(f"{world.url}/compute/{vm_id}", auth=world.auth, timeout=60)
     assert gone.status_code in (200, 204), gone.text
     assert domains(world) == [] and not overlay.exists()
     assert image.is_file()  # the image on the volume stays for the next VM
+    run(["image", "delete", "cirros.qcow2"], world.env)  # no VM uses it any more
+    assert not image.exists()
 
 
 @pytest.mark.parametrize("world", ["posix"], indirect=True)  # same code on every volume
