@@ -572,7 +572,12 @@ def test_events_keep_the_cached_state_fresh(tmp_path, shared_pool):
         deadline = time.monotonic() + 15  # generous: a loaded 2-core machine delays the loop
         while backend.cached(vm_id).state != "suspended" and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert backend.cached(vm_id).state == "suspended"  # from the event alone
+        cache = backend.hosts["test:///default"].cache
+        assert backend.cached(vm_id).state == "suspended", (  # from the event alone
+            f"{cache.events_seen - seen} events delivered since the suspend; libvirt says "
+            f"{outside.lookupByUUIDString(vm_id).state()}; cache generation "
+            f"{cache.generation(vm_id)}"
+        )
         assert backend.hosts["test:///default"].cache.events_seen > seen
         assert backend.describe([vm_id])[vm_id].state == "suspended"  # re-read, agrees
 
