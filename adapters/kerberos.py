@@ -20,7 +20,7 @@ from typing import Any
 
 import kerberos
 
-from backends.model import HealthReport
+from backends.contracts.model import HealthReport
 
 MAX_TOKEN_BYTES = 64 * 1024  # a Kerberos AP-REQ with a big PAC is a few KiB
 NOISE = ("Unknown error", "Unspecified GSS failure.  Minor code may provide more information")

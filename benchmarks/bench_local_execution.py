@@ -25,9 +25,9 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.execution.local import LocalExecutionBackend
-from backends.interfaces import BackendContext, InvalidState
-from backends.model import JobSpec, JobState
+from backends.contracts.interfaces import BackendContext, InvalidState
+from backends.contracts.model import JobSpec, JobState
+from backends.execution.local.backend import LocalExecutionBackend
 
 SLOTS = 4
 FINISHED = 200

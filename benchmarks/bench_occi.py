@@ -41,8 +41,8 @@ COMPUTE = "http://schemas.ogf.org/occi/infrastructure#compute"
 def node_xml(ids: list[str]) -> str:
     """A test-driver host holding ``ids`` as domains the gateway made (the backend's own
     domain XML, with its metadata) and the storage pool the backend's health check wants."""
-    from backends.model import VMSpec
-    from backends.vm.domain_xml import build_domain
+    from backends.contracts.model import VMSpec
+    from backends.vm.libvirt.domain_xml import build_domain
 
     domains = "".join(
         build_domain(i, VMSpec(name=f"vm{n}", memory_mib=512), domain_type="test")
@@ -183,7 +183,7 @@ def main() -> None:
         xg = prepare_state(env, {"alice": PASSWORD})
 
         from backends.store import Database
-        from backends.store.models import OCCIEntity
+        from backends.store.tables.occi import OCCIEntity
 
         db = Database(f"sqlite:///{folder / 'state' / 'xtreemgate.db'}")
         start = datetime.now(UTC)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from backends.interfaces import BackendContext
+from backends.contracts.interfaces import BackendContext
 from backends.storage.posix import PosixStorageBackend
 
 MIB = 1024 * 1024

@@ -33,7 +33,7 @@ from lxml import etree  # noqa: E402
 
 from backends.store import migrate  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
-from gateway.saml.names import DS, SAML, q  # noqa: E402
+from gateway.saml.namespaces import DS, SAML, q  # noqa: E402
 from gateway.saml.response import ResponseValidator  # noqa: E402
 from gateway.saml.sp import ServiceProvider  # noqa: E402
 from tests.interop import saml_idp  # noqa: E402

@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_bes import CREATE, wait_until_up  # noqa: E402
 from harness import free_port  # noqa: E402
 
-from backends.execution import slurm_job  # noqa: E402
-from backends.execution.slurm import SlurmExecutionBackend  # noqa: E402
-from backends.interfaces import BackendContext  # noqa: E402
-from backends.model import JobSpec  # noqa: E402
+from backends.contracts.interfaces import BackendContext  # noqa: E402
+from backends.contracts.model import JobSpec  # noqa: E402
+from backends.execution.slurm import job as slurm_job  # noqa: E402
+from backends.execution.slurm.backend import SlurmExecutionBackend  # noqa: E402
 from gateway.config import SlurmSettings  # noqa: E402
 from tests.services import prepare_state  # noqa: E402
 from tests.slurm_cluster import start_cluster  # noqa: E402

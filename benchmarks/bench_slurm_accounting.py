@@ -24,9 +24,9 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backends.execution.slurm import SlurmExecutionBackend  # noqa: E402
-from backends.interfaces import BackendContext  # noqa: E402
-from backends.model import JobState  # noqa: E402
+from backends.contracts.interfaces import BackendContext  # noqa: E402
+from backends.contracts.model import JobState  # noqa: E402
+from backends.execution.slurm.backend import SlurmExecutionBackend  # noqa: E402
 from gateway.config import SlurmSettings  # noqa: E402
 from tests.slurm_cluster import start_cluster, wait_for  # noqa: E402
 

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backends.interfaces import BackendContext  # noqa: E402
+from backends.contracts.interfaces import BackendContext  # noqa: E402
 from backends.storage.glusterfs import GlusterStorageBackend  # noqa: E402
 
 GiB = 1024**3

@@ -22,10 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.interfaces import BackendContext
-from backends.model import VMSpec
-from backends.vm import domain_xml
-from backends.vm.libvirt import LibvirtVMBackend
+from backends.contracts.interfaces import BackendContext
+from backends.contracts.model import VMSpec
+from backends.vm.libvirt.backend import LibvirtVMBackend, domain_xml
 from tests.libvirt_hosts import vm_options, write_node_xml
 
 

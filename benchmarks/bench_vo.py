@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jwt
 from sqlalchemy import insert
 
-from backends.interfaces import BackendContext
-from backends.model import Decision, PolicyDecision, Principal, Resource
+from backends.contracts.interfaces import BackendContext
+from backends.contracts.model import Decision, PolicyDecision, Principal, Resource
 from backends.store import Database, migrate
-from backends.store.models import (
+from backends.store.tables.vo import (
     VO,
     PolicyVersion,
     VOGroup,

@@ -15,11 +15,11 @@ from connexion.problem import problem
 
 from gateway import runtime as runtime_module
 from gateway.auth.security import AuthResponseHeaders, security_map
-from gateway.bes.endpoint import BESPaths
-from gateway.bes.endpoint import mount as mount_bes
+from gateway.bes.handlers import BESPaths
+from gateway.bes.handlers import mount as mount_bes
 from gateway.config import Settings, load_settings
-from gateway.logs import configure_logging
-from gateway.observability import Metrics, ObservabilityMiddleware
+from gateway.monitoring.logs import configure_logging
+from gateway.monitoring.middleware import Metrics, ObservabilityMiddleware
 from gateway.resources import data_dir
 
 log = logging.getLogger("xtreemgate")

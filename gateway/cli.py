@@ -20,7 +20,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _runtime(ctx: click.Context, *, with_backends: bool = False) -> Any:
-    from backends.registry import UnknownBackend
+    from backends.contracts.registry import UnknownBackend
     from backends.store import migrate
     from gateway.runtime import build_runtime
 
@@ -104,7 +104,7 @@ def config() -> None:
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
     """Validate the config and try every configured backend and service."""
-    from backends import registry
+    from backends.contracts import registry
     from backends.store import migrate
     from gateway.runtime import KINDS, build_runtime, load_backend
 
@@ -369,7 +369,7 @@ def volume() -> None:
 
 
 def _storage(ctx: click.Context) -> tuple[Any, Any]:
-    from backends.registry import UnknownBackend
+    from backends.contracts.registry import UnknownBackend
     from gateway.runtime import load_backend, open_database
 
     settings = _settings(ctx)
@@ -394,8 +394,8 @@ def _require_current_schema(db: Any) -> None:
 def _on_storage(ctx: click.Context, work: Any, *, with_vo: bool = False) -> None:
     """Run ``work(storage)`` (``work(storage, vo_backend)`` with ``with_vo``); a backend's
     refusal becomes the command's error message."""
-    from backends.interfaces import BackendError
-    from backends.registry import UnknownBackend
+    from backends.contracts.interfaces import BackendError
+    from backends.contracts.registry import UnknownBackend
     from gateway.runtime import load_backend
 
     storage, db = _storage(ctx)
@@ -497,9 +497,9 @@ def image() -> None:
 
 
 def _image_shelf(ctx: click.Context) -> tuple[Any, Any]:
-    from backends.images import ImageShelf
-    from backends.interfaces import BackendError
-    from backends.registry import UnknownBackend
+    from backends.contracts.interfaces import BackendError
+    from backends.contracts.registry import UnknownBackend
+    from backends.services.images import ImageShelf
     from gateway.runtime import load_backend, open_database
 
     settings = _settings(ctx)
@@ -540,7 +540,7 @@ def _refuse_if_in_use(ctx: click.Context, shelf: Any, name: str, doing: str) -> 
 @click.pass_context
 def image_upload(ctx: click.Context, file: Path, name: str, replace: bool, force: bool) -> None:
     """Upload FILE as an image (streamed; a progress bar on a terminal)."""
-    from backends.interfaces import BackendError
+    from backends.contracts.interfaces import BackendError
 
     shelf, db = _image_shelf(ctx)
     size = file.stat().st_size
@@ -566,7 +566,7 @@ def image_upload(ctx: click.Context, file: Path, name: str, replace: bool, force
 @click.pass_context
 def image_list(ctx: click.Context) -> None:
     """The images, one a line: size in bytes, name, URL (the os_tpl image location)."""
-    from backends.interfaces import BackendError
+    from backends.contracts.interfaces import BackendError
 
     shelf, db = _image_shelf(ctx)
     try:
@@ -585,7 +585,7 @@ def image_list(ctx: click.Context) -> None:
 @click.pass_context
 def image_delete(ctx: click.Context, name: str, force: bool) -> None:
     """Delete the image NAME (refused while VM disks are overlays over it)."""
-    from backends.interfaces import BackendError
+    from backends.contracts.interfaces import BackendError
 
     shelf, db = _image_shelf(ctx)
     try:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 
-from backends import registry
-from backends.interfaces import (
+from backends.contracts import registry
+from backends.contracts.interfaces import (
     Backend,
     BackendContext,
     InvalidRequest,
@@ -21,7 +21,7 @@ from backends.interfaces import (
     VOAdministration,
     VOBackend,
 )
-from backends.model import HealthReport, Principal
+from backends.contracts.model import HealthReport, Principal
 from backends.store import Database
 from backends.vo.accounts import ldap_account_source
 from gateway.auth.chain import (

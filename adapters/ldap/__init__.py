@@ -2,8 +2,8 @@
 the pool accounts a VO's users may lease.
 
 Public API: :class:`Directory` built from a :class:`DirectoryConfig`; it answers with
-:class:`DirectoryUser`, :class:`DirectoryGroup`, ``backends.model.VOMembership`` and
-``backends.model.LocalAccount``, and raises :class:`DirectoryError` /
+:class:`DirectoryUser`, :class:`DirectoryGroup`, ``backends.contracts.model.VOMembership`` and
+``backends.contracts.model.LocalAccount``, and raises :class:`DirectoryError` /
 :class:`DirectoryUnavailable`.
 """
 

@@ -27,7 +27,7 @@ from adapters.ldap.entries import (
 )
 from adapters.ldap.errors import DirectoryError, DirectoryUnavailable
 from adapters.ldap.mapping import NAME, GroupMapping
-from backends.model import HealthReport, LocalAccount, VOMembership
+from backends.contracts.model import HealthReport, LocalAccount, VOMembership
 
 log = logging.getLogger("xtreemgate.ldap")
 T = TypeVar("T")

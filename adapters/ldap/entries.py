@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from backends.model import LocalAccount
+from backends.contracts.model import LocalAccount
 
 RawEntry = Mapping[str, Sequence[bytes]]
 

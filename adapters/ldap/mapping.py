@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import ldap.dn
 
 from adapters.ldap.entries import DirectoryGroup
-from backends.model import VOMembership
+from backends.contracts.model import VOMembership
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 TARGET = re.compile(rf"^(?P<vo>{NAME})(?P<group>(?:/{NAME})*)(?::(?P<role>{NAME}))?$")

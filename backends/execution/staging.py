@@ -5,7 +5,7 @@ URL (http, https, ftp, file, or a storage volume's glusterfs:/xtreemfs: URL, whi
 gateway has resolved to the folder where the volume is mounted here), a ``CreationFlag``
 (overwrite | append | dontOverwrite) and optional credentials. This module does exactly
 that and nothing more; it is neutral (no gateway imports) and uses only the standard
-library, because the activity supervisor (``runner.py``) imports it and must start fast
+library, because the activity supervisor (``supervisor.py``) imports it and must start fast
 and never break with a dependency upgrade: ``urllib.request`` verifies TLS by default,
 takes timeouts, and streams both ways, which is all staging needs; ``ftplib`` is the only
 maintained FTP client anyway.

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from backends.interfaces import BackendError, BackendUnavailable
+from backends.contracts.interfaces import BackendError, BackendUnavailable
 
 
 def tool(name: str, configured: str = "") -> str:

@@ -6,7 +6,7 @@ the volume itself as the options ``user.xtreemgate-vo`` and ``user.xtreemgate-qu
 every gateway instance sees the same and volumes without them (not ours) are never
 listed or touched. The quota is also set with ``gluster volume quota`` as a backstop.
 Files are reached through a FUSE mount under ``mount_root``; everything else is the
-shared directory code (``backends.storage.tree``).
+shared directory code (``backends.storage.directory_volume``).
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from backends.interfaces import (
+from backends.contracts import volume_urls as urls
+from backends.contracts.interfaces import (
     BackendError,
     BackendUnavailable,
     InvalidRequest,
     InvalidState,
     UnknownResource,
 )
-from backends.model import HealthReport, Volume
-from backends.storage import commands, urls
-from backends.storage.tree import DirectoryVolumes, checked_name
+from backends.contracts.model import HealthReport, Volume
+from backends.storage import commands
+from backends.storage.directory_volume import DirectoryVolumes, checked_name
 
 VO_OPTION = "user.xtreemgate-vo"
 QUOTA_OPTION = "user.xtreemgate-quota"

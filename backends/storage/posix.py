@@ -2,7 +2,7 @@
 
 Layout under the root: ``<vo>/<volume>/`` holds the volume's files; ``.volumes/<volume>.json``
 records its VO and quota (one file per volume, created exclusively, so a name is taken
-once). Quotas are enforced by the gateway on every write (``backends.storage.tree``).
+once). Quotas are enforced by the gateway on every write (``backends.storage.directory_volume``).
 Files are named by ``file://<root>/<vo>/<volume>/<path>`` URLs.
 """
 
@@ -12,11 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-from backends.health import writable_dir
-from backends.interfaces import InvalidRequest, InvalidState, UnknownResource
-from backends.model import HealthReport, Volume
-from backends.storage import urls
-from backends.storage.tree import DirectoryVolumes, JsonVolumeRecords, checked_name
+from backends.contracts import volume_urls as urls
+from backends.contracts.health import writable_dir
+from backends.contracts.interfaces import InvalidRequest, InvalidState, UnknownResource
+from backends.contracts.model import HealthReport, Volume
+from backends.storage.directory_volume import DirectoryVolumes, JsonVolumeRecords, checked_name
 
 META = ".volumes"
 

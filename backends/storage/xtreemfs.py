@@ -18,16 +18,17 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from backends.interfaces import (
+from backends.contracts import volume_urls as urls
+from backends.contracts.interfaces import (
     BackendError,
     BackendUnavailable,
     InvalidRequest,
     InvalidState,
     UnknownResource,
 )
-from backends.model import HealthReport, Volume
-from backends.storage import commands, urls
-from backends.storage.tree import DirectoryVolumes, JsonVolumeRecords, checked_name
+from backends.contracts.model import HealthReport, Volume
+from backends.storage import commands
+from backends.storage.directory_volume import DirectoryVolumes, JsonVolumeRecords, checked_name
 
 REPLICATION_POLICIES = {"none": "NONE", "ronly": "RONLY", "wqrq": "WqRq", "war1": "WaR1"}
 LSFS_LINE = re.compile(r"^\t(?P<name>\S+)\t->\t(?P<uuid>\S+)\s*$")

@@ -1,9 +1,4 @@
-"""VM backends: where virtual machines run (libvirt).
+"""VM plugins: where virtual machines run. ``libvirt/`` is the one shipped.
 
-``libvirt`` is the backend (compute); ``storage``, ``networks`` and ``links`` are its
-parts for the other OCCI kinds; ``domain_xml`` builds and reads libvirt's XML; ``states``
-maps libvirt states to OCCI's and says which action applies when; ``placement`` picks a
-host; ``hosts`` holds one connection per hypervisor; ``events`` runs libvirt's event loop
-and the cache it keeps fresh; ``annotations`` keeps what libvirt cannot hold; ``cluster``
-builds virtual clusters on any VM backend.
+Virtual clusters over any VM plugin are a service (``backends.services.clusters``).
 """

@@ -26,9 +26,9 @@ from typing import Any, Protocol
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from backends.model import LocalAccount
+from backends.contracts.model import LocalAccount
 from backends.store import Database
-from backends.store.models import AccountLease
+from backends.store.tables.vo import AccountLease
 from backends.vo.errors import Invalid, PoolExhausted
 
 _RANGE = re.compile(r"^(?P<prefix>[a-z_][a-z0-9_-]*?)(?P<first>\d+)\.\.(?P=prefix)(?P<last>\d+)$")

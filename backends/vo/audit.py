@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backends.store import Database
-from backends.store.models import AuditRecord
+from backends.store.tables.vo import AuditRecord
 
 log = logging.getLogger("xtreemgate.audit")
 CATEGORIES = ("decision", "execution", "data")

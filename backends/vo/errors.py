@@ -1,10 +1,10 @@
 """What the VO backend refuses, by kind; each is also one of the neutral errors of
-backends.interfaces, so that front ends answer 400/403/404/409 without knowing this
+backends.contracts.interfaces, so that front ends answer 400/403/404/409 without knowing this
 implementation."""
 
 from __future__ import annotations
 
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     BackendError,
     InvalidRequest,
     InvalidState,

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from backends.model import Decision, PolicyDecision, Principal, Resource, VOMembership
+from backends.contracts.model import Decision, PolicyDecision, Principal, Resource, VOMembership
 from backends.vo.errors import Invalid
 
 LEVELS = ("owner", "vo", "user")

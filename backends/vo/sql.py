@@ -23,8 +23,8 @@ from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backends.interfaces import BackendContext, VOBackend
-from backends.model import (
+from backends.contracts.interfaces import BackendContext, VOBackend
+from backends.contracts.model import (
     HealthReport,
     LocalAccount,
     PolicyDecision,
@@ -32,7 +32,7 @@ from backends.model import (
     Resource,
     VOMembership,
 )
-from backends.store.models import (
+from backends.store.tables.vo import (
     VO,
     MembershipEpoch,
     PolicyVersion,

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from backends.model import Principal, VOMembership
+from backends.contracts.model import Principal, VOMembership
 from backends.store import Database
 from gateway.auth.memberships import VO_TOKEN_MECHANISM
 from gateway.auth.tokens import TokenError, TokenService

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from backends.interfaces import VOBackend
-from backends.model import Principal, VOMembership
+from backends.contracts.interfaces import VOBackend
+from backends.contracts.model import Principal, VOMembership
 
 VO_TOKEN_MECHANISM = "vo-token"  # noqa: S105 - a mechanism name, not a secret
 

@@ -12,7 +12,7 @@ import logging
 
 from adapters.kerberos import KerberosError, PrincipalMapper, SPNEGOAcceptor
 from adapters.ldap import Directory, DirectoryError, DirectoryUnavailable
-from backends.model import Principal, VOMembership
+from backends.contracts.model import Principal, VOMembership
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
 
 log = logging.getLogger("xtreemgate.auth")

@@ -13,7 +13,7 @@ from connexion.exceptions import ClientProblem, OAuthProblem, ServerError
 from connexion.lifecycle import ConnexionRequest
 from connexion.security import NO_VALUE, AbstractSecurityHandler
 
-from backends.model import Principal
+from backends.contracts.model import Principal
 from gateway.auth.chain import AuthChain, AuthenticationFailed, AuthRequest
 from gateway.auth.memberships import MembershipResolver
 

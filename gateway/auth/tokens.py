@@ -30,7 +30,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backends.store import Database
-from backends.store.models import SigningKey
+from backends.store.tables.identity import SigningKey
 from gateway.config import TokenSettings
 
 _JWK_CODEC = {"ES256": ECAlgorithm, "RS256": RSAAlgorithm, "EdDSA": OKPAlgorithm}

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backends.store import Database
-from backends.store.models import LocalUser
+from backends.store.tables.identity import LocalUser
 from gateway.auth.passwords import DUMMY_HASH, hash_password, verify_password
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")

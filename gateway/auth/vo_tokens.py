@@ -35,8 +35,8 @@ from typing import Any
 
 import jwt
 
-from backends.entitlements import entitlements_of, memberships_from
-from backends.model import VOMembership
+from backends.contracts.entitlements import entitlements_of, memberships_from
+from backends.contracts.model import VOMembership
 from gateway.auth.tokens import TokenError, TokenService
 from gateway.config import TrustedIssuer, VOSettings
 

@@ -31,16 +31,15 @@ from lxml import etree
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from backends.activities import ServiceFlags
-from backends.model import Principal
+from backends.contracts.model import Principal
+from backends.services.activities import ServiceFlags
 from backends.store import Database
-from backends.store.models import SeenNonce
+from backends.store.tables.identity import SeenNonce
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
 from gateway.auth.users import check_password, get_user
 from gateway.config import WSSecuritySettings
+from gateway.xmlns import WSSE, WSU
 
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 TOKEN_PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"  # noqa: S105
 PASSWORD_TEXT = f"{TOKEN_PROFILE}#PasswordText"
 PASSWORD_DIGEST = f"{TOKEN_PROFILE}#PasswordDigest"

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from backends.model import Principal
+from backends.contracts.model import Principal
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
 from gateway.config import X509Settings
 

@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 from lxml import etree
 
 from gateway.bes.faults import BESFault
-from gateway.bes.names import WSA, WSA_ANONYMOUS, action, fault_action, q
+from gateway.bes.namespaces import action, fault_action, q
+from gateway.xmlns import WSA, WSA_ANONYMOUS
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from urllib.parse import unquote
 from lxml import etree
 
 from gateway.bes.faults import BESFault, invalid_request
-from gateway.bes.names import WSA, XG, q
+from gateway.bes.namespaces import XG, q
+from gateway.xmlns import WSA
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ACTIVITIES_SEGMENT = "/activities/"

@@ -17,16 +17,24 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from backends.activities import ActivityRecord, NotTerminable, new_activity_id
-from backends.interfaces import BackendError, BackendUnavailable, InvalidSpec, NotSupported
-from backends.model import LocalAccount, Resource
+from backends.contracts.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    InvalidSpec,
+    NotSupported,
+)
+from backends.contracts.model import LocalAccount, Resource
+from backends.contracts.platform import jsdl_architecture, jsdl_operating_system
+from backends.services.activities import ActivityRecord, NotTerminable, new_activity_id
 from gateway import xmlsafe
-from gateway.bes import jsdl
-from gateway.bes.call import Call
+from gateway.activities.volume_staging import bind_volumes
+from gateway.bes.context import Call
 from gateway.bes.epr import activity_epr, activity_id_of
 from gateway.bes.faults import SERVER, BESFault, invalid_request, unknown_activity
-from gateway.bes.names import BES, BES_MGMT, HPCP_FS, JSDL, NAMING_PROFILE, WSA, XG, q
-from gateway.bes.volume_staging import bind_volumes
+from gateway.bes.namespaces import BES, BES_MGMT, NAMING_PROFILE, XG, q
+from gateway.jsdl import reader as jsdl
+from gateway.jsdl.namespaces import JSDL
+from gateway.xmlns import HPCP_FS, WSA
 
 NSMAP = {"bes-factory": BES, "wsa": WSA}
 STAGING_SUBSTATES = ("Staging-In", "Staging-Out")
@@ -286,21 +294,6 @@ def get_activity_documents(call: Call, payload: etree._Element) -> etree._Elemen
 
 
 # -- GetFactoryAttributesDocument ----------------------------------------------------
-_OS = {"Linux": "LINUX", "Darwin": "MACOS", "FreeBSD": "FreeBSD", "SunOS": "Solaris"}
-_ARCH = {
-    "x86_64": "x86_64",
-    "amd64": "x86_64",
-    "i386": "x86_32",
-    "i686": "x86_32",
-    "aarch64": "arm",
-    "arm64": "arm",
-    "armv7l": "arm",
-    "ppc64le": "powerpc",
-    "ppc64": "powerpc",
-    "ia64": "ia64",
-    "mips": "mips",
-    "sparc64": "sparc",
-}
 
 
 @functools.cache
@@ -321,12 +314,14 @@ def get_factory_attributes_document(call: Call, payload: etree._Element) -> etre
     os_el = etree.SubElement(basic, q(BES, "OperatingSystem"), nsmap={"jsdl": JSDL})
     os_type = etree.SubElement(os_el, q(JSDL, "OperatingSystemType"))
     system = str(figures.get("operating_system") or platform.system())
-    etree.SubElement(os_type, q(JSDL, "OperatingSystemName")).text = _OS.get(system, "Unknown")
+    etree.SubElement(os_type, q(JSDL, "OperatingSystemName")).text = jsdl_operating_system(
+        system, "Unknown"
+    )
     if figures.get("os_version"):
         etree.SubElement(os_el, q(JSDL, "OperatingSystemVersion")).text = str(figures["os_version"])
     arch = etree.SubElement(basic, q(BES, "CPUArchitecture"), nsmap={"jsdl": JSDL})
     machine = str(figures.get("architecture") or platform.machine())
-    etree.SubElement(arch, q(JSDL, "CPUArchitectureName")).text = _ARCH.get(machine, "other")
+    etree.SubElement(arch, q(JSDL, "CPUArchitectureName")).text = jsdl_architecture(machine)
     if figures.get("cpu_count"):
         etree.SubElement(basic, q(BES, "CPUCount")).text = str(float(figures["cpu_count"]))
     if figures.get("physical_memory"):

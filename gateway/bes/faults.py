@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from gateway.bes.names import BES, SOAP_ENV, XG, q
+from gateway.bes.namespaces import BES, XG, q
+from gateway.xmlns import SOAP_ENV
 
 CLIENT = "Client"
 SERVER = "Server"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from lxml import etree
 
-from backends.model import Resource
-from gateway.bes.call import ACCEPTING_FLAG, Call, forget_accepting
+from backends.contracts.model import Resource
+from gateway.bes.context import ACCEPTING_FLAG, Call, forget_accepting
 from gateway.bes.faults import BESFault
-from gateway.bes.names import BES_MGMT, q
+from gateway.bes.namespaces import BES_MGMT, q
 
 
 def _set_accepting(call: Call, accepting: bool, operation: str) -> etree._Element:

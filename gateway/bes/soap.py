@@ -15,7 +15,8 @@ from lxml import etree
 
 from gateway import xmlsafe
 from gateway.bes.faults import BESFault
-from gateway.bes.names import SOAP12_ENV, SOAP_ENV, WSA, WSSE, q
+from gateway.bes.namespaces import q
+from gateway.xmlns import SOAP12_ENV, SOAP_ENV, WSA, WSSE
 
 UNDERSTOOD_HEADERS = (WSA, WSSE)
 CONTENT_TYPE = "text/xml; charset=utf-8"

@@ -3,7 +3,7 @@ N member computes built from its os_tpl/resource_tpl, each member linked to its 
 a ``clustermember`` link; actions reach every member.
 
 The VM side (stable member ids, all-or-nothing growth, per-member results of start/stop)
-is :class:`backends.vm.cluster.VirtualClusters`, which drives any VMBackend through the
+is :class:`backends.services.clusters.VirtualClusters`, which drives any VMBackend through the
 contract; this module keeps the OCCI records around it (records first, then the VMs).
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from backends.model import Principal, VMSpec
-from backends.store.models import OCCIEntity
-from backends.vm.cluster import ClusterResult, VirtualClusters, member_spec, next_members
+from backends.contracts.model import Principal, VMSpec
+from backends.services.clusters import ClusterResult, VirtualClusters, member_spec, next_members
+from backends.store.tables.occi import OCCIEntity
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.entity import new_id

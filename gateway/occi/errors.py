@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     BackendError,
     BackendUnavailable,
     InvalidSpec,

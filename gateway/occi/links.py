@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from backends.interfaces import UnknownResource
-from backends.model import Principal
-from backends.store.models import OCCIEntity
+from backends.contracts.interfaces import UnknownResource
+from backends.contracts.model import Principal
+from backends.store.tables.occi import OCCIEntity
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.entity import CategoryRef, Document, Entity, LinkRef, relative_location

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from backends.store import Database
-from backends.store.models import OCCICollectionVersion, OCCIEntity, OCCIUserMixin
+from backends.store.tables.occi import OCCICollectionVersion, OCCIEntity, OCCIUserMixin
 from gateway.occi import infrastructure as infra
 from gateway.occi.model import Kind
 

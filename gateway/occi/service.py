@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from backends.images import ImageShelf
-from backends.interfaces import BackendError, UnknownResource, VMBackend
-from backends.model import Principal, Resource, VMInfo, VMSpec
-from backends.store.models import OCCIEntity
+from backends.contracts.interfaces import BackendError, UnknownResource, VMBackend
+from backends.contracts.model import Principal, Resource, VMInfo, VMSpec
+from backends.contracts.platform import occi_architecture
+from backends.services.images import ImageShelf
+from backends.store.tables.occi import OCCIEntity
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.clusters import ClusterOperations
@@ -43,7 +44,6 @@ from gateway.occi.tagging import MixinOperations
 _ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Attributes the server owns: sent back by some clients, never taken from them.
 _SERVER_OWNED = re.compile(r"\.state(\.message)?$")
-_ARCH_TO_OCCI = {"x86_64": "x64", "amd64": "x64", "i686": "x86", "i386": "x86"}
 
 # Which compute actions the OCCI state diagram allows in each state (GFD.224 §3.1).
 _COMPUTE_ACTIONS = {
@@ -503,7 +503,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
     def _create_on_backend(
         self, kind: Kind, record: OCCIEntity, mixins: Sequence[Mixin], values: dict[str, Any]
     ) -> None:
-        from backends.model import NetworkSpec, StorageSpec
+        from backends.contracts.model import NetworkSpec, StorageSpec
 
         name = record.title or f"{kind.term}-{record.id[:8]}"
         if kind is infra.COMPUTE:
@@ -817,7 +817,7 @@ def _compute_facts(info: VMInfo | None, attributes: dict[str, Any]) -> tuple[str
         return "error", ""
     attributes.update(
         {
-            "occi.compute.architecture": _ARCH_TO_OCCI.get(info.architecture, info.architecture),
+            "occi.compute.architecture": occi_architecture(info.architecture),
             "occi.compute.cores": info.cores,
             "occi.compute.memory": round(info.memory_mib / 1024, 3),
             "occi.compute.state": info.state,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from backends.model import Principal
-from backends.store.models import OCCIEntity, OCCIUserMixin
+from backends.contracts.model import Principal
+from backends.store.tables.occi import OCCIEntity, OCCIUserMixin
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.entity import CategoryRef, relative_location

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backends.interfaces import BackendError
-from backends.model import Principal
+from backends.contracts.interfaces import BackendError
+from backends.contracts.model import Principal
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
-from gateway.occi.api import service
 from gateway.occi.entity import Document
 from gateway.occi.errors import OCCIError
+from gateway.occi.handlers import service
 
 SHOWN = 50
 
@@ -26,7 +26,7 @@ SHOWN = 50
 class PortalVM:
     id: str
     title: str
-    state: str  # an OCCI compute state (backends.model.VM_STATES)
+    state: str  # an OCCI compute state (backends.contracts.model.VM_STATES)
     state_message: str = ""
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from gateway.saml.names import SAML, q
+from gateway.saml.namespaces import SAML, q
 
 # Attribute Name (urn:oid, as REFEDS / eduPerson / SAML Subject-ID define them) -> name.
 STANDARD = {

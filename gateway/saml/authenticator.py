@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
 
-from backends.model import Principal
+from backends.contracts.model import Principal
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
 from gateway.saml.sp import ServiceProvider
 

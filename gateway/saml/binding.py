@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway.saml.names import SIG_RSA_SHA256
+from gateway.saml.namespaces import SIG_RSA_SHA256
 
 _HASHES = {
     SIG_RSA_SHA256: hashes.SHA256,

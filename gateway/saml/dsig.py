@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import xmlsec
 from lxml import etree
 
-from gateway.saml.names import DS, q
+from gateway.saml.namespaces import DS, q
 
 _ALLOWED_TRANSFORMS = {
     "http://www.w3.org/2000/09/xmldsig#enveloped-signature",

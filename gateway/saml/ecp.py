@@ -18,7 +18,7 @@ from lxml import etree
 
 from gateway import xmlsafe
 from gateway.saml import dsig
-from gateway.saml.names import BINDING_PAOS, SAML, SAMLP, q
+from gateway.saml.namespaces import BINDING_PAOS, SAML, SAMLP, q
 from gateway.saml.response import ResponseRejected
 from gateway.saml.timeutil import format_datetime
 

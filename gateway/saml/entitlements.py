@@ -16,8 +16,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from backends.entitlements import EntitlementError, parse_entitlement
-from backends.model import VOMembership
+from backends.contracts.entitlements import EntitlementError, parse_entitlement
+from backends.contracts.model import VOMembership
 
 log = logging.getLogger("xtreemgate.saml")
 

@@ -27,7 +27,7 @@ from lxml import etree
 from gateway import xmlsafe
 from gateway.config import FederationSource
 from gateway.saml import dsig
-from gateway.saml.names import DS, MD, MDUI, PROTOCOL, SHIBMD, q
+from gateway.saml.namespaces import DS, MD, MDUI, PROTOCOL, SHIBMD, q
 from gateway.saml.timeutil import parse_datetime, parse_duration
 
 log = logging.getLogger("xtreemgate.saml.federation")

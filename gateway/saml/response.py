@@ -30,7 +30,7 @@ from gateway import xmlsafe
 from gateway.saml import dsig
 from gateway.saml.attributes import AttributeMap, element_text
 from gateway.saml.federation import IdentityProvider
-from gateway.saml.names import CM_BEARER, SAML, SAMLP, STATUS_SUCCESS, XENC, q
+from gateway.saml.namespaces import CM_BEARER, SAML, SAMLP, STATUS_SUCCESS, XENC, q
 from gateway.saml.timeutil import parse_datetime
 
 log = logging.getLogger("xtreemgate.saml")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
-from backends.model import HealthReport, Principal, VOMembership
+from backends.contracts.model import HealthReport, Principal, VOMembership
 from backends.store import Database
 from gateway import xmlsafe
 from gateway.config import Settings
@@ -23,7 +23,7 @@ from gateway.saml import binding, keys, spmetadata
 from gateway.saml.attributes import AttributeMap
 from gateway.saml.entitlements import EntitlementPolicy, LocalVO
 from gateway.saml.federation import Federations, IdentityProvider
-from gateway.saml.names import (
+from gateway.saml.namespaces import (
     BINDING_POST,
     BINDING_REDIRECT,
     NAMEID_PERSISTENT,

@@ -12,7 +12,7 @@ from lxml import etree
 from gateway.saml import dsig
 from gateway.saml.attributes import OID_OF
 from gateway.saml.keys import KeyPair
-from gateway.saml.names import (
+from gateway.saml.namespaces import (
     ATTRNAME_URI,
     BINDING_PAOS,
     BINDING_POST,

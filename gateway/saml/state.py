@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from backends.store import Database
-from backends.store.models import SAMLReplay, SAMLRequest, SAMLSession
+from backends.store.tables.saml import SAMLReplay, SAMLRequest, SAMLSession
 
 
 def _now() -> datetime:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.interfaces import PermissionDenied
-from backends.model import Principal, Resource, Volume
+from backends.contracts.interfaces import PermissionDenied
+from backends.contracts.model import Principal, Resource, Volume
 
 STORAGE_ADMIN_ROLE = "storage-admin"
 MANAGEMENT_ACTIONS = ("create", "resize", "delete")

@@ -15,14 +15,14 @@ import contextlib
 import logging
 from typing import Any
 
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     BackendError,
     InvalidRequest,
     StorageBackend,
     UnknownResource,
     VOAdministration,
 )
-from backends.model import Volume
+from backends.contracts.model import Volume
 
 KIND = "volume"
 log = logging.getLogger("xtreemgate.storage")

@@ -9,7 +9,7 @@ from typing import Any
 
 import flask
 
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     BackendError,
     BackendUnavailable,
     InvalidRequest,

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.interfaces import BackendContext
+from backends.contracts.interfaces import BackendContext
 from backends.storage.glusterfs import GlusterStorageBackend
 from backends.storage.posix import PosixStorageBackend
 from tests import services

@@ -57,13 +57,13 @@ def test_metrics_count_requests_per_route_and_status(client, alice):
     client.get("/no/such/path")
     text = client.get("/metrics").text
     assert (
-        'xtreemgate_http_requests_total{method="GET",route="gateway.auth.api.whoami",status="200"} 1.0'
+        'xtreemgate_http_requests_total{method="GET",route="gateway.auth.handlers.whoami",status="200"} 1.0'
         in text
     )
-    assert 'route="gateway.auth.api.whoami",status="401"} 1.0' in text
+    assert 'route="gateway.auth.handlers.whoami",status="401"} 1.0' in text
     assert 'route="unmatched",status="404"} 1.0' in text
     assert (
-        'xtreemgate_http_request_duration_seconds_count{method="GET",route="gateway.auth.api.whoami"} 2.0'
+        'xtreemgate_http_request_duration_seconds_count{method="GET",route="gateway.auth.handlers.whoami"} 2.0'
         in text
     )
 
@@ -88,7 +88,7 @@ def test_json_access_log_carries_request_id(make_settings, capsys):
     access = [x for x in lines if x["logger"] == "xtreemgate.access"]
     assert access and access[-1]["request_id"] == "trace-me"
     assert access[-1]["http"]["status"] == 200
-    assert access[-1]["http"]["route"] == "gateway.system.healthz"
+    assert access[-1]["http"]["route"] == "gateway.monitoring.handlers.healthz"
 
 
 def test_no_credentials_gets_401_with_every_challenge(client):
@@ -125,7 +125,7 @@ def test_basic_right_and_wrong(client, alice):
 def test_password_change_is_not_hidden_by_the_cache(client, runtime, alice):
     from sqlalchemy import update
 
-    from backends.store.models import LocalUser
+    from backends.store.tables.identity import LocalUser
     from gateway.auth.passwords import hash_password
 
     assert client.get("/api/v1/whoami", headers=basic(alice)).status_code == 200

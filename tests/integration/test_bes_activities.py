@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from backends.activities import ActivityStore, Launcher, ServiceFlags
-from backends.interfaces import BackendError, BackendUnavailable, InvalidSpec
-from backends.model import JobSpec, JobState
-from backends.store.models import Activity, utcnow
+from backends.contracts.interfaces import BackendError, BackendUnavailable, InvalidSpec
+from backends.contracts.model import JobSpec, JobState
+from backends.services.activities import ActivityStore, Launcher, ServiceFlags
+from backends.store.tables.activities import Activity
+from backends.store.tables.base import utcnow
 
 
 class CountingBackend:

@@ -640,7 +640,7 @@ def test_a_sweep_becomes_one_activity_per_point(soap):
 def test_an_internal_error_is_a_server_fault_with_the_request_id(soap, monkeypatch):
     """A bug must not leak a traceback: the client gets soap:Server and an id to quote.
     (A broken handler is the one fault the real code cannot be made to produce.)"""
-    from gateway.bes import endpoint
+    from gateway.bes import handlers as endpoint
 
     def broken(call, payload):
         raise RuntimeError("secret internal detail")

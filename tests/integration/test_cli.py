@@ -135,5 +135,5 @@ def test_served_gateway_answers_curl_with_cli_token(env, gateway_server):
     assert tampered.stdout == "401"
     metrics = subprocess.run(["curl", "-sS", f"{url}/metrics"], capture_output=True, text=True)
     # Under a real server (not the test client) routes must still be labelled by operation.
-    assert 'route="gateway.system.healthz",status="200"' in metrics.stdout
-    assert 'route="gateway.auth.api.whoami",status="401"' in metrics.stdout
+    assert 'route="gateway.monitoring.handlers.healthz",status="200"' in metrics.stdout
+    assert 'route="gateway.auth.handlers.whoami",status="401"' in metrics.stdout

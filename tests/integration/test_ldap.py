@@ -12,7 +12,7 @@ import ldap
 import pytest
 
 from adapters.ldap import Directory, DirectoryConfig, DirectoryError, DirectoryUnavailable
-from backends.model import LocalAccount, VOMembership
+from backends.contracts.model import LocalAccount, VOMembership
 from tests.identity_services import GATEWAY_DN, GATEWAY_PW, SUFFIX, slapd_settings
 
 pytestmark = pytest.mark.service

@@ -18,20 +18,20 @@ from typing import Any
 
 import pytest
 
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     BackendContext,
     BackendUnavailable,
     InvalidSpec,
     InvalidState,
     UnknownResource,
 )
-from backends.model import NetworkSpec, StorageSpec, VMSpec
+from backends.contracts.model import NetworkSpec, StorageSpec, VMSpec
 from tests.integration.libvirt_support import require_libvirt
 from tests.libvirt_hosts import POOL, TEMPLATE, vm_options, write_node_xml
 
 libvirt = require_libvirt()
 
-from backends.vm.libvirt import LibvirtVMBackend  # noqa: E402 - needs the binding
+from backends.vm.libvirt.backend import LibvirtVMBackend  # noqa: E402 - needs the binding
 
 DOWN = "test+tcp://127.0.0.1:1/default"  # nothing listens on port 1: refused at once
 
@@ -279,7 +279,7 @@ def test_occi_architecture_words_are_accepted(backend):
 
 def test_configuration_reaches_the_backend(make_settings, uri, tmp_path):
     """[vm] from the settings (pydantic models, as the gateway passes them)."""
-    from backends.vm.libvirt import LibvirtVMBackend as Backend
+    from backends.vm.libvirt.backend import LibvirtVMBackend as Backend
 
     settings = make_settings(
         vm={"uris": [uri], "pool": POOL, "sizes": {"tiny": {"cores": 1, "memory_mib": 256}}}

@@ -23,16 +23,15 @@ from typing import Any
 
 import pytest
 
-from backends.execution import runner
-from backends.execution.local import LOST, LocalExecutionBackend
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     BackendContext,
     BackendError,
     InvalidState,
     NotSupported,
     UnknownResource,
 )
-from backends.model import JobSpec, JobState, JobStatus, StagingSpec
+from backends.contracts.model import JobSpec, JobState, JobStatus, StagingSpec
+from backends.execution.local.backend import LOST, LocalExecutionBackend, supervisor
 from tests.staging_servers import ftp_files, http_files, self_signed
 
 ROOT = os.geteuid() == 0
@@ -138,7 +137,7 @@ def work(backend: LocalExecutionBackend, activity: str) -> Path:
 
 
 def state_file(backend: LocalExecutionBackend, activity: str) -> dict[str, Any]:
-    return runner.read_json(backend.work_dir / activity / runner.STATE_FILE) or {}
+    return supervisor.read_json(backend.work_dir / activity / supervisor.STATE_FILE) or {}
 
 
 def proc_state(pid: int) -> str | None:
@@ -223,7 +222,7 @@ def test_jobs_run_as_the_mapped_account_never_root(backend: LocalExecutionBacken
     assert folder.stat().st_uid == nobody.pw_uid
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     # the control files are the gateway's: a job cannot forge its state or read credentials
-    job_file = backend.work_dir / activity / runner.JOB_FILE
+    job_file = backend.work_dir / activity / supervisor.JOB_FILE
     assert job_file.stat().st_uid == 0
     assert oct(job_file.stat().st_mode & 0o777) == "0o600"
     _, status = run(backend, sh(f"echo forged > {backend.work_dir / activity / 'state.json'}"))
@@ -236,7 +235,7 @@ def test_no_mapped_account_and_no_default_is_refused(make_backend: Callable[...,
     backend = make_backend(default_account="")
     with pytest.raises(BackendError, match="will not run jobs as root"):
         backend.submit(new_id(), sh("true"), None)
-    from backends.model import LocalAccount
+    from backends.contracts.model import LocalAccount
 
     with pytest.raises(BackendError, match="never run as root"):
         backend.submit(new_id(), sh("true"), LocalAccount("root", 0, 0, "/root"))
@@ -367,7 +366,7 @@ def test_queued_activities_wait_without_a_process_and_start_in_order(
     queued = [backend.submit(new_id(), sh("true"), None) for _ in range(3)]
     wait_for(backend, first, lambda s: s.state is JobState.RUNNING)
     for activity in queued:
-        assert not (backend.work_dir / activity / runner.LAUNCH_FILE).exists()  # no process
+        assert not (backend.work_dir / activity / supervisor.LAUNCH_FILE).exists()  # no process
         assert backend.status([activity])[activity].state is JobState.PENDING
     statuses = [wait_for(backend, a) for a in queued]
     assert all(s.state is JobState.FINISHED for s in statuses)
@@ -515,12 +514,12 @@ def test_a_new_gateway_finds_running_jobs_and_reports_lost_ones(
 def test_a_recycled_pid_is_not_taken_for_the_supervisor(backend: LocalExecutionBackend) -> None:
     activity = backend.submit(new_id(), JobSpec("sleep", ("30",)), None)
     wait_for(backend, activity, lambda s: s.state is JobState.RUNNING)
-    path = backend.work_dir / activity / runner.STATE_FILE
-    state = runner.read_json(path)
+    path = backend.work_dir / activity / supervisor.STATE_FILE
+    state = supervisor.read_json(path)
     os.kill(state["supervisor"]["pid"], signal.SIGKILL)
     # pretend the pid now belongs to a live process (ours), with another start time
     state["supervisor"] = {**state["supervisor"], "pid": os.getpid()}
-    runner.write_json(path, state)
+    supervisor.write_json(path, state)
     status = wait_for(backend, activity)
     assert status.state is JobState.FAILED
     assert status.reason == LOST
@@ -532,24 +531,24 @@ def test_activities_of_another_gateway_host_are_left_to_it(
     # a work_dir shared between gateway hosts: this host cannot see the other's processes
     activity = backend.submit(new_id(), JobSpec("sleep", ("30",)), None)
     wait_for(backend, activity, lambda s: s.state is JobState.RUNNING)
-    path = backend.work_dir / activity / runner.STATE_FILE
-    real = runner.read_json(path)
+    path = backend.work_dir / activity / supervisor.STATE_FILE
+    real = supervisor.read_json(path)
     foreign = {**real}
     foreign["supervisor"] = {**real["supervisor"], "pid": 1, "host": "gw2.example.org"}
     foreign["job"] = {**real["job"], "pid": 1, "host": "gw2.example.org"}
-    runner.write_json(path, foreign)
+    supervisor.write_json(path, foreign)
     other = LocalExecutionBackend(backend.context)
     assert other.status([activity])[activity].state is JobState.RUNNING  # not "lost"
     with pytest.raises(BackendError, match=r"runs on gateway host gw2\.example\.org"):
         other.suspend(activity)
-    runner.write_json(path, {**real, "updated_at": runner.now()})
+    supervisor.write_json(path, {**real, "updated_at": supervisor.now()})
 
 
 def test_the_cancel_file_alone_ends_the_job(backend: LocalExecutionBackend) -> None:
     # what a gateway on another host does: no signal, only the file
     activity = backend.submit(new_id(), JobSpec("sleep", ("30",)), None)
     wait_for(backend, activity, lambda s: s.state is JobState.RUNNING)
-    (backend.work_dir / activity / runner.CANCEL_FILE).touch()
+    (backend.work_dir / activity / supervisor.CANCEL_FILE).touch()
     status = wait_for(backend, activity, timeout=5)
     assert status.state is JobState.CANCELLED
 
@@ -559,9 +558,9 @@ def test_a_damaged_job_file_fails_the_activity_with_the_reason(
 ) -> None:
     activity = new_id()
     folder = backend.work_dir / activity
-    (folder / runner.WORK).mkdir(parents=True)
-    (folder / runner.JOB_FILE).write_text("{not json")
-    runner.launch(folder, sys.executable).wait(timeout=10)
+    (folder / supervisor.WORK).mkdir(parents=True)
+    (folder / supervisor.JOB_FILE).write_text("{not json")
+    supervisor.launch(folder, sys.executable).wait(timeout=10)
     status = backend.status([activity])[activity]
     assert status.state is JobState.FAILED
     assert status.reason == "the activity supervisor cannot start: job.json is missing or damaged"
@@ -874,9 +873,9 @@ NON_ROOT_GATEWAY = """
 import sys, time
 from pathlib import Path
 from types import SimpleNamespace
-from backends.interfaces import BackendContext, BackendError
-from backends.execution.local import LocalExecutionBackend
-from backends.model import JobSpec, LocalAccount
+from backends.contracts.interfaces import BackendContext, BackendError
+from backends.execution.local.backend import LocalExecutionBackend
+from backends.contracts.model import JobSpec, LocalAccount
 
 root = Path(sys.argv[1])
 options = SimpleNamespace(work_dir=str(root / "act"), python=sys.executable, max_running=2)
@@ -946,7 +945,7 @@ def test_a_gateway_not_running_as_root_runs_jobs_as_itself(shared_dir: Path) -> 
 def test_the_execution_section_configures_the_backend(
     make_settings: Callable[..., Any], shared_dir: Path
 ) -> None:
-    from backends import registry
+    from backends.contracts import registry
     from gateway.config import ConfigError
 
     settings = make_settings(

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from backends.activities import ActivityStore
-from backends.execution.slurm import STARTED_FILE, SlurmExecutionBackend
-from backends.interfaces import BackendContext
-from backends.model import JobSpec, JobState
+from backends.contracts.interfaces import BackendContext
+from backends.contracts.model import JobSpec, JobState
+from backends.execution.slurm.backend import STARTED_FILE, SlurmExecutionBackend
+from backends.services.activities import ActivityStore
 from backends.store import make_engine
-from backends.store.models import Base
+from backends.store.tables import Base
 from gateway.config import SlurmSettings
 from tests.slurm_cluster import start_cluster, wait_for
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from backends.activities import ActivityStore, Launcher
-from backends.model import JobSpec, JobState
+from backends.contracts.model import JobSpec, JobState
+from backends.services.activities import ActivityStore, Launcher
 from tests.integration.test_slurm_execution import make_backend, wait_state
 
 pytestmark = pytest.mark.service
@@ -116,9 +116,9 @@ def test_gateway_killed_right_after_an_array_sbatch_submits_no_task_twice(slurm_
         os.environ["XG_VICTIM"] = str(os.getpid())
         from pathlib import Path
         from types import SimpleNamespace
-        from backends.execution.slurm import SlurmExecutionBackend
-        from backends.interfaces import BackendContext
-        from backends.model import JobSpec
+        from backends.execution.slurm.backend import SlurmExecutionBackend
+        from backends.contracts.interfaces import BackendContext
+        from backends.contracts.model import JobSpec
         from gateway.config import SlurmSettings
         slurm = SlurmSettings(
             work_dir={str(work_dir)!r}, slurm_conf={str(slurm_cluster.conf)!r},

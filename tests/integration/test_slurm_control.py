@@ -148,7 +148,7 @@ def test_requeue_a_running_and_a_failed_job(gateway):
     store = runtime._bes_activity_store
     slurm_ids = {a: store.get(a).backend_id for a in (running, failing)}
     # another gateway process on the same state has seen (and keeps) the old end
-    from backends.execution.slurm import SlurmExecutionBackend
+    from backends.execution.slurm.backend import SlurmExecutionBackend
 
     backend = runtime.backends["execution"]
     elsewhere = SlurmExecutionBackend(backend.context)

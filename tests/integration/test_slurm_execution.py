@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from backends.execution.slurm import SlurmExecutionBackend
-from backends.interfaces import BackendContext, BackendUnavailable, InvalidState
-from backends.model import JobSpec, JobState
+from backends.contracts.interfaces import BackendContext, BackendUnavailable, InvalidState
+from backends.contracts.model import JobSpec, JobState
+from backends.execution.slurm.backend import SlurmExecutionBackend
 from gateway.config import SlurmSettings
 from tests.slurm_cluster import NODE_CPUS, wait_for
 
@@ -284,9 +284,9 @@ def test_gateway_killed_right_after_sbatch_does_not_submit_twice(slurm_cluster, 
         os.environ["XG_VICTIM"] = str(os.getpid())
         from pathlib import Path
         from types import SimpleNamespace
-        from backends.execution.slurm import SlurmExecutionBackend
-        from backends.interfaces import BackendContext
-        from backends.model import JobSpec
+        from backends.execution.slurm.backend import SlurmExecutionBackend
+        from backends.contracts.interfaces import BackendContext
+        from backends.contracts.model import JobSpec
         from gateway.config import SlurmSettings
         slurm = SlurmSettings(
             work_dir={str(work_dir)!r}, slurm_conf={str(slurm_cluster.conf)!r},

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from backends.interfaces import (
+from backends.contracts.interfaces import (
     InvalidRequest,
     InvalidState,
     QuotaExceeded,

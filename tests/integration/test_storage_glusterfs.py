@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from backends.interfaces import UnknownResource
+from backends.contracts.interfaces import UnknownResource
 from tests.integration.storage_support import (
     PREFIX,
     gluster_backend,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from backends.images import ImageShelf
-from backends.interfaces import BackendContext, InvalidState
+from backends.contracts.interfaces import BackendContext, InvalidState
+from backends.services.images import ImageShelf
 from backends.storage.posix import PosixStorageBackend
 from tests import services
 from tests.conftest import basic

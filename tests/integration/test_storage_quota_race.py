@@ -4,7 +4,7 @@ threads, started together on a barrier. The quota is never exceeded, every write
 does not fit fails with QuotaExceeded leaving no file and no temp file, writers that fit
 together all succeed, and a writer killed mid-write does not keep its reservation.
 
-XtreemFS runs the same code (``backends.storage.tree``); GlusterFS too, with the ledger in
+XtreemFS runs the same code (``backends.storage.directory_volume``); GlusterFS too, with the ledger in
 the gateway's state folder (its own ``gluster volume quota`` is only a backstop)."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from backends.interfaces import BackendContext, InvalidState, QuotaExceeded
+from backends.contracts.interfaces import BackendContext, InvalidState, QuotaExceeded
 from backends.storage import quota as quota_module
+from backends.storage.directory_volume import TEMP_MARK
 from backends.storage.glusterfs import GlusterStorageBackend
 from backends.storage.posix import PosixStorageBackend
-from backends.storage.tree import TEMP_MARK
 from tests.integration.storage_support import (
     gluster_backend,
     glusterd,  # noqa: F401 - the session fixture

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from backends.store import Database, migrate
-from backends.store.models import LocalUser, SigningKey
+from backends.store.tables.identity import LocalUser, SigningKey
 from gateway.auth.tokens import KeyRing, TokenService
 from gateway.auth.users import add_user, check_password
 from gateway.config import TokenSettings

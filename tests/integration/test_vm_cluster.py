@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from backends.interfaces import BackendContext, BackendUnavailable, InvalidSpec
-from backends.model import VMSpec
-from backends.vm.cluster import VirtualClusters, member_id, member_spec
+from backends.contracts.interfaces import BackendContext, BackendUnavailable, InvalidSpec
+from backends.contracts.model import VMSpec
+from backends.services.clusters import VirtualClusters, member_id, member_spec
 from tests.integration.libvirt_support import require_libvirt
 from tests.libvirt_hosts import TEMPLATE, vm_options, write_node_xml
 
 require_libvirt()
 
-from backends.vm.libvirt import LibvirtVMBackend  # noqa: E402 - needs the binding
+from backends.vm.libvirt.backend import LibvirtVMBackend  # noqa: E402 - needs the binding
 
 CLUSTER = "0b7e3d55-0a57-4bd4-a1f4-2c6d1b7f0c11"
 TEMPLATE_SPEC = VMSpec(name="ssi", hostname="node", image=TEMPLATE, memory_mib=1024)

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import requests
 
-from backends.interfaces import InvalidSpec
-from backends.model import VMSpec
-from backends.vm import domain_xml
+from backends.contracts.interfaces import InvalidSpec
+from backends.contracts.model import VMSpec
+from backends.vm.libvirt import domain_xml
 from tests import services
 from tests.conftest import PASSWORD
 from tests.integration.occi_support import COMPUTE_KIND, isolated_vm

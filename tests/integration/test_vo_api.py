@@ -21,7 +21,7 @@ def password_hash():
 
 @pytest.fixture
 def vo_app(make_settings, password_hash):
-    from backends.store.models import LocalUser
+    from backends.store.tables.identity import LocalUser
     from gateway.app import create_app
 
     s = make_settings(vo={"pools": {"cms": POOL}, "audit_flush_seconds": 0.05})
@@ -282,7 +282,7 @@ def test_accounts_usage_and_audit(two_vos):
     assert "in use" in problem(c.get("/api/v1/vo/account?vo=cms", headers=basic("carol")), 409)
     problem(c.get("/api/v1/vo/account?vo=atlas", headers=basic("alice")), 400)
     vo = rt.backends["vo"]
-    from backends.model import Resource
+    from backends.contracts.model import Resource
 
     vo.record(
         "execution",
@@ -350,7 +350,7 @@ def test_nested_groups_roles_and_their_removal_revoke(two_vos):
     soap = rt.authenticate(AuthRequest(headers={k.lower(): v for k, v in basic("bob").items()}))
     assert {m.group for m in soap.memberships} == {"", "analysis/higgs"}
     # another membership source (the LDAP group mapping, at merge) adds to the store's
-    from backends.model import VOMembership
+    from backends.contracts.model import VOMembership
 
     rt.memberships.add_source(lambda p: [VOMembership("lhcb")] if p.name == "bob" else [])
     assert {
@@ -396,7 +396,7 @@ def test_site_admin_gets_404_for_what_does_not_exist_and_deletes_vos(two_vos):
 
 def test_memberships_the_authenticator_found_are_kept(two_vos):
     """Negotiate puts LDAP-derived memberships on its principal: the store's are added."""
-    from backends.model import Principal, VOMembership
+    from backends.contracts.model import Principal, VOMembership
 
     c, rt = two_vos
     c.post("/api/v1/vos/cms/members", json={"principal": "dora"}, headers=basic("maria"))

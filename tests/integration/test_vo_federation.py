@@ -29,7 +29,7 @@ def call(method: str, url: str, headers: dict[str, str], body: object = None) ->
 def add_users(env: dict[str, str], *names: str, admin: str) -> None:
     """Straight into the gateway's database (one scrypt hash for all: fast setup)."""
     from backends.store import Database
-    from backends.store.models import LocalUser
+    from backends.store.tables.identity import LocalUser
     from gateway.auth.passwords import hash_password
 
     db = Database(f"sqlite:///{Path(env['XTREEMGATE_STATE_DIR']) / 'xtreemgate.db'}")

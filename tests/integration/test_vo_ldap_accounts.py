@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.interfaces import BackendError
-from backends.model import Principal, VOMembership
+from backends.contracts.interfaces import BackendError
+from backends.contracts.model import Principal, VOMembership
 from backends.store import migrate
 from gateway.runtime import build_runtime
 from tests.identity_services import slapd_settings

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from backends.interfaces import BackendContext
-from backends.model import LocalAccount, Principal, Resource, VOMembership
+from backends.contracts.interfaces import BackendContext
+from backends.contracts.model import LocalAccount, Principal, Resource, VOMembership
 from backends.store import Database, migrate
 from backends.vo.accounts import LeaseManager, processes_running_as
 from backends.vo.errors import PoolExhausted
@@ -77,7 +77,7 @@ def test_concurrent_leases_never_share_an_account(store):
 LEASE_SCRIPT = textwrap.dedent(
     """
     import json, sys, threading
-    from backends.model import LocalAccount
+    from backends.contracts.model import LocalAccount
     from backends.store import Database
     from backends.vo.accounts import LeaseManager
     url, me = sys.argv[1], sys.argv[2]

@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from backends.model import Bounds, JobSpec, StagingSpec
-from gateway.bes.jsdl import JSDLFault, read_job_definition
-from gateway.bes.jsdl_range import read_range_value
+from backends.contracts.model import Bounds, JobSpec, StagingSpec
+from gateway.jsdl.ranges import read_range_value
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 
 INTEROP = Path(__file__).resolve().parents[2] / ".." / "shared" / "interop"
@@ -549,8 +549,8 @@ def test_inline_data_is_refused_naming_it_once_the_application_is_given(
 
 
 def test_resource_requirements_of_the_samples_against_a_linux_site(jsdl_dir: Path) -> None:
-    """What CreateActivity answers on a Linux x86_64 site after reading (jsdl_match.fit)."""
-    from gateway.bes.jsdl_match import ResourceOffer, fit
+    """What CreateActivity answers on a Linux x86_64 site after reading (gateway.jsdl.match.fit)."""
+    from gateway.jsdl.match import ResourceOffer, fit
 
     offer = ResourceOffer(2, 2**32, "LINUX", "x86_64", ("node1",))
     (windows,) = read_job_definition(load(jsdl_dir, "unicore/jsdl_sample_with_hpc_ext.jsdl"))

@@ -55,8 +55,8 @@ def test_login_through_discovery_and_idp_form_lands_on_portal_with_vos(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from backends.model import JobState
-    from gateway.bes.call import activity_store
+    from backends.contracts.model import JobState
+    from gateway.bes.context import activity_store
     from tests.interop.test_saml_portal import start_activity
 
     running = start_activity(saml_world)  # alice's job, running before she logs in

@@ -16,7 +16,7 @@ import requests
 from lxml import etree
 
 from gateway.saml import dsig
-from gateway.saml.names import DS, SAML, SAMLP, q
+from gateway.saml.namespaces import DS, SAML, SAMLP, q
 from tests.interop.saml_idp import make_keypair
 from tests.interop.test_saml_sso import idp_response, sessions
 
@@ -270,7 +270,7 @@ def test_rsa_v15_key_transport_is_refused(
     saml_world: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """PKCS#1 v1.5 key transport is the Bleichenbacher oracle of XML Encryption."""
-    from gateway.saml.names import XENC
+    from gateway.saml.namespaces import XENC
 
     caplog.set_level(logging.INFO, logger="xtreemgate.saml")
     browser, form = idp_response(saml_world, encrypt_assertion=True)
@@ -286,7 +286,7 @@ def test_rsa_v15_key_transport_is_refused(
 def test_undecryptable_assertion_gives_one_uniform_reason(
     saml_world: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from gateway.saml.names import XENC
+    from gateway.saml.namespaces import XENC
 
     caplog.set_level(logging.INFO, logger="xtreemgate.saml")
     browser, form = idp_response(saml_world, encrypt_assertion=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from backends.model import JobSpec, JobState
+from backends.contracts.model import JobSpec, JobState
 from tests.interop.test_saml_sso import idp_response
 
 pytestmark = pytest.mark.service
@@ -33,7 +33,7 @@ def local_vo(world: Any, name: str) -> Any:
 
 
 def start_activity(world: Any, owner: str = ALICE, seconds: str = "300") -> Any:
-    from gateway.bes.call import activity_store
+    from gateway.bes.context import activity_store
 
     rt = world.runtime
     record = activity_store(rt).submit(
@@ -131,7 +131,7 @@ def test_portal_lists_activities_and_cancels_one_with_a_session_bound_form(
     )
     assert done.status_code == 303, done.text
     assert done.headers["Location"] == "/portal/"
-    from gateway.bes.call import activity_store
+    from gateway.bes.context import activity_store
 
     record = activity_store(saml_world.runtime).get(mine.id)
     assert record.state is JobState.CANCELLED
@@ -170,8 +170,8 @@ def test_portal_forms_need_a_saml_session(saml_world: Any) -> None:
 def test_cancel_of_an_activity_not_yet_handed_to_the_backend(saml_world: Any) -> None:
     """Pending in the store only (the launcher has not run it): cancelled there, and
     the launcher will skip it — the same path BES takes."""
-    from backends.activities import new_activity_id
-    from gateway.bes.call import activity_store
+    from backends.services.activities import new_activity_id
+    from gateway.bes.context import activity_store
 
     store = activity_store(saml_world.runtime)
     (waiting,) = store.record([new_activity_id()], backend="local", owner=ALICE, vo="", jsdl="<x/>")

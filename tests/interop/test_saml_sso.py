@@ -12,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from backends.store.models import SAMLSession
+from backends.store.tables.saml import SAMLSession
 
 pytestmark = pytest.mark.service
 
@@ -67,7 +67,7 @@ def sessions(world: Any) -> int:
 def test_sp_metadata_is_signed_and_complete(saml_world: Any) -> None:
     from gateway import xmlsafe
     from gateway.saml import dsig
-    from gateway.saml.names import MD, q
+    from gateway.saml.namespaces import MD, q
 
     answer = requests.get(f"{saml_world.gateway}/saml/metadata", timeout=10)
     assert answer.headers["Content-Type"] == "application/samlmetadata+xml"

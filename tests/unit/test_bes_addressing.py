@@ -8,7 +8,8 @@ from lxml import etree
 from gateway.bes.addressing import Addressing
 from gateway.bes.epr import activity_epr, activity_id_of
 from gateway.bes.faults import BESFault
-from gateway.bes.names import BES, WSA, XG, action, q
+from gateway.bes.namespaces import BES, XG, action, q
+from gateway.xmlns import WSA
 
 ID = "4d5c52ee-c068-4f71-a191-4f65539a64d4"
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
-from backends.activities import ActivityRecord
-from backends.model import JobState
+from backends.contracts.model import JobState
+from backends.services.activities import ActivityRecord
 from gateway.bes.factory import activity_status
-from gateway.bes.names import HPCP_FS, XG
+from gateway.bes.namespaces import XG
+from gateway.xmlns import HPCP_FS
 
 
 def record(state: JobState, substate: str = "", exit_code=None, reason="") -> ActivityRecord:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from backends.entitlements import (
+from backends.contracts.entitlements import (
     Entitlement,
     EntitlementError,
     entitlements_of,
@@ -10,7 +10,7 @@ from backends.entitlements import (
     memberships_from,
     parse_entitlement,
 )
-from backends.model import VOMembership
+from backends.contracts.model import VOMembership
 
 REAL_WORLD = [
     # EGI Check-in

@@ -8,7 +8,7 @@ import pytest
 from adapters.kerberos import KerberosError, PrincipalMapper, SPNEGOAcceptor, make_rule
 from adapters.ldap import DirectoryConfig, DirectoryGroup, GroupMapping, MappingError
 from adapters.ldap import parse_membership as membership
-from backends.model import VOMembership
+from backends.contracts.model import VOMembership
 from gateway.config import ConfigError, load_settings
 
 

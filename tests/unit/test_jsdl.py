@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.model import Bounds, JobSpec
-from gateway.bes.jsdl import JSDLFault, read_job_definition
+from backends.contracts.model import Bounds, JobSpec
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 
 NS = (

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bes.jsdl import JSDLFault, read_job_definition
-from gateway.bes.jsdl_applications import ApplicationRegistry, UnknownApplication
 from gateway.config import ConfigError, load_settings
+from gateway.jsdl.applications import ApplicationRegistry, UnknownApplication
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 from tests import services
 

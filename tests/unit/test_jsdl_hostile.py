@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gateway.bes.jsdl import JSDLFault, read_job_definition
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import UnsafeXML, parse
 
 XXE = b"""<?xml version="1.0"?>

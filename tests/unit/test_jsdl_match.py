@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from backends.model import Bounds, JobSpec
-from gateway.bes.jsdl import JSDLFault
-from gateway.bes.jsdl_match import ResourceOffer, fit
+from backends.contracts.model import Bounds, JobSpec
+from gateway.jsdl.match import ResourceOffer, fit
+from gateway.jsdl.reader import JSDLFault
 
 OFFER = ResourceOffer(
     cpu_count=2,

@@ -9,12 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.execution.slurm import SlurmExecutionBackend
-from backends.execution.slurm_job import MPI_PLUGINS, sbatch_options, script
-from backends.interfaces import BackendContext, BackendUnavailable, ExecutionBackend, InvalidSpec
-from backends.model import HealthReport, JobSpec
-from gateway.bes.jsdl import JSDLFault, read_job_definition
+from backends.contracts.interfaces import (
+    BackendContext,
+    BackendUnavailable,
+    ExecutionBackend,
+    InvalidSpec,
+)
+from backends.contracts.model import HealthReport, JobSpec
+from backends.execution.slurm.backend import SlurmExecutionBackend
+from backends.execution.slurm.job import MPI_PLUGINS, sbatch_options, script
 from gateway.config import SlurmSettings
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 
 NS = (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.bes.jsdl import read_job_definition
+from gateway.jsdl.reader import read_job_definition
 from gateway.resources import data_dir
 from tests import services
 

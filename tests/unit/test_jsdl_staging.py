@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.model import JobSpec, StagingSpec
-from gateway.bes.jsdl import JSDLFault, read_job_definition
+from backends.contracts.model import JobSpec, StagingSpec
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 
 NS = 'xmlns="http://schemas.ggf.org/jsdl/2005/11/jsdl"'

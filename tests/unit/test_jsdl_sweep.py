@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from backends.model import JobSpec
-from gateway.bes.jsdl import JSDLFault, read_job_definition
+from backends.contracts.model import JobSpec
+from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 
 HEAD = (

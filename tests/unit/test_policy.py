@@ -2,7 +2,7 @@
 
 import pytest
 
-from backends.model import Principal, Resource, VOMembership
+from backends.contracts.model import Principal, Resource, VOMembership
 from backends.vo.accounts import expand_accounts
 from backends.vo.errors import Invalid
 from backends.vo.policy import (

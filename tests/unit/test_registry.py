@@ -1,7 +1,7 @@
 import pytest
 
-from backends import registry
-from backends.interfaces import BackendContext, ExecutionBackend, VMBackend
+from backends.contracts import registry
+from backends.contracts.interfaces import BackendContext, ExecutionBackend, VMBackend
 
 
 def context(tmp_path):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from lxml import etree
 
-from backends.model import VOMembership
+from backends.contracts.model import VOMembership
 from gateway.saml.attributes import element_text
 from gateway.saml.entitlements import EntitlementPolicy, TrustedAuthority
 from gateway.saml.timeutil import parse_datetime, parse_duration

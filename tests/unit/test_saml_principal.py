@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from backends.model import VOMembership
+from backends.contracts.model import VOMembership
 from gateway.saml.attributes import AttributeMap
 from gateway.saml.federation import IdentityProvider
 from gateway.saml.response import AuthenticatedAssertion, ResponseRejected

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends.execution.slurm_accounting import Accounting, parse_sacct
-from backends.execution.slurm_cli import SlurmCLI
-from backends.model import JobState
+from backends.contracts.model import JobState
+from backends.execution.slurm.accounting import Accounting, parse_sacct
+from backends.execution.slurm.cli import SlurmCLI
 from gateway.config import ConfigError, SlurmSettings, load_settings
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from backends.execution.slurm import parse_squeue
-from backends.execution.slurm_cli import expand_tasks, sacct_exit, to_status, wait_status
-from backends.execution.slurm_job import MPI_PLUGINS, duration, sbatch_options, script
-from backends.interfaces import InvalidSpec
-from backends.model import JobSpec, JobState
+from backends.contracts.interfaces import InvalidSpec
+from backends.contracts.model import JobSpec, JobState
+from backends.execution.slurm.backend import parse_squeue
+from backends.execution.slurm.cli import expand_tasks, sacct_exit, to_status, wait_status
+from backends.execution.slurm.job import MPI_PLUGINS, duration, sbatch_options, script
 
 
 def test_wait_status_and_sacct_exit():

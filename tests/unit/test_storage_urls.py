@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends.storage.urls import VolumeURL, VolumeURLError, parse
+from backends.contracts.volume_urls import VolumeURL, VolumeURLError, parse
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.interfaces import BackendContext, BackendError, BackendUnavailable, InvalidRequest
+from backends.contracts.interfaces import (
+    BackendContext,
+    BackendError,
+    BackendUnavailable,
+    InvalidRequest,
+)
 from backends.storage import xtreemfs
 
 LSFS = """Listing all volumes of the MRC: mrc.example.org

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backends.model import NetworkSpec, VMSpec
-from backends.vm import domain_xml, states
-from backends.vm.domain_xml import Link
-from backends.vm.placement import HostLoad, first_fit, least_loaded_memory
+from backends.contracts.model import NetworkSpec, VMSpec
+from backends.vm.libvirt import domain_xml, states
+from backends.vm.libvirt.domain_xml import Link
+from backends.vm.libvirt.placement import HostLoad, first_fit, least_loaded_memory
 
 VM_ID = "5b0e8f4e-8a0c-4c47-9d0f-3f2a1c6b9e77"
 

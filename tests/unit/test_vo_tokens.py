@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from backends.model import VOMembership
+from backends.contracts.model import VOMembership
 from backends.store import Database, migrate
 from backends.vo.sql import subject_hash
 from gateway.auth.tokens import KeyRing, TokenError, TokenService

@@ -3,7 +3,7 @@
 from alembic import context
 
 from backends.store import make_engine
-from backends.store.models import Base
+from backends.store.tables import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

@@ -1,0 +1,1 @@
+"""The local execution plugin: jobs as detached supervisor processes on this host."""

@@ -1,0 +1,1 @@
+"""The Slurm execution plugin: every activity a Slurm job, through the CLI tools."""

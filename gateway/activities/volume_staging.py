@@ -1,0 +1,68 @@
+"""DataStaging from and to storage volumes: a glusterfs:/xtreemfs: URL in a job is
+resolved against the storage backend when the activity is created, while the caller is
+known, so that every refusal is a fault on CreateActivity rather than a job failing later:
+
+* the URL's scheme must be the one the configured storage backend serves
+  (UnsupportedFeature naming jsdl:URI);
+* the volume must exist (InvalidRequestMessage);
+* VO policy must let the caller ``read`` the volume for a stage-in and ``write`` it for a
+  stage-out (NotAuthorized, with the policy's reason).
+
+The resolved spec carries the folder where the volume is mounted on this host and the
+room its quota leaves; the transfer itself runs in the activity's supervisor as the
+mapped account, so the file system's own permissions apply as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from backends.contracts.interfaces import BackendError, BackendUnavailable, UnknownResource
+from backends.contracts.model import JobSpec, Resource, StagingSpec
+from gateway.bes.faults import SERVER, BESFault, invalid_request
+from gateway.jsdl.staging import VOLUME_SCHEMES
+
+
+def _scheme(url: str) -> str:
+    return url.partition(":")[0].lower()
+
+
+def bind_volumes(call: Any, job: JobSpec) -> JobSpec:
+    """``job`` with every volume URL's StagingSpec resolved (unchanged without any)."""
+    if not any(
+        _scheme(url) in VOLUME_SCHEMES
+        for s in (*job.stage_in, *job.stage_out)
+        for url in (s.source, s.target)
+    ):
+        return job
+    storage = call.runtime.backends["storage"]
+    stage_in = tuple(_bind(call, storage, s, s.source, "read") for s in job.stage_in)
+    stage_out = tuple(_bind(call, storage, s, s.target, "write") for s in job.stage_out)
+    return dataclasses.replace(job, stage_in=stage_in, stage_out=stage_out)
+
+
+def _bind(call: Any, storage: Any, spec: StagingSpec, url: str, action: str) -> StagingSpec:
+    scheme = _scheme(url)
+    if scheme not in VOLUME_SCHEMES:
+        return spec
+    if scheme != storage.scheme:
+        raise BESFault(
+            "UnsupportedFeature",
+            f"jsdl:URI: {url} names a {scheme} volume; this gateway's storage is "
+            f"{storage.name} ({storage.scheme}: URLs)",
+            features=["jsdl:URI"],
+        )
+    try:
+        name, _ = storage.resolve(url)
+        volume = storage.volume(name)
+    except UnknownResource as exc:
+        raise invalid_request("jsdl:URI", f"{url}: {exc}") from exc
+    except BackendUnavailable as exc:
+        raise BESFault("", f"the storage backend cannot be reached: {exc}", code=SERVER) from exc
+    except BackendError as exc:
+        raise invalid_request("jsdl:URI", f"{url}: {exc}") from exc
+    call.authorize(action, Resource(kind="volume", id=volume.name, vo=volume.vo))
+    free = None if volume.quota_bytes is None else max(0, volume.quota_bytes - volume.used_bytes)
+    root = storage.local_root(volume.name)
+    return dataclasses.replace(spec, local_root=str(root), free_bytes=free)
