@@ -1,11 +1,12 @@
 """Accounting and audit, append-only: every decision, execution and data access.
 
-Writes are cheap for the caller: :meth:`AuditWriter.record` appends to an in-memory
-queue, and one background thread inserts what has gathered in batches (every
-``vo.audit_flush_seconds``, or at once past :attr:`AuditWriter.BATCH`), so decide() never
-waits for the database. ``close()`` flushes what is left. The cost: records of the last
-flush interval are lost if the process is killed hard. Nothing here updates or deletes a
-row; on PostgreSQL a trigger refuses UPDATE and DELETE of ``audit_records`` outright.
+Writes are cheap for the caller: :meth:`AuditWriter.record` (and :meth:`AuditWriter.write`,
+which decide() calls with the row as stored) appends to an in-memory queue, and one
+background thread inserts what has gathered in batches (every ``vo.audit_flush_seconds``,
+or at once past :attr:`AuditWriter.BATCH`), so decide() never waits for the database.
+``close()`` flushes what is left. The cost: records of the last flush interval are lost if
+the process is killed hard. Nothing here updates or deletes a row; on PostgreSQL a trigger
+refuses UPDATE and DELETE of ``audit_records`` outright.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import func, select
 
-from backends.store import Database
+from backends.contracts.model import Principal, Resource
 from backends.store.tables.vo import AuditRecord
+from backends.vo.sessions import Sessions
 
 log = logging.getLogger("xtreemgate.audit")
 CATEGORIES = ("decision", "execution", "data")
@@ -75,10 +76,10 @@ class AuditWriter:
     BATCH = 1000
     MAX_QUEUE = 200_000  # beyond this the oldest unwritten records are dropped, and logged
 
-    def __init__(self, db: Database, flush_seconds: float) -> None:
+    def __init__(self, db: Sessions, flush_seconds: float) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._queue: collections.deque[tuple] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
@@ -89,17 +90,47 @@ class AuditWriter:
     def record(
         self,
         category: str,
-        principal: str,
+        principal: Principal | str,
         action: str,
+        resource: Resource | None = None,
         *,
         vo: str = "",
-        resource_kind: str = "",
-        resource_id: str = "",
-        outcome: str = "",
+        outcome: str = "ok",
         reason: str = "",
         quantity: float = 0.0,
         unit: str = "",
     ) -> None:
+        """One record of an execution ("execution") or data access ("data"), e.g.
+        record("execution", p, "run", Resource("activity", id, vo="cms"),
+        quantity=cpu_seconds, unit="cpu-s"); the VO is the resource's unless named."""
+        resource = resource or Resource("")
+        self.write(
+            category,
+            principal if isinstance(principal, str) else principal.name,
+            action,
+            vo or resource.vo,
+            resource.kind,
+            resource.id,
+            outcome,
+            reason,
+            quantity,
+            unit,
+        )
+
+    def write(
+        self,
+        category: str,
+        principal: str,
+        action: str,
+        vo: str,
+        resource_kind: str,
+        resource_id: str,
+        outcome: str,
+        reason: str,
+        quantity: float = 0.0,
+        unit: str = "",
+    ) -> None:
+        """Queue one row as it is stored; decide() calls this directly (an append, no more)."""
         if len(self._queue) >= self.MAX_QUEUE:
             self._queue.popleft()
             self.dropped += 1

@@ -11,7 +11,7 @@ import pytest
 
 from backends.contracts.model import VOMembership
 from backends.store import Database, migrate
-from backends.vo.sql import subject_hash
+from backends.vo.memberships import subject_hash
 from gateway.auth.tokens import KeyRing, TokenError, TokenService
 from gateway.auth.vo_tokens import VO_TOKEN_TYPE, VOTokenService, is_vo_token
 from gateway.config import TokenSettings, VOSettings
