@@ -56,7 +56,14 @@ def service() -> OCCIService:
         with _create_lock:
             found = extensions.get(_EXTENSION)
             if found is None:
-                found = extensions[_EXTENSION] = OCCIService(runtime.current())
+                rt = runtime.current()
+                found = extensions[_EXTENSION] = OCCIService(
+                    settings=rt.settings,
+                    db=rt.db,
+                    vm=rt.backends["vm"],
+                    vo=rt.backends["vo"],
+                    storage=rt.backends.get("storage"),
+                )
     return found
 
 

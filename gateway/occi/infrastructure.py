@@ -39,6 +39,15 @@ def _method(name: str, *methods: str) -> Attribute:
     return Attribute("method", enum=methods, description=f"how to {name}")
 
 
+def _ip(prefix: str, address: str) -> tuple[Attribute, Attribute, Attribute]:
+    """The IP addressing a networking mixin (ipnetwork, ipnetworkinterface) adds."""
+    return (
+        Attribute(f"{prefix}.address", description=address),
+        Attribute(f"{prefix}.gateway", description="IP address of the gateway"),
+        Attribute(f"{prefix}.allocation", enum=("dynamic", "static"), default="dynamic"),
+    )
+
+
 # -- compute -----------------------------------------------------------------------------
 START = Action("start", COMPUTE_ACTION, "Start the compute")
 STOP = Action(
@@ -124,11 +133,7 @@ IPNETWORK = Mixin(
     "IP networking",
     location=MIXIN_ROOT + "ipnetwork/",
     applies=(NETWORK,),
-    attributes=(
-        Attribute("occi.network.address", description="IP network in CIDR notation"),
-        Attribute("occi.network.gateway", description="IP address of the gateway"),
-        Attribute("occi.network.allocation", enum=("dynamic", "static"), default="dynamic"),
-    ),
+    attributes=_ip("occi.network", "IP network in CIDR notation"),
 )
 
 # -- links -------------------------------------------------------------------------------
@@ -150,13 +155,7 @@ IPNETWORKINTERFACE = Mixin(
     "IP network interface",
     location=MIXIN_ROOT + "ipnetworkinterface/",
     applies=(NETWORKINTERFACE,),
-    attributes=(
-        Attribute("occi.networkinterface.address", description="IP address"),
-        Attribute("occi.networkinterface.gateway", description="IP address of the gateway"),
-        Attribute(
-            "occi.networkinterface.allocation", enum=("dynamic", "static"), default="dynamic"
-        ),
-    ),
+    attributes=_ip("occi.networkinterface", "IP address"),
 )
 STORAGELINK = Kind(
     "storagelink",
@@ -204,12 +203,8 @@ EVICT_NODE = Action(
     "evict_node", CLUSTER_ACTION, "Delete one member (the newest by default)", (NODE,)
 )
 CLUSTER_START = Action("start", CLUSTER_ACTION, "Start every member")
-CLUSTER_STOP = Action(
-    "stop",
-    CLUSTER_ACTION,
-    "Stop every member",
-    (_method("stop", "graceful", "acpioff", "poweroff"),),
-)
+# Members are computes: a cluster stops as each of them does.
+CLUSTER_STOP = Action("stop", CLUSTER_ACTION, "Stop every member", STOP.attributes)
 CLUSTER = Kind(
     "cluster",
     XG,

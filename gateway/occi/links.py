@@ -5,23 +5,41 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from backends.contracts.interfaces import UnknownResource
+from backends.contracts.interfaces import UnknownResource, VMBackend
 from backends.contracts.model import Principal
+from backends.store import Database
 from backends.store.tables.occi import OCCIEntity
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
-from gateway.occi.entity import CategoryRef, Document, Entity, LinkRef, relative_location
+from gateway.occi.authorisation import Authorisation
+from gateway.occi.categories import Categories
+from gateway.occi.entity import CategoryRef, Document, LinkRef, relative_location
 from gateway.occi.errors import backend_errors, bad_request
 from gateway.occi.model import Kind, Mixin, split_identifier
 
+# What each link kind's target is (its source is always a compute).
+_TARGETS = {
+    infra.NETWORKINTERFACE.identifier: infra.NETWORK,
+    infra.STORAGELINK.identifier: infra.STORAGE,
+}
 
-class LinkOperations:
-    """Links and locations; mixed into :class:`OCCIService`."""
 
-    def _inline_link(self, principal: Principal, kind: Kind, source_id: str, link: LinkRef) -> None:
-        registry = self.registry()
+@dataclass(frozen=True, kw_only=True)
+class Links:
+    """Create and delete networkinterfaces and storagelinks."""
+
+    db: Database
+    vm: VMBackend
+    categories: Categories
+    authorisation: Authorisation
+
+    def inline(self, kind: Kind, source_id: str, link: LinkRef) -> tuple[Kind, Document, str]:
+        """A link given inside a resource's creation, as the request that creates it on its
+        own: (link kind, document, link id or "" for a new one)."""
+        registry = self.categories.registry()
         link_kind = registry.kinds.get(link.category) if link.category else None
         target = relative_location(link.target)
         if link_kind is None:
@@ -38,9 +56,9 @@ class LinkOperations:
             },
         )
         link_id = link.self_.rstrip("/").rpartition("/")[2] if link.self_ else ""
-        self.create(principal, link_kind, doc, link_id)
+        return link_kind, doc, link_id
 
-    def _create_link(
+    def create(
         self,
         principal: Principal,
         kind: Kind,
@@ -48,40 +66,32 @@ class LinkOperations:
         mixins: Sequence[Mixin],
         values: dict[str, Any],
         vo: str,
-    ) -> Entity:
+    ) -> None:
+        """Record the link, then make it a device in the VM; on failure nothing stays."""
         source = relative_location(str(values.pop("occi.core.source", "")))
         target = relative_location(str(values.pop("occi.core.target", "")))
         if not source or not target:
             raise bad_request(f"a {kind.term} needs occi.core.source and occi.core.target")
-        source_kind, source_id = self._split_location(source)
-        target_kind, target_id = self._split_location(target)
-        expected = {
-            infra.NETWORKINTERFACE.identifier: infra.NETWORK,
-            infra.STORAGELINK.identifier: infra.STORAGE,
-        }
-        if source_kind is not infra.COMPUTE or target_kind is not expected.get(kind.identifier):
-            want = expected.get(kind.identifier)
+        source_kind, source_id = self.categories.split_location(source)
+        target_kind, target_id = self.categories.split_location(target)
+        want = _TARGETS.get(kind.identifier)
+        if source_kind is not infra.COMPUTE or target_kind is not want:
             raise bad_request(
                 f"a {kind.term} links a compute to a {want.term if want else '?'} "
                 f"(got {source} → {target})"
             )
-        source_record = self._record(principal, source_kind, source_id)
-        target_record = self._record(principal, target_kind, target_id)
-        self._authorise(
-            principal, "update", "compute", source_id, source_record.owner, source_record.vo
-        )
-        self._authorise(
-            principal, "link", target_kind.term, target_id, target_record.owner, target_record.vo
-        )
-        record = OCCIEntity(
-            id=link_id,
-            kind=kind.identifier,
-            owner=principal.name,
-            vo=vo,
+        auth = self.authorisation
+        source_record = auth.record(principal, source_kind, source_id)
+        target_record = auth.record(principal, target_kind, target_id)
+        auth.require_on(principal, "update", source_kind, source_record)
+        auth.require_on(principal, "link", target_kind, target_record)
+        record = records.new(
+            link_id,
+            kind,
+            principal.name,
+            vo,
             title=str(values.pop("occi.core.title", "")),
-            summary="",
             mixins=[m.identifier for m in mixins],
-            links=[],
             source=source,
             target=target,
             attributes=records.kept_attributes(kind, values),
@@ -89,31 +99,10 @@ class LinkOperations:
         records.insert(self.db, record)
         try:
             with backend_errors(f"attaching {target} to {source}"):
-                if kind is infra.NETWORKINTERFACE:
-                    mac = self.vm.attach_network(
-                        link_id,
-                        source_id,
-                        target_id,
-                        mac=values.get("occi.networkinterface.mac", ""),
-                        address=values.get("occi.networkinterface.address", ""),
-                    )
-                    record.attributes = {
-                        **record.attributes,
-                        "occi.networkinterface.mac": mac,
-                        "occi.networkinterface.state": "active",
-                    }
-                else:
-                    device = self.vm.attach_storage(
-                        link_id,
-                        source_id,
-                        target_id,
-                        device=values.get("occi.storagelink.deviceid", ""),
-                    )
-                    record.attributes = {
-                        **record.attributes,
-                        "occi.storagelink.deviceid": device,
-                        "occi.storagelink.state": "active",
-                    }
+                record.attributes = {
+                    **record.attributes,
+                    **self._attach(kind, link_id, source_id, target_id, values),
+                }
             records.save(self.db, record)
             fresh = records.get(self.db, source_id)
             if fresh is not None:
@@ -121,25 +110,33 @@ class LinkOperations:
         except BaseException:
             records.remove(self.db, link_id)
             raise
-        return self.entity(principal, kind, link_id)
 
-    def _split_location(self, location: str) -> tuple[Kind, str]:
-        head, _, entity_id = location.rstrip("/").rpartition("/")
-        kind = self.registry().by_location(head + "/")
-        if not isinstance(kind, Kind) or not entity_id:
-            raise bad_request(f"{location!r} is not the location of an entity")
-        return kind, entity_id
+    def _attach(
+        self, kind: Kind, link_id: str, source_id: str, target_id: str, values: dict[str, Any]
+    ) -> dict[str, str]:
+        """The device in the VM; returns the attributes the backend chose."""
+        if kind is infra.NETWORKINTERFACE:
+            mac = self.vm.attach_network(
+                link_id,
+                source_id,
+                target_id,
+                mac=values.get("occi.networkinterface.mac", ""),
+                address=values.get("occi.networkinterface.address", ""),
+            )
+            return {"occi.networkinterface.mac": mac, "occi.networkinterface.state": "active"}
+        device = self.vm.attach_storage(
+            link_id, source_id, target_id, device=values.get("occi.storagelink.deviceid", "")
+        )
+        return {"occi.storagelink.deviceid": device, "occi.storagelink.state": "active"}
 
-    def resolve_location(self, principal: Principal, location: str) -> OCCIEntity:
-        kind, entity_id = self._split_location(relative_location(location))
-        return self._record(principal, kind, entity_id)
-
-    def _delete_compute_links(self, compute_id: str) -> None:
+    def delete_from_compute(self, compute_id: str) -> None:
+        """Every networkinterface and storagelink of a compute."""
         for link in records.linked_to(self.db, infra.COMPUTE.location + compute_id):
             if link.kind in (infra.NETWORKINTERFACE.identifier, infra.STORAGELINK.identifier):
-                self._delete_link(link)
+                self.delete(link)
 
-    def _delete_link(self, record: OCCIEntity) -> None:
+    def delete(self, record: OCCIEntity) -> None:
+        """The device (one already gone counts as detached), then the records."""
         if record.kind != infra.CLUSTERMEMBER.identifier:
             doing = f"detaching {record.target} from {record.source}"
             with backend_errors(doing), contextlib.suppress(UnknownResource):

@@ -2,7 +2,7 @@
 registry that finds them by identifier (scheme + term) or by location.
 
 Categories are immutable and shared by every request; entities are plain values built
-per request by :mod:`gateway.occi.service`.
+per request by :mod:`gateway.occi.views`.
 """
 
 from __future__ import annotations

@@ -131,6 +131,37 @@ def remove(db: Database, *ids: str) -> None:
             _bump(session, kinds)
 
 
+def new(
+    entity_id: str,
+    kind: Kind,
+    owner: str,
+    vo: str,
+    *,
+    title: str = "",
+    summary: str = "",
+    mixins: Sequence[str] = (),
+    links: Sequence[str] = (),
+    source: str = "",
+    target: str = "",
+    attributes: dict[str, Any] | None = None,
+) -> OCCIEntity:
+    """A record not yet stored, every column given (the table's defaults apply only once
+    it is written, and callers read the record before that)."""
+    return OCCIEntity(
+        id=entity_id,
+        kind=kind.identifier,
+        owner=owner,
+        vo=vo,
+        title=title,
+        summary=summary,
+        mixins=list(mixins),
+        links=list(links),
+        source=source,
+        target=target,
+        attributes=dict(attributes or {}),
+    )
+
+
 def copy(record: OCCIEntity, **changes: Any) -> OCCIEntity:
     values = {c.name: getattr(record, c.name) for c in OCCIEntity.__table__.columns}
     values.update(changes)

@@ -5,25 +5,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from backends.contracts.model import Principal
+from backends.store import Database
 from backends.store.tables.occi import OCCIEntity, OCCIUserMixin
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
+from gateway.occi.authorisation import Authorisation
+from gateway.occi.categories import Categories
 from gateway.occi.entity import CategoryRef, relative_location
 from gateway.occi.errors import OCCIError, bad_request, not_found
 from gateway.occi.model import RESOURCE, Mixin
 
 
-class MixinOperations:
-    """User mixins and tagging; mixed into :class:`OCCIService`."""
+@dataclass(frozen=True, kw_only=True)
+class Tagging:
+    """User mixins and tagging."""
+
+    db: Database
+    categories: Categories
+    authorisation: Authorisation
 
     def add_user_mixins(self, principal: Principal, refs: Sequence[CategoryRef]) -> None:
         if not refs:
             raise bad_request(
                 "name the mixin to define: Category: <term>; scheme=…; class=mixin; location=…"
             )
-        registry = self.registry()
+        registry = self.categories.registry()
         for ref in refs:
             if ref.cls and ref.cls != "mixin":
                 raise bad_request(
@@ -64,12 +73,12 @@ class MixinOperations:
                 )
             except Exception as exc:  # a concurrent definition of the same location
                 raise OCCIError(409, f"mixin {ref.identifier} could not be defined: {exc}") from exc
-        self.invalidate()
+        self.categories.invalidate()
 
     def remove_user_mixins(self, principal: Principal, refs: Sequence[CategoryRef]) -> None:
         if not refs:
             raise bad_request("name the mixin to remove with a Category")
-        registry = self.registry()
+        registry = self.categories.registry()
         for ref in refs:
             mixin = registry.mixins.get(ref.identifier)
             if mixin is None:
@@ -83,80 +92,70 @@ class MixinOperations:
             owner = next(
                 (r.owner for r in records.user_mixins(self.db) if r.location == mixin.location), ""
             )
-            self._authorise(principal, "delete", "mixin", mixin.location, owner, "")
+            self.authorisation.require(principal, "delete", "mixin", mixin.location, owner, "")
             for record in records.with_mixin(self.db, mixin.identifier):
-                records.save(
-                    self.db,
-                    records.copy(
-                        record, mixins=[m for m in record.mixins if m != mixin.identifier]
-                    ),
-                )
+                self._untag(record, mixin)
             records.remove_user_mixin(self.db, mixin.location)
-        self.invalidate()
+        self.categories.invalidate()
 
     def tagged(self, principal: Principal, mixin: Mixin) -> list[OCCIEntity]:
         return [
-            r for r in records.with_mixin(self.db, mixin.identifier) if self._may_read(principal, r)
+            r
+            for r in records.with_mixin(self.db, mixin.identifier)
+            if self.authorisation.may_read(principal, r)
         ]
 
     def tag(
         self, principal: Principal, mixin: Mixin, locations: Sequence[str], *, replace: bool
     ) -> None:
-        if (
-            mixin.identifier in self.images
-            or mixin.identifier in self.sizes
-            or mixin in (infra.OS_TPL, infra.RESOURCE_TPL)
+        if self.categories.templates.is_template(mixin.identifier) or mixin in (
+            infra.OS_TPL,
+            infra.RESOURCE_TPL,
         ):
             raise OCCIError(
                 405,
                 f"{mixin.identifier} is a template; templates are chosen at creation",
                 Allow="GET",
             )
-        registry = self.registry()
+        registry = self.categories.registry()
         targets = []
         for location in locations:
-            record = self.resolve_location(principal, location)
+            record = self.authorisation.record_at(principal, location)
             kind = registry.kinds.get(record.kind, RESOURCE)
             if not mixin.applies_to(kind):
                 raise bad_request(
                     f"mixin {mixin.identifier} does not apply to {kind.term} ({location})"
                 )
-            self._authorise(principal, "update", kind.term, record.id, record.owner, record.vo)
+            self.authorisation.require_on(principal, "update", kind, record)
             targets.append(record)
         if replace:
             keep = {t.id for t in targets}
             for record in self.tagged(principal, mixin):
                 if record.id not in keep:
                     kind = registry.kinds.get(record.kind, RESOURCE)
-                    self._authorise(
-                        principal, "update", kind.term, record.id, record.owner, record.vo
-                    )
-                    records.save(
-                        self.db,
-                        records.copy(
-                            record, mixins=[m for m in record.mixins if m != mixin.identifier]
-                        ),
-                    )
+                    self.authorisation.require_on(principal, "update", kind, record)
+                    self._untag(record, mixin)
         for record in targets:
             fresh = records.get(self.db, record.id)
             if fresh is not None and mixin.identifier not in fresh.mixins:
                 records.save(self.db, records.copy(fresh, mixins=[*fresh.mixins, mixin.identifier]))
 
     def untag(self, principal: Principal, mixin: Mixin, locations: Sequence[str]) -> None:
-        registry = self.registry()
+        registry = self.categories.registry()
         chosen = (
-            [self.resolve_location(principal, loc) for loc in locations]
+            [self.authorisation.record_at(principal, loc) for loc in locations]
             if locations
             else self.tagged(principal, mixin)
         )
         for record in chosen:
             kind = registry.kinds.get(record.kind, RESOURCE)
-            self._authorise(principal, "update", kind.term, record.id, record.owner, record.vo)
-            if mixin.identifier in self.images or mixin.identifier in self.sizes:
+            self.authorisation.require_on(principal, "update", kind, record)
+            if self.categories.templates.is_template(mixin.identifier):
                 raise OCCIError(
                     409, f"{mixin.identifier} is a template of {record.id}; it cannot be removed"
                 )
-            records.save(
-                self.db,
-                records.copy(record, mixins=[m for m in record.mixins if m != mixin.identifier]),
-            )
+            self._untag(record, mixin)
+
+    def _untag(self, record: OCCIEntity, mixin: Mixin) -> None:
+        remaining = [m for m in record.mixins if m != mixin.identifier]
+        records.save(self.db, records.copy(record, mixins=remaining))
