@@ -48,6 +48,7 @@ from backends.vo.accounts import (
     ActivityProbe,
     ConfigAccountSource,
     LeaseManager,
+    ldap_account_source,
     processes_running_as,
 )
 from backends.vo.audit import AuditWriter, Usage
@@ -61,6 +62,7 @@ from backends.vo.policy import (
     compile_policy,
     validate_document,
 )
+from backends.vo.settings import SQLVOSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PRINCIPAL = re.compile(r"^[^\s/\x00-\x1f]{1,255}$")
@@ -121,27 +123,22 @@ class _Sessions:
             yield session
 
 
-def _opt(options: Any, name: str, default: Any) -> Any:
-    return getattr(options, name, default) if options is not None else default
-
-
 class SQLVOBackend(VOBackend):
     name = "sql"
+    settings = SQLVOSettings
 
-    def __init__(self, context: BackendContext) -> None:
+    def __init__(self, context: BackendContext[SQLVOSettings]) -> None:
         super().__init__(context)
-        options = context.options
+        options = SQLVOSettings.of(context.settings)
         self.db = _Sessions(context.engine)
-        self.refresh_interval = float(_opt(options, "refresh_interval", 1.0))
-        self.membership_ttl = float(_opt(options, "membership_cache_seconds", 5.0))
-        self.open_factory = bool(_opt(options, "open_factory", True))
-        self.accounts: AccountSource = ConfigAccountSource(
-            _opt(options, "pools", {}), _opt(options, "own_accounts", {})
-        )
-        self.leases = LeaseManager(
-            self.db, int(_opt(options, "lease_idle_seconds", 7 * 86400)), processes_running_as
-        )
-        self.audit = AuditWriter(self.db, float(_opt(options, "audit_flush_seconds", 0.5)))
+        self.refresh_interval = float(options.refresh_interval)
+        self.membership_ttl = float(options.membership_cache_seconds)
+        self.open_factory = options.open_factory
+        self.accounts: AccountSource = ConfigAccountSource(options.pools, options.own_accounts)
+        if context.directory is not None:  # the site directory first, then the config
+            self.accounts = ldap_account_source(context.directory, self.accounts)
+        self.leases = LeaseManager(self.db, options.lease_idle_seconds, processes_running_as)
+        self.audit = AuditWriter(self.db, float(options.audit_flush_seconds))
         self._index = PolicyIndex()
         self._checked = float("-inf")
         self._lock = threading.Lock()
@@ -150,7 +147,7 @@ class SQLVOBackend(VOBackend):
 
     # -- wiring hooks --------------------------------------------------------------------
     def use_account_source(self, source: AccountSource) -> None:
-        """Where own and pool accounts come from (the lead wires the LDAP source here)."""
+        """Where own and pool accounts come from, instead of the config and the directory."""
         self.accounts = source
 
     def use_activity_probe(self, probe: ActivityProbe) -> None:
