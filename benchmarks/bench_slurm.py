@@ -49,7 +49,7 @@ from backends.contracts.interfaces import BackendContext  # noqa: E402
 from backends.contracts.model import JobSpec  # noqa: E402
 from backends.execution.slurm import job as slurm_job  # noqa: E402
 from backends.execution.slurm.backend import SlurmExecutionBackend  # noqa: E402
-from gateway.config import SlurmSettings  # noqa: E402
+from backends.execution.slurm.settings import SlurmSettings  # noqa: E402
 from tests.services import prepare_state  # noqa: E402
 from tests.slurm_cluster import start_cluster  # noqa: E402
 

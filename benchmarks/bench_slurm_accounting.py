@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from backends.contracts.interfaces import BackendContext  # noqa: E402
 from backends.contracts.model import JobState  # noqa: E402
 from backends.execution.slurm.backend import SlurmExecutionBackend  # noqa: E402
-from gateway.config import SlurmSettings  # noqa: E402
+from backends.execution.slurm.settings import SlurmSettings  # noqa: E402
 from tests.slurm_cluster import start_cluster, wait_for  # noqa: E402
 
 SAMPLE = 50

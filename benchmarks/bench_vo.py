@@ -43,6 +43,7 @@ from backends.store.tables.vo import (
     VOState,
 )
 from backends.vo.policy import DEFAULT_VO_POLICY
+from backends.vo.settings import SQLVOSettings
 from backends.vo.sql import SQLVOBackend
 from gateway.auth.tokens import KeyRing, TokenService
 from gateway.auth.vo_tokens import VOTokenService
@@ -213,7 +214,7 @@ def main() -> None:
             f"{policies} policies in {time.perf_counter() - started:.1f} s"
         )
         backend = SQLVOBackend(
-            BackendContext(db.engine, Path(tmp), VOSettings(membership_cache_seconds=3600))
+            BackendContext(db.engine, Path(tmp), SQLVOSettings(membership_cache_seconds=3600))
         )
         started = time.perf_counter()
         index = backend.index()

@@ -131,7 +131,7 @@ def config_check(ctx: click.Context) -> None:
         report("database", False, str(exc))
     for kind in KINDS:
         try:
-            backend = rt.backends[kind] = load_backend(settings, rt.db, kind)
+            backend = rt.backends[kind] = load_backend(settings, rt.db, kind, rt.directory)
             health = backend.health()
             report(kind, health.ok, f"{kind}.{backend.name}: {health.detail}")
         except registry.UnknownBackend as exc:

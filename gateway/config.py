@@ -4,11 +4,17 @@ A key ``section.key`` in the file is ``XTREEMGATE_SECTION__KEY`` in the environm
 sections use ``__`` too); the environment wins over the file. Everything is validated at
 start: an unknown key, a wrong type or a bad value stops the gateway with a message that
 names the key and says what is wrong (see :class:`ConfigError`).
+
+The gateway declares its own sections here; every installed backend plugin declares its
+own (``settings`` at the key path ``section`` on its class, see
+``backends.contracts.interfaces.Backend``), and :func:`settings_model` joins them all into
+one model, so a site's plugin found by entry point is configured like the built-in ones.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import socket
 import tomllib
@@ -16,24 +22,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from adapters.ldap.config import DirectoryConfig
+from backends.contracts import registry
+from backends.contracts.settings import Section
+
 ENV_PREFIX = "XTREEMGATE_"
 ENV_CONFIG_PATH = "XTREEMGATE_CONFIG"
 DEFAULT_CONFIG_NAME = "xtreemgate.toml"
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors, so a typo never goes unnoticed."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class ServerSettings(Section):
@@ -70,125 +73,6 @@ class BackendSettings(Section):
     vo: str = "sql"
 
 
-class SlurmSettings(Section):
-    """The Slurm execution backend (backends.execution = "slurm"): the CLI tools."""
-
-    # The folder every node sees at the same path (jobs run and stage there); default
-    # <state_dir>/slurm, which only a one-host cluster can use.
-    work_dir: str = ""
-    partition: str = ""  # "" = the cluster's default partition
-    # Partitions a JSDL queue hint may name (the others are refused); empty = every
-    # partition sinfo reports.
-    partitions: list[str] = Field(default_factory=list)
-    slurm_conf: str = ""  # SLURM_CONF for the tools; "" = theirs (/etc/slurm/slurm.conf)
-    sbatch: str = "sbatch"
-    squeue: str = "squeue"
-    scancel: str = "scancel"
-    sacct: str = "sacct"
-    sinfo: str = "sinfo"
-    scontrol: str = "scontrol"
-    srun: str = "srun"  # as the compute nodes see it (SPMD jobs run through it)
-    runuser: str = "runuser"  # a root gateway submits as the mapped account through it
-    # One squeue --json for all jobs at most this often, however many are asked about.
-    poll_interval_seconds: float = Field(2.0, ge=0, le=3600)
-    command_timeout_seconds: float = Field(30.0, gt=0, le=3600)
-    # While slurmctld cannot be reached, sbatch is retried this many times, waiting
-    # submit_backoff_seconds, then twice as long each time; then the activity fails with
-    # the reason (never silently lost).
-    submit_retries: int = Field(3, ge=0, le=100)
-    submit_backoff_seconds: float = Field(1.0, ge=0, le=600)
-    # "hold": CreateActivity accepts jobs while slurmctld is down (held and retried as
-    # above); "refuse": it answers a SOAP Server fault saying so, and records nothing.
-    controller_down: Literal["hold", "refuse"] = "hold"
-    sdiag: str = "sdiag"  # how many records slurmctld still owes slurmdbd
-    # Where finished jobs squeue has forgotten are read: "slurmdbd" (sacct from the
-    # accounting database), "jobcomp" (sacct -c on the job-completion file), or "auto":
-    # slurmdbd when the controller's AccountingStorageType is accounting_storage/slurmdbd,
-    # the job-completion file otherwise.
-    accounting: Literal["auto", "slurmdbd", "jobcomp"] = "auto"
-    # With "auto" and no slurmdbd: false for sites that keep no job-completion file
-    # either (a job squeue has forgotten is then reported lost).
-    sacct_completion_file: bool = True
-    # The interpreter the compute nodes run data staging with; default the gateway's.
-    python: str = ""
-    # SPMD variation (GFD.115 name, lower case) -> srun --mpi plugin, beyond the defaults.
-    mpi_plugins: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _accounting_consistent(self) -> SlurmSettings:
-        if self.accounting == "jobcomp" and not self.sacct_completion_file:
-            raise ValueError(
-                'accounting = "jobcomp" reads the job-completion file, but '
-                'sacct_completion_file is false: set accounting to "slurmdbd" or '
-                '"auto", or sacct_completion_file to true'
-            )
-        return self
-
-
-class ExecutionSettings(Section):
-    """The local execution backend (the embedded default)."""
-
-    work_dir: str = ""  # default: <state_dir>/activities
-    # Jobs executing at once; more wait as Pending. 0: no limit.
-    max_running: int = Field(64, ge=0, le=100_000)
-    # terminate: SIGTERM to the job's process group, SIGKILL this much later.
-    terminate_grace_seconds: float = Field(10, ge=0, le=3600)
-    # When the gateway runs as root, a job with no mapped account runs as this one
-    # (never as root). Empty: such jobs are refused.
-    default_account: str = "nobody"
-    # Folders file:// staging URLs may point into (as the job's account). Empty: file://
-    # staging is refused.
-    file_staging_roots: list[str] = Field(default_factory=list)
-    staging_max_bytes: int = Field(10 * 1024**3, ge=0, description="bytes per file")
-    staging_timeout_seconds: float = Field(3600, gt=0, description="per file, whole transfer")
-    staging_io_timeout_seconds: float = Field(60, gt=0, description="without progress")
-    # CA certificates (PEM) that https staging servers are verified with; default: the
-    # system's. TLS is always verified.
-    staging_ca_file: str = ""
-    # The interpreter that runs activity supervisors; default: the gateway's own.
-    python: str = ""
-    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
-
-
-class VMSize(Section):
-    """A named size (OCCI resource_tpl)."""
-
-    cores: int = Field(ge=1, le=1024)
-    memory_mib: int = Field(ge=16, le=16 * 1024 * 1024)
-
-
-def _default_sizes() -> dict[str, VMSize]:
-    return {
-        "small": VMSize(cores=1, memory_mib=1024),
-        "medium": VMSize(cores=2, memory_mib=4096),
-        "large": VMSize(cores=4, memory_mib=8192),
-    }
-
-
-class VMSettings(Section):
-    # libvirt URIs of the hypervisor hosts; the embedded default needs no daemon.
-    uris: list[str] = Field(default_factory=lambda: ["test:///default"], min_length=1)
-    # Storage pool (on every host) for VM disks and OCCI storage volumes; "" takes the
-    # host's "default" pool, or the test driver's "default-pool".
-    pool: str = ""
-    # Pool whose volumes are the image templates (os_tpl); "" = the same as pool.
-    image_pool: str = ""
-    # Where the qcow2 overlays of VMs made from volume images (storage.image_volume) go;
-    # "" = <state_dir>/vm-disks. Remote hypervisors must see it at the same path.
-    disk_dir: str = ""
-    # Placement policy for new VMs: least-loaded-memory | first-fit.
-    placement: Literal["least-loaded-memory", "first-fit"] = "least-loaded-memory"
-    # Domain type in the XML; "" picks "test" for test:// URIs and "kvm" otherwise
-    # (set "qemu" for hosts without KVM, where QEMU emulates in software).
-    domain_type: Literal["", "kvm", "qemu", "test", "xen", "lxc"] = ""
-    # Memory overcommit for placement: a host takes VMs up to memory * overcommit.
-    overcommit: float = Field(1.0, ge=0.1, le=1000)
-    # After a host fails to answer, calls fail at once for this long before a retry.
-    retry_seconds: float = Field(10.0, ge=0, le=3600)
-    # OCCI resource_tpl: named sizes a compute can be created with.
-    sizes: dict[str, VMSize] = Field(default_factory=_default_sizes)
-
-
 class OCCISettings(Section):
     # The longest collection answered in one piece; a longer one is refused with 413 and
     # the client pages through it with ?page=&number= (number is capped by this too).
@@ -197,24 +81,10 @@ class OCCISettings(Section):
     template_refresh: int = Field(30, ge=0, le=3600)
 
 
-class StorageSettings(Section):
-    """The storage backend's settings; each backend reads the keys it knows."""
+class StorageImagesSettings(Section):
+    """The ``[storage]`` key the gateway reads itself (the storage plugin declares the
+    rest of the section)."""
 
-    # posix
-    root: str = ""  # default: <state_dir>/volumes
-    # glusterfs
-    server: str = ""  # the GlusterFS server that bricks and mounts name; default: hostname
-    brick_root: str = ""  # default: <state_dir>/glusterfs-bricks
-    replica: int = Field(1, ge=1, le=16)  # bricks per volume (replica N; N>1 on one node)
-    gluster: str = ""  # path of the gluster CLI; default: found on PATH
-    # glusterfs and xtreemfs: where volumes are mounted; default <state_dir>/<fs>-mounts
-    mount_root: str = ""
-    # xtreemfs
-    mrc: str = ""  # host[:port] of the MRC (volumes are made, listed, removed there)
-    dir: str = ""  # host[:port] of the DIR that mount.xtreemfs asks; default: the MRC
-    admin_password: str = ""  # the MRC's admin_password, if it has one
-    replication_policy: Literal["none", "ronly", "WqRq", "WaR1"] = "none"  # xtfsutil --set-drp
-    replication_factor: int = Field(2, ge=1, le=32)
     # VM images (xtreemgate image upload|list|delete; OCCI os_tpl): this volume's images/
     image_volume: str = ""
 
@@ -337,54 +207,6 @@ class AuthSettings(Section):
         return self
 
 
-class LdapSettings(Section):
-    """[ldap]: the site's LDAP directory (adapters.ldap); off while ``url`` is empty.
-
-    Field names are those of ``adapters.ldap.DirectoryConfig``, documented there and in
-    xtreemgate.example.toml.
-    """
-
-    url: str = ""
-    bind_dn: str = ""
-    bind_password: str = ""
-    start_tls: bool = False
-    ca_file: str = ""
-    network_timeout: float = Field(5.0, gt=0, le=300, description="seconds")
-    timeout: float = Field(10.0, gt=0, le=600, description="seconds")
-    pool_size: int = Field(4, ge=1, le=100)
-    user_base: str = ""
-    user_filter: str = "(objectClass=posixAccount)"
-    eppn_attribute: str = "eduPersonPrincipalName"
-    group_base: str = ""
-    group_filter: str = (
-        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
-    )
-    vo_groups: dict[str, str] = Field(default_factory=dict)
-    vo_group_pattern: str = ""
-    pool_base: str = ""
-    pool_filter: str = "(objectClass=posixAccount)"
-
-    @field_validator("url")
-    @classmethod
-    def _ldap_scheme(cls, value: str) -> str:
-        for url in value.split():
-            if not url.startswith(("ldap://", "ldaps://", "ldapi://")):
-                raise ValueError(f"{url!r} is not an ldap://, ldaps:// or ldapi:// URL")
-        return value
-
-    @model_validator(mode="after")
-    def _mapping_usable(self) -> LdapSettings:
-        from adapters.ldap.mapping import GroupMapping, MappingError
-
-        try:
-            GroupMapping.from_config(self.vo_groups, self.vo_group_pattern)
-        except MappingError as exc:
-            raise ValueError(f"VO group mapping: {exc}") from exc
-        if self.url and not self.user_base:
-            raise ValueError("ldap.url is set but ldap.user_base is empty")
-        return self
-
-
 class BESSettings(Section):
     """The OGSA-BES endpoint at /bes."""
 
@@ -408,26 +230,6 @@ class BESSettings(Section):
     launch_batch_window_seconds: float = Field(0.02, ge=0, le=5)
 
 
-class VOPoolSettings(Section):
-    """A pool of POSIX accounts a VO's members lease from. The accounts must exist on
-    every resource the VO's work runs on (same name, uid, gid), e.g. made once by the
-    site's provisioning; adding or removing a VO member changes nothing there."""
-
-    # Names, or ranges "vo1pool001..vo1pool050" (the numeric suffix counts up).
-    accounts: list[str] = Field(default_factory=list)
-    uid_start: int = Field(ge=1, description="uid of the first account; the next count up")
-    gid: int = Field(ge=0)
-    home: str = "/home/{username}"
-
-    @field_validator("accounts")
-    @classmethod
-    def _ranges(cls, value: list[str]) -> list[str]:
-        from backends.vo.accounts import expand_accounts
-
-        expand_accounts(value)  # raises ValueError naming the bad entry
-        return value
-
-
 class VOTokenSettings(Section):
     # VO attribute tokens are short-lived: a remote gateway learns of a revocation at
     # the latest after this (or at its next revocation-list fetch).
@@ -445,25 +247,12 @@ class TrustedIssuer(Section):
 
 
 class VOSettings(Section):
-    # How often each process asks the database whether policies/VOs changed (one
-    # SELECT of a counter); changes made by this process apply at once.
-    refresh_interval: float = Field(1.0, ge=0.0, le=300.0)
-    # A principal's memberships are remembered this long per process.
-    membership_cache_seconds: float = Field(5.0, ge=0.0, le=3600.0)
-    # Owner-only compatibility: any authenticated user may create/list at a factory.
-    # Set false so that only VO policy grants creating work.
-    open_factory: bool = True
+    """The ``[vo]`` keys the gateway reads itself: VO tokens, AARC entitlements and the
+    federation's trusted issuers (the VO plugin declares the rest of the section)."""
+
     # AARC-G002 entitlements: urn:<namespace>:group:<vo>...#<authority>
     entitlement_namespace: str = "urn:geant:xtreemgate"
     entitlement_authority: str = ""  # default: the token issuer
-    # A pool lease not used this long is released (unless its holder still has work).
-    lease_idle_seconds: int = Field(7 * 86400, ge=1)
-    # Pools per VO ("cms") or per VO and role ("cms:production").
-    pools: dict[str, VOPoolSettings] = Field(default_factory=dict)
-    # Principals with an account of their own: name -> "username:uid:gid[:home]".
-    own_accounts: dict[str, str] = Field(default_factory=dict)
-    # Audit records are written by a background thread at most this often, in batches.
-    audit_flush_seconds: float = Field(0.5, ge=0.01, le=60.0)
     tokens: VOTokenSettings = Field(default_factory=VOTokenSettings)
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
     jwks_cache_seconds: int = Field(300, ge=1)
@@ -595,13 +384,16 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     backends: BackendSettings = Field(default_factory=BackendSettings)
-    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
-    vm: VMSettings = Field(default_factory=VMSettings)
-    storage: StorageSettings = Field(default_factory=StorageSettings)
+    # One section per backend kind, its keys declared by the installed plugins and joined
+    # in by settings_model() (here: where they stand in the file, and the keys of [storage]
+    # and [vo] the gateway reads itself).
+    execution: Section = Field(default_factory=Section)
+    vm: Section = Field(default_factory=Section)
+    storage: StorageImagesSettings = Field(default_factory=StorageImagesSettings)
     vo: VOSettings = Field(default_factory=VOSettings)
     occi: OCCISettings = Field(default_factory=OCCISettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-    ldap: LdapSettings = Field(default_factory=LdapSettings)
+    ldap: DirectoryConfig = Field(default_factory=DirectoryConfig)
     bes: BESSettings = Field(default_factory=BESSettings)
     saml: SAMLSettings = Field(default_factory=SAMLSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -724,6 +516,79 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return default if default.exists() else None
 
 
+class SettingsConflict(ValueError):
+    """Installed plugins declare settings that cannot be joined into one configuration."""
+
+
+@functools.cache
+def settings_model() -> type[Settings]:
+    """:class:`Settings` with the sections of every installed plugin (read once per
+    process from the entry points; ``settings_model.cache_clear()`` reads them again).
+
+    A section several parties declare (plugins of one kind; the gateway and a plugin) is
+    one model that inherits all of theirs; a deeper path (``execution.site``) is a
+    sub-section of its parent."""
+    tree = _SectionNode()
+    for path, models in registry.declared_sections().items():
+        node = tree
+        for part in path.split("."):
+            node = node.children.setdefault(part, _SectionNode())
+        node.models.extend(models)
+    fields: dict[str, Any] = {}
+    for name, node in tree.children.items():
+        own = Settings.model_fields.get(name)
+        gateway_part = own.annotation if own is not None else Section
+        if not (isinstance(gateway_part, type) and issubclass(gateway_part, Section)):
+            raise SettingsConflict(f"config key {name} is the gateway's, not a plugin's section")
+        if gateway_part is not Section:  # the keys of this section the gateway reads itself
+            node.models.insert(0, gateway_part)
+        fields[name] = _field(node.join(name))
+    return create_model("Settings", __base__=Settings, __module__=__name__, **fields)
+
+
+class _SectionNode:
+    """One config section while the plugins' declarations are joined."""
+
+    def __init__(self) -> None:
+        self.models: list[type[Section]] = []
+        self.children: dict[str, _SectionNode] = {}
+
+    def join(self, path: str) -> type[Section]:
+        models = tuple(dict.fromkeys(self.models)) or (Section,)
+        _check_disjoint(path, models)
+        for name in self.children:
+            if any(name in model.model_fields for model in models):
+                raise SettingsConflict(f"config key {path}.{name} is a key and a section")
+        subsections = {
+            name: _field(child.join(f"{path}.{name}")) for name, child in self.children.items()
+        }
+        if len(models) == 1 and not subsections:
+            return models[0]
+        title = "".join(part.title() for part in path.replace("_", ".").split(".")) + "Section"
+        return create_model(title, __base__=models, __module__=__name__, **subsections)
+
+
+def _field(model: type[Section]) -> tuple[type[Section], Any]:
+    """A section field: its defaults when the file leaves it out (unless it needs keys)."""
+    needs_keys = any(f.is_required() for f in model.model_fields.values())
+    return model, (Field() if needs_keys else Field(default_factory=model))
+
+
+def _check_disjoint(path: str, models: tuple[type[Section], ...]) -> None:
+    """Two models may share a key only through one class that declares it (a kind's
+    shared settings); otherwise one would silently win over the other."""
+    owners: dict[str, type] = {}
+    for model in models:
+        for key in model.model_fields:
+            owner = next(c for c in model.__mro__ if key in inspect.get_annotations(c))
+            if owners.setdefault(key, owner) is not owner:
+                raise SettingsConflict(
+                    f"config key {path}.{key} is declared twice: by "
+                    f"{owners[key].__module__}.{owners[key].__qualname__} and "
+                    f"{owner.__module__}.{owner.__qualname__}"
+                )
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read, merge and validate the configuration, or raise :class:`ConfigError`."""
     file = config_path(path)
@@ -738,7 +603,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             raise ConfigError([f"not valid TOML: {exc}"], source) from exc
     _merge(data, overrides)
     try:
-        return Settings(**data)
+        model = settings_model()
+    except (registry.BrokenPlugin, SettingsConflict) as exc:
+        raise ConfigError([str(exc)], source) from exc
+    try:
+        return model(**data)
     except ValidationError as exc:
         raise ConfigError([_describe(e) for e in exc.errors()], source) from exc
 

@@ -17,13 +17,13 @@ from backends.contracts.interfaces import (
     Backend,
     BackendContext,
     InvalidRequest,
+    SiteDirectory,
     UnknownResource,
     VOAdministration,
     VOBackend,
 )
 from backends.contracts.model import HealthReport, Principal
 from backends.store import Database
-from backends.vo.accounts import ldap_account_source
 from gateway.auth.chain import (
     AuthChain,
     Authenticator,
@@ -39,6 +39,7 @@ from gateway.auth.x509 import X509Authenticator
 from gateway.config import Settings
 
 if TYPE_CHECKING:
+    from adapters.ldap import Directory
     from gateway.saml.sp import ServiceProvider
 
 EXTENSION = "xtreemgate"
@@ -110,27 +111,37 @@ def open_database(settings: Settings) -> Database:
 KINDS = ("vo", "execution", "vm", "storage")
 
 
-def load_backend(settings: Settings, db: Database, kind: str) -> Backend:
-    """The configured implementation of ``kind``; an unknown name raises UnknownBackend."""
-    context = BackendContext(db.engine, settings.state_path, getattr(settings, kind, None))
-    return registry.load(kind, getattr(settings.backends, kind), context)
+def load_backend(
+    settings: Settings, db: Database, kind: str, directory: SiteDirectory | None = None
+) -> Backend:
+    """The configured implementation of ``kind``, given its own section of the settings
+    and the site directory; an unknown name raises UnknownBackend."""
+    cls = registry.plugin(kind, getattr(settings.backends, kind))
+    own: Any = None
+    if cls.settings is not None:  # its section, e.g. settings.execution for "execution"
+        own = settings
+        for part in cls.section.split("."):
+            own = getattr(own, part)
+    return cls(BackendContext(db.engine, settings.state_path, own, directory))
 
 
-def load_backends(settings: Settings, db: Database) -> dict[str, Backend]:
-    backends = {kind: load_backend(settings, db, kind) for kind in KINDS}
+def load_backends(
+    settings: Settings, db: Database, directory: SiteDirectory | None = None
+) -> dict[str, Backend]:
+    backends = {kind: load_backend(settings, db, kind, directory) for kind in KINDS}
     vm = backends["vm"]
     if hasattr(vm, "use_storage"):  # os_tpl images uploaded onto storage volumes
         vm.use_storage(backends["storage"])
     return backends
 
 
-def open_directory(settings: Settings) -> Any:
+def open_directory(settings: Settings) -> Directory | None:
     """The site's LDAP directory, or None when [ldap] has no url."""
     if not settings.ldap.url:
         return None
-    from adapters.ldap import Directory, DirectoryConfig
+    from adapters.ldap import Directory
 
-    return Directory(DirectoryConfig.of(settings.ldap))
+    return Directory(settings.ldap)
 
 
 def negotiate_authenticator(settings: Settings, directory: Any) -> Authenticator:
@@ -151,7 +162,7 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
     keyring = KeyRing(db, settings.auth.tokens)
     tokens = TokenService(keyring, settings.auth.tokens, settings.token_issuer)
     directory = open_directory(settings)
-    backends = load_backends(settings, db) if with_backends else {}
+    backends = load_backends(settings, db, directory) if with_backends else {}
     vo_backend = backends.get("vo")
     vo_tokens = resolver = None
     if isinstance(vo_backend, VOBackend):
@@ -163,8 +174,6 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
             epoch_cached=getattr(vo_backend, "cached_epoch", None),
         )
         resolver = MembershipResolver(vo_backend)
-        if directory is not None and hasattr(vo_backend, "use_account_source"):
-            vo_backend.use_account_source(ldap_account_source(directory, vo_backend.accounts))
     by_name: dict[str, Authenticator] = {
         "bearer": BearerAuthenticator(tokens, settings.auth.realm, vo_tokens),
         "basic": BasicAuthenticator(db, settings.auth.realm, settings.auth.basic_cache_seconds),

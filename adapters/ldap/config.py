@@ -1,19 +1,21 @@
-"""Settings of the directory adapter, independent of how the gateway reads its config.
+"""Settings of the directory adapter: the gateway's ``[ldap]`` section, validated once.
 
-``gateway.config.LdapSettings`` has the same field names; :meth:`DirectoryConfig.of`
-copies any object with those attributes, so a backend can build a :class:`Directory`
-without importing the gateway.
+The gateway's configuration holds this model as ``ldap``; :meth:`DirectoryConfig.of`
+validates a mapping or any object with these attributes, so anything can build a
+:class:`~adapters.ldap.directory.Directory` without the gateway's configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from pydantic import Field, field_validator, model_validator
+
+from adapters.ldap.mapping import GroupMapping, MappingError
+from backends.contracts.settings import Section
 
 
-@dataclass(frozen=True)
-class DirectoryConfig:
+class DirectoryConfig(Section):
+    """[ldap]: the site's LDAP directory (adapters.ldap); off while ``url`` is empty."""
+
     # One or more LDAP URLs, space separated (libldap tries them in order):
     # ldap://host[:389] (plain, or StartTLS with start_tls) or ldaps://host[:636].
     url: str = ""
@@ -21,9 +23,11 @@ class DirectoryConfig:
     bind_password: str = ""
     start_tls: bool = False  # upgrade ldap:// with StartTLS; refused means no connection
     ca_file: str = ""  # PEM bundle that verifies the server certificate ("" = system)
-    network_timeout: float = 5.0  # seconds to open the TCP connection
-    timeout: float = 10.0  # seconds one operation (bind, search) may take
-    pool_size: int = 4  # connections kept open and reused
+    # seconds to open the TCP connection
+    network_timeout: float = Field(5.0, gt=0, le=300, description="seconds")
+    # seconds one operation (bind, search) may take
+    timeout: float = Field(10.0, gt=0, le=600, description="seconds")
+    pool_size: int = Field(4, ge=1, le=100)  # connections kept open and reused
 
     user_base: str = ""
     user_filter: str = "(objectClass=posixAccount)"
@@ -35,7 +39,7 @@ class DirectoryConfig:
     )
     # Groups -> VO memberships: explicit entries (group cn or full DN -> "vo[/group][:role]")
     # win over the pattern, a regex on the group cn with named groups vo, group, role.
-    vo_groups: Mapping[str, str] = field(default_factory=dict)
+    vo_groups: dict[str, str] = Field(default_factory=dict)
     vo_group_pattern: str = ""
 
     # Pool accounts of a VO: posixAccount entries under this DN; {vo} is replaced by the
@@ -47,11 +51,20 @@ class DirectoryConfig:
     def enabled(self) -> bool:
         return bool(self.url.strip())
 
+    @field_validator("url")
     @classmethod
-    def of(cls, settings: Any) -> DirectoryConfig:
-        """Copy the fields this adapter knows from a settings object or a mapping."""
-        if isinstance(settings, Mapping):
-            values = {f.name: settings.get(f.name) for f in fields(cls)}
-        else:
-            values = {f.name: getattr(settings, f.name, None) for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if v is not None})
+    def _ldap_scheme(cls, value: str) -> str:
+        for url in value.split():
+            if not url.startswith(("ldap://", "ldaps://", "ldapi://")):
+                raise ValueError(f"{url!r} is not an ldap://, ldaps:// or ldapi:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _mapping_usable(self) -> DirectoryConfig:
+        try:
+            GroupMapping.from_config(self.vo_groups, self.vo_group_pattern)
+        except MappingError as exc:
+            raise ValueError(f"VO group mapping: {exc}") from exc
+        if self.url and not self.user_base:
+            raise ValueError("ldap.url is set but ldap.user_base is empty")
+        return self

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from backends.contracts.model import (
     FileInfo,
@@ -36,6 +36,7 @@ from backends.contracts.model import (
     Volume,
     VOMembership,
 )
+from backends.contracts.settings import Section
 
 
 class BackendError(Exception):
@@ -78,20 +79,57 @@ class PermissionDenied(BackendError):
     """The caller may not do this; the message is the policy decision's reason (403)."""
 
 
+class DirectoryAccount(Protocol):
+    """A person the site directory knows."""
+
+    def local_account(self) -> LocalAccount | None:
+        """Their own POSIX account, if the directory holds one."""
+
+
+class SiteDirectory(Protocol):
+    """What a plugin may ask of the site's directory (``adapters.ldap.Directory`` is one):
+    the VO plugin maps users to their own accounts and VOs to pools of accounts with it."""
+
+    def user_by_uid(self, uid: str) -> DirectoryAccount | None:
+        """The directory's user with that uid, or None."""
+
+    def pool_accounts(self, vo: str) -> list[LocalAccount]:
+        """The accounts the VO's members may lease; [] if the directory has none."""
+
+
+SettingsT = TypeVar("SettingsT")
+
+
 @dataclass(frozen=True)
-class BackendContext:
-    """What every backend may use: the SQL store's engine and its own state folder."""
+class BackendContext(Generic[SettingsT]):
+    """What every backend may use: the SQL store's engine, its own state folder, its
+    settings (its class's ``settings`` model, read from the section ``section``) and the
+    site directory when ``[ldap]`` names one."""
 
     engine: Any  # sqlalchemy.Engine
     state_dir: Path
-    options: Any  # the backend kind's settings section (pydantic model) or None
+    settings: SettingsT | None = None  # None: every default of the plugin's model
+    directory: SiteDirectory | None = None
 
 
 class Backend(abc.ABC):
-    """Common to all backends: a kind, a name, a health check, a clean shutdown."""
+    """Common to all backends: a kind, a name, a health check, a clean shutdown.
+
+    A plugin's configuration is its class's ``settings``: a :class:`Section` model that the
+    gateway validates as the config section at the dotted key path ``section`` (default:
+    the kind, e.g. ``[execution]``; ``"execution.site"`` is ``[execution.site]``). Plugins
+    of one kind may declare the same section: the gateway joins their models into one
+    (a key two models declare must come from one shared class). None: no settings."""
 
     kind: ClassVar[str]
     name: ClassVar[str]
+    section: ClassVar[str]
+    settings: ClassVar[type[Section] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__ and "section" not in cls.__dict__:
+            cls.section = cls.kind
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context

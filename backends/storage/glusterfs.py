@@ -19,6 +19,7 @@ from pathlib import Path
 
 from backends.contracts import volume_urls as urls
 from backends.contracts.interfaces import (
+    BackendContext,
     BackendError,
     BackendUnavailable,
     InvalidRequest,
@@ -28,6 +29,7 @@ from backends.contracts.interfaces import (
 from backends.contracts.model import HealthReport, Volume
 from backends.storage import commands
 from backends.storage.directory_volume import DirectoryVolumes, checked_name
+from backends.storage.settings import StorageSettings
 
 VO_OPTION = "user.xtreemgate-vo"
 QUOTA_OPTION = "user.xtreemgate-quota"
@@ -65,30 +67,31 @@ def parse_volumes(root: ET.Element) -> dict[str, dict[str, str]]:
 class GlusterStorageBackend(DirectoryVolumes):
     name = "glusterfs"
     scheme = "glusterfs"
+    settings = StorageSettings
+
+    def __init__(self, context: BackendContext[StorageSettings]) -> None:
+        super().__init__(context)
+        self.options = StorageSettings.of(context.settings)
 
     # -- settings ----------------------------------------------------------------------------
-    def _option(self, key: str, default: object) -> object:
-        value = getattr(self.context.options, key, None)
-        return default if value in (None, "") else value
-
     @property
     def server(self) -> str:
-        return str(self._option("server", socket.gethostname()))
+        return self.options.server or socket.gethostname()
 
     @property
     def brick_root(self) -> Path:
-        return Path(str(self._option("brick_root", self.context.state_dir / "glusterfs-bricks")))
+        return Path(self.options.brick_root or self.context.state_dir / "glusterfs-bricks")
 
     @property
     def mount_root(self) -> Path:
-        return Path(str(self._option("mount_root", self.context.state_dir / "glusterfs-mounts")))
+        return Path(self.options.mount_root or self.context.state_dir / "glusterfs-mounts")
 
     @property
     def replica(self) -> int:
-        return int(self._option("replica", 1))  # type: ignore[call-overload]
+        return self.options.replica
 
     def gluster(self, *args: str, what: str) -> ET.Element:
-        gluster = commands.tool("gluster", str(self._option("gluster", "")))
+        gluster = commands.tool("gluster", self.options.gluster)
         out = commands.run([gluster, "--mode=script", *args, "--xml"], what=what)
         return parse_reply(out, what)
 

@@ -14,9 +14,15 @@ from pathlib import Path
 
 from backends.contracts import volume_urls as urls
 from backends.contracts.health import writable_dir
-from backends.contracts.interfaces import InvalidRequest, InvalidState, UnknownResource
+from backends.contracts.interfaces import (
+    BackendContext,
+    InvalidRequest,
+    InvalidState,
+    UnknownResource,
+)
 from backends.contracts.model import HealthReport, Volume
 from backends.storage.directory_volume import DirectoryVolumes, JsonVolumeRecords, checked_name
+from backends.storage.settings import StorageSettings
 
 META = ".volumes"
 
@@ -24,10 +30,15 @@ META = ".volumes"
 class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
     name = "posix"
     scheme = "file"
+    settings = StorageSettings
+
+    def __init__(self, context: BackendContext[StorageSettings]) -> None:
+        super().__init__(context)
+        self.options = StorageSettings.of(context.settings)
 
     @property
     def root(self) -> Path:
-        configured = getattr(self.context.options, "root", "")
+        configured = self.options.root
         return Path(configured) if configured else self.context.state_dir / "volumes"
 
     def health(self) -> HealthReport:

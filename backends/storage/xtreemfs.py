@@ -20,6 +20,7 @@ from pathlib import Path
 
 from backends.contracts import volume_urls as urls
 from backends.contracts.interfaces import (
+    BackendContext,
     BackendError,
     BackendUnavailable,
     InvalidRequest,
@@ -29,6 +30,7 @@ from backends.contracts.interfaces import (
 from backends.contracts.model import HealthReport, Volume
 from backends.storage import commands
 from backends.storage.directory_volume import DirectoryVolumes, JsonVolumeRecords, checked_name
+from backends.storage.settings import StorageSettings
 
 REPLICATION_POLICIES = {"none": "NONE", "ronly": "RONLY", "wqrq": "WqRq", "war1": "WaR1"}
 LSFS_LINE = re.compile(r"^\t(?P<name>\S+)\t->\t(?P<uuid>\S+)\s*$")
@@ -104,25 +106,28 @@ def parse_lsfs(text: str) -> dict[str, str]:
 class XtreemFSStorageBackend(JsonVolumeRecords, DirectoryVolumes):
     name = "xtreemfs"
     scheme = "xtreemfs"
+    settings = StorageSettings
 
-    def _option(self, key: str, default: object = "") -> object:
-        value = getattr(self.context.options, key, None)
-        return default if value in (None, "") else value
+    def __init__(self, context: BackendContext[StorageSettings]) -> None:
+        super().__init__(context)
+        self.options = StorageSettings.of(context.settings)
+        # Admin tool name -> its path; a tool not named here is found on PATH.
+        self.tools: dict[str, str] = {}
 
     @property
     def mrc(self) -> str:
-        mrc = str(self._option("mrc"))
+        mrc = self.options.mrc
         if not mrc:
             raise BackendUnavailable("storage.mrc (the XtreemFS MRC, host[:port]) is not set")
         return mrc
 
     @property
     def dir_service(self) -> str:
-        return str(self._option("dir", self.mrc))
+        return self.options.dir or self.mrc
 
     @property
     def mount_root(self) -> Path:
-        return Path(str(self._option("mount_root", self.context.state_dir / "xtreemfs-mounts")))
+        return Path(self.options.mount_root or self.context.state_dir / "xtreemfs-mounts")
 
     @property
     def records_dir(self) -> Path:
@@ -130,13 +135,13 @@ class XtreemFSStorageBackend(JsonVolumeRecords, DirectoryVolumes):
 
     @property
     def password(self) -> str:
-        return str(self._option("admin_password"))
+        return self.options.admin_password
 
     def _run(self, argv: Sequence[str], what: str) -> str:
         return commands.run(argv, what=what)
 
     def _tool(self, name: str) -> str:
-        return commands.tool(name, str(self._option(name.replace(".", "_"))))
+        return commands.tool(name, self.tools.get(name, ""))
 
     def _on_mrc(self) -> dict[str, str]:
         argv = lsfs_argv(self._tool("lsfs.xtreemfs"), self.mrc, admin_password=self.password)
@@ -173,9 +178,9 @@ class XtreemFSStorageBackend(JsonVolumeRecords, DirectoryVolumes):
         except BaseException:
             self._meta(name).unlink(missing_ok=True)
             raise
-        policy = str(self._option("replication_policy", "none"))
+        policy = self.options.replication_policy
         if policy.lower() != "none":
-            factor = int(self._option("replication_factor", 2))  # type: ignore[call-overload]
+            factor = self.options.replication_factor
             root = self._volume_root(name)
             self._run(replication_argv(self._tool("xtfsutil"), root, policy, factor), what)
         return self.volume(name)

@@ -7,8 +7,8 @@ account is never handed to someone else while work of its last holder still runs
 
 Where accounts come from is an :class:`AccountSource`. :class:`ConfigAccountSource` reads
 ``[vo.pools]`` and ``[vo.own_accounts]`` from the config file; an LDAP-backed source
-(``adapters/ldap``: a user's posixAccount, pool accounts from the directory) plugs in
-through :func:`ldap_account_source` / ``SQLVOBackend.use_account_source``. Pool
+(``adapters/ldap``: a user's posixAccount, pool accounts from the directory) comes first
+when the backend's context carries the site directory (:func:`ldap_account_source`). Pool
 accounts must exist as POSIX accounts (same name, uid, gid) on every resource the VO's
 work runs on; the gateway only chooses among them.
 """
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from backends.contracts.interfaces import SiteDirectory
 from backends.contracts.model import LocalAccount
 from backends.store import Database
 from backends.store.tables.vo import AccountLease
@@ -107,11 +108,12 @@ class ChainedAccountSource:
 
 
 class DirectoryAccountSource:
-    """Accounts from the site directory (adapters/ldap ``Directory``, duck-typed so that
-    this backend does not need python-ldap): a user's own posixAccount by uid, and the
-    VO's pool from the directory (per VO; a role has no pool of its own there)."""
+    """Accounts from the site directory (a :class:`SiteDirectory`, such as adapters/ldap's
+    ``Directory``, so that this backend does not need python-ldap): a user's own
+    posixAccount by uid, and the VO's pool from the directory (per VO; a role has no pool
+    of its own there)."""
 
-    def __init__(self, directory: Any) -> None:
+    def __init__(self, directory: SiteDirectory) -> None:
         self.directory = directory
 
     def own_account(self, principal: str) -> LocalAccount | None:
@@ -122,14 +124,10 @@ class DirectoryAccountSource:
         return list(self.directory.pool_accounts(vo))
 
 
-def ldap_account_source(directory: Any, config_source: AccountSource) -> AccountSource:
-    """THE MERGE HOOK for adapters/ldap (the lead wires it in build_runtime, where the
-    ``Directory`` is opened): the directory first, then the config file's pools and own
-    accounts::
-
-        vo_backend.use_account_source(ldap_account_source(directory, vo_backend.accounts))
-
-    With no directory configured, the config source stays alone."""
+def ldap_account_source(directory: SiteDirectory, config_source: AccountSource) -> AccountSource:
+    """The directory first, then the config file's pools and own accounts: what
+    ``SQLVOBackend`` asks when its context carries the site directory (``[ldap]``). With no
+    directory configured, the config source stays alone."""
     return ChainedAccountSource([DirectoryAccountSource(directory), config_source])
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from sqlalchemy import func, select
 
@@ -28,6 +28,7 @@ from backends.vo.accounts import (
     ActivityProbe,
     ConfigAccountSource,
     LeaseManager,
+    ldap_account_source,
     processes_running_as,
 )
 from backends.vo.audit import AuditWriter, Usage
@@ -39,6 +40,7 @@ from backends.vo.organisations import Organisations
 from backends.vo.policies import PolicyStore
 from backends.vo.resources import ResourceRegistry
 from backends.vo.sessions import Sessions, version
+from backends.vo.settings import SQLVOSettings
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -75,27 +77,22 @@ class _Part(Generic[T, P, R]):
         return bound
 
 
-def _opt(options: Any, name: str, default: Any) -> Any:
-    return getattr(options, name, default) if options is not None else default
-
-
 class SQLVOBackend(VOBackend):
     name = "sql"
+    settings = SQLVOSettings
 
-    def __init__(self, context: BackendContext) -> None:
+    def __init__(self, context: BackendContext[SQLVOSettings]) -> None:
         super().__init__(context)
-        options = context.options
+        options = SQLVOSettings.of(context.settings)
         self.db = Sessions(context.engine)
-        self.refresh_interval = float(_opt(options, "refresh_interval", 1.0))
-        self.membership_ttl = float(_opt(options, "membership_cache_seconds", 5.0))
-        self.open_factory = bool(_opt(options, "open_factory", True))
-        self.accounts: AccountSource = ConfigAccountSource(
-            _opt(options, "pools", {}), _opt(options, "own_accounts", {})
-        )
-        self.leases = LeaseManager(
-            self.db, int(_opt(options, "lease_idle_seconds", 7 * 86400)), processes_running_as
-        )
-        self.audit = AuditWriter(self.db, float(_opt(options, "audit_flush_seconds", 0.5)))
+        self.refresh_interval = float(options.refresh_interval)
+        self.membership_ttl = float(options.membership_cache_seconds)
+        self.open_factory = options.open_factory
+        self.accounts: AccountSource = ConfigAccountSource(options.pools, options.own_accounts)
+        if context.directory is not None:  # the site directory first, then the config
+            self.accounts = ldap_account_source(context.directory, self.accounts)
+        self.leases = LeaseManager(self.db, options.lease_idle_seconds, processes_running_as)
+        self.audit = AuditWriter(self.db, float(options.audit_flush_seconds))
         self.decisions = DecisionIndex(
             self.db,
             self.audit,
@@ -110,7 +107,7 @@ class SQLVOBackend(VOBackend):
 
     # -- wiring hooks --------------------------------------------------------------------
     def use_account_source(self, source: AccountSource) -> None:
-        """Where own and pool accounts come from (the lead wires the LDAP source here)."""
+        """Where own and pool accounts come from, instead of the config and the directory."""
         self.accounts = source
 
     def use_activity_probe(self, probe: ActivityProbe) -> None:

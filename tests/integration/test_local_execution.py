@@ -85,7 +85,7 @@ def make_backend(shared_dir: Path) -> Callable[..., LocalExecutionBackend]:
         options.setdefault("work_dir", str(shared_dir / "activities"))
         options.setdefault("terminate_grace_seconds", 1)
         backend = LocalExecutionBackend(
-            BackendContext(engine=None, state_dir=shared_dir, options=SimpleNamespace(**options))
+            BackendContext(engine=None, state_dir=shared_dir, settings=SimpleNamespace(**options))
         )
         made.append(backend)
         return backend

@@ -22,10 +22,10 @@ import pytest
 from backends.contracts.interfaces import BackendContext
 from backends.contracts.model import JobSpec, JobState
 from backends.execution.slurm.backend import STARTED_FILE, SlurmExecutionBackend
+from backends.execution.slurm.settings import SlurmSettings
 from backends.services.activities import ActivityStore
 from backends.store import make_engine
 from backends.store.tables import Base
-from gateway.config import SlurmSettings
 from tests.slurm_cluster import start_cluster, wait_for
 
 pytestmark = pytest.mark.service

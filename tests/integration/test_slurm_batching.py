@@ -119,7 +119,7 @@ def test_gateway_killed_right_after_an_array_sbatch_submits_no_task_twice(slurm_
         from backends.execution.slurm.backend import SlurmExecutionBackend
         from backends.contracts.interfaces import BackendContext
         from backends.contracts.model import JobSpec
-        from gateway.config import SlurmSettings
+        from backends.execution.slurm.settings import SlurmSettings
         slurm = SlurmSettings(
             work_dir={str(work_dir)!r}, slurm_conf={str(slurm_cluster.conf)!r},
             runuser={str(killer)!r},

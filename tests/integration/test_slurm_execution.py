@@ -14,7 +14,7 @@ import pytest
 from backends.contracts.interfaces import BackendContext, BackendUnavailable, InvalidState
 from backends.contracts.model import JobSpec, JobState
 from backends.execution.slurm.backend import SlurmExecutionBackend
-from gateway.config import SlurmSettings
+from backends.execution.slurm.settings import SlurmSettings
 from tests.slurm_cluster import NODE_CPUS, wait_for
 
 pytestmark = pytest.mark.service
@@ -287,7 +287,7 @@ def test_gateway_killed_right_after_sbatch_does_not_submit_twice(slurm_cluster, 
         from backends.execution.slurm.backend import SlurmExecutionBackend
         from backends.contracts.interfaces import BackendContext
         from backends.contracts.model import JobSpec
-        from gateway.config import SlurmSettings
+        from backends.execution.slurm.settings import SlurmSettings
         slurm = SlurmSettings(
             work_dir={str(work_dir)!r}, slurm_conf={str(slurm_cluster.conf)!r},
             runuser={str(killer)!r},

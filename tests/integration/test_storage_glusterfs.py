@@ -42,7 +42,7 @@ def cli(binary: str, *args: str) -> ET.Element:
 
 
 def test_the_quota_is_also_set_in_glusterfs(gluster: Any) -> None:
-    binary = gluster.context.options.gluster
+    binary = gluster.options.gluster
     name = gluster.create_volume(volume_name(), "physics", 3 * 1024 * 1024).name
     limits = cli(binary, "volume", "quota", name, "list")
     assert limits.findtext(".//limit/hard_limit") == str(3 * 1024 * 1024)
@@ -53,7 +53,7 @@ def test_the_quota_is_also_set_in_glusterfs(gluster: Any) -> None:
 
 def test_a_replica_volume_on_one_node(glusterd: SimpleNamespace, tmp_path: Path) -> None:  # noqa: F811
     backend = gluster_backend(glusterd, tmp_path)
-    backend.context.options.replica = 2
+    backend.options.replica = 2
     try:
         name = backend.create_volume(volume_name(), "physics", None).name
         info = cli(glusterd.gluster, "volume", "info", name)

@@ -231,7 +231,7 @@ def test_processes_with_threads_on_a_glusterfs_volume(glusterd: Any, tmp_path: P
     share the ledger through the state folder."""
     storage = gluster_backend(glusterd, tmp_path)
     options = {
-        k: str(getattr(storage.context.options, k))
+        k: str(getattr(storage.options, k))
         for k in ("server", "brick_root", "mount_root", "gluster")
     }
     try:

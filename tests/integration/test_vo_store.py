@@ -20,8 +20,8 @@ from backends.contracts.model import LocalAccount, Principal, Resource, VOMember
 from backends.store import Database, migrate
 from backends.vo.accounts import LeaseManager, processes_running_as
 from backends.vo.errors import PoolExhausted
+from backends.vo.settings import SQLVOSettings
 from backends.vo.sql import SQLVOBackend
-from gateway.config import VOSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +159,7 @@ def test_default_probe_sees_processes_of_a_uid():
 
 def test_backend_maps_own_accounts_then_pools(store):
     db = store()
-    opts = VOSettings(
+    opts = SQLVOSettings(
         pools={
             "cms": {"accounts": ["cms01..cms02"], "uid_start": 72001, "gid": 72000},
             "cms:prod": {"accounts": ["cmsprod1"], "uid_start": 72100, "gid": 72000},
@@ -186,7 +186,7 @@ def test_backend_maps_own_accounts_then_pools(store):
 
 
 def test_audit_is_append_only_and_changes_reach_other_processes(store, store_url):
-    opts = VOSettings(refresh_interval=0.0, audit_flush_seconds=0.05)
+    opts = SQLVOSettings(refresh_interval=0.0, audit_flush_seconds=0.05)
     a = SQLVOBackend(BackendContext(store().engine, Path("."), opts))
     b = SQLVOBackend(BackendContext(store().engine, Path("."), opts))
     try:
@@ -254,7 +254,7 @@ class StandInDirectory:
 def test_directory_accounts_come_first_then_the_config(store):
     from backends.vo.accounts import ldap_account_source
 
-    opts = VOSettings(pools={"cms": {"accounts": ["cms01"], "uid_start": 72001, "gid": 72000}})
+    opts = SQLVOSettings(pools={"cms": {"accounts": ["cms01"], "uid_start": 72001, "gid": 72000}})
     backend = SQLVOBackend(BackendContext(store().engine, Path("."), opts))
     backend.use_account_source(ldap_account_source(StandInDirectory(), backend.accounts))
     try:

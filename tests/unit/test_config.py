@@ -120,3 +120,26 @@ def test_saml_session_in_chain_needs_saml_enabled():
     s = load_settings(None, auth={"chain": ["saml", "bearer"]}, saml={"enabled": True})
     assert s.auth.chain == ["saml", "bearer"]
     assert s.saml_entity_id == "http://127.0.0.1:8080/saml/metadata"
+
+
+def test_plugin_sections_keep_their_keys_and_variables(monkeypatch):
+    """[execution], [vm], [storage] and [vo] are declared by the installed plugins (and,
+    for [storage] and [vo], partly by the gateway): same keys, same variables."""
+    monkeypatch.setenv("XTREEMGATE_EXECUTION__SLURM__PARTITION", "gpu")
+    monkeypatch.setenv("XTREEMGATE_VO__LEASE_IDLE_SECONDS", "60")
+    s = load_settings(None, storage={"root": "/srv/volumes", "image_volume": "images"})
+    assert s.execution.slurm.partition == "gpu"
+    assert (s.execution.default_account, s.execution.max_running) == ("nobody", 64)
+    assert (s.storage.root, s.storage.image_volume) == ("/srv/volumes", "images")
+    assert (s.vo.lease_idle_seconds, s.vo.tokens.lifetime) == (60, 300)
+    assert sorted(s.vm.sizes) == ["large", "medium", "small"]
+
+
+def test_a_plugins_own_check_names_the_key_and_the_variable():
+    pool = {"accounts": ["Bad!"], "uid_start": 1000, "gid": 1000}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, vo={"pools": {"cms": pool}})
+    assert caught.value.problems == [
+        "vo.pools.cms.accounts: Value error, 'Bad!' is neither a POSIX user name nor a range "
+        "like 'vo1pool001..vo1pool050' (got ['Bad!']) [env XTREEMGATE_VO__POOLS__CMS__ACCOUNTS]"
+    ]

@@ -18,7 +18,7 @@ from backends.contracts.interfaces import (
 from backends.contracts.model import HealthReport, JobSpec
 from backends.execution.slurm.backend import SlurmExecutionBackend
 from backends.execution.slurm.job import MPI_PLUGINS, sbatch_options, script
-from gateway.config import SlurmSettings
+from backends.execution.slurm.settings import SlurmSettings
 from gateway.jsdl.reader import JSDLFault, read_job_definition
 from gateway.xmlsafe import parse
 

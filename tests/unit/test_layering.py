@@ -90,20 +90,9 @@ def test_plugins_use_no_service_nor_another_kinds_plugin(kind: str) -> None:
     assert not found, "\n".join(found)
 
 
-# Being removed while plugins take over their settings and the runtime its wiring.
-STILL_WIRED_BY_HAND = {
-    "gateway/config.py imports backends.vo.accounts.expand_accounts",
-    "gateway/runtime.py imports backends.vo.accounts.ldap_account_source",
-}
-
-
 def test_front_ends_never_import_a_plugin() -> None:
     """Plugins are reached through backends.contracts.registry (entry points) only."""
-    found = [
-        f
-        for f in offending("gateway", PLUGINS)
-        if f"{f.split(':')[0]} imports {f.split(' imports ')[1]}" not in STILL_WIRED_BY_HAND
-    ]
+    found = offending("gateway", PLUGINS)
     assert not found, "\n".join(found)
 
 

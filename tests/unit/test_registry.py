@@ -5,7 +5,7 @@ from backends.contracts.interfaces import BackendContext, ExecutionBackend, VMBa
 
 
 def context(tmp_path):
-    return BackendContext(engine=None, state_dir=tmp_path, options=None)
+    return BackendContext(engine=None, state_dir=tmp_path, settings=None)
 
 
 def test_embedded_defaults_are_registered():

@@ -7,7 +7,8 @@ import pytest
 from backends.contracts.model import JobState
 from backends.execution.slurm.accounting import Accounting, parse_sacct
 from backends.execution.slurm.cli import SlurmCLI
-from gateway.config import ConfigError, SlurmSettings, load_settings
+from backends.execution.slurm.settings import SlurmSettings
+from gateway.config import ConfigError, load_settings
 
 
 def test_sacct_lines_become_statuses_with_reasons():

@@ -113,7 +113,8 @@ def test_urls_name_the_mrc(tmp_path: Path) -> None:
 def test_missing_tools_or_mrc_make_it_unavailable(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match=r"storage\.mrc"):
         _backend(tmp_path).url("v")
-    backend = _backend(tmp_path, mrc="m", lsfs_xtreemfs=str(tmp_path / "no-lsfs"))
+    backend = _backend(tmp_path, mrc="m")
+    backend.tools["lsfs.xtreemfs"] = str(tmp_path / "no-lsfs")
     with pytest.raises(BackendUnavailable, match="not installed"):
         backend.list_volumes()
     assert not backend.health().ok

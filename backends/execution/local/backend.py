@@ -31,6 +31,7 @@ from typing import Any
 
 from backends.contracts.health import writable_dir
 from backends.contracts.interfaces import (
+    BackendContext,
     BackendError,
     ExecutionBackend,
     InvalidState,
@@ -40,6 +41,7 @@ from backends.contracts.interfaces import (
 from backends.contracts.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
 from backends.contracts.platform import runs
 from backends.execution.local import supervisor
+from backends.execution.local.settings import LocalExecutionSettings
 
 ACTIVITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LOST = "supervisor lost (gateway host restarted?)"
@@ -47,11 +49,6 @@ LOST = "supervisor lost (gateway host restarted?)"
 LAUNCH_GRACE_SECONDS = 60
 STATUS_DISPATCH_INTERVAL = 1.0  # seconds
 TERMINAL_CACHE_SIZE = 100_000
-
-
-def _option(options: Any, name: str, default: Any) -> Any:
-    value = getattr(options, name, None)
-    return default if value is None else value
 
 
 def _to_plain(value: Any) -> Any:
@@ -71,21 +68,16 @@ def _time(value: str | None) -> datetime | None:
 
 class LocalExecutionBackend(ExecutionBackend):
     name = "local"
+    settings = LocalExecutionSettings
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: BackendContext[LocalExecutionSettings]) -> None:
         super().__init__(context)
-        options = context.options
-        self.grace = float(_option(options, "terminate_grace_seconds", 10))
-        self.max_running = int(_option(options, "max_running", 64))
-        self.default_account = str(_option(options, "default_account", "nobody"))
-        self.staging_limits = {
-            "max_bytes": int(_option(options, "staging_max_bytes", 10 * 1024**3)),
-            "timeout": float(_option(options, "staging_timeout_seconds", 3600)),
-            "io_timeout": float(_option(options, "staging_io_timeout_seconds", 60)),
-            "file_roots": list(_option(options, "file_staging_roots", [])),
-            "ca_file": str(_option(options, "staging_ca_file", "")),
-        }
-        self.python = str(_option(options, "python", "") or sys.executable)
+        self.options = options = LocalExecutionSettings.of(context.settings)
+        self.grace = float(options.terminate_grace_seconds)
+        self.max_running = options.max_running
+        self.default_account = options.default_account
+        self.staging_limits = options.staging_limits()
+        self.python = options.python or sys.executable
         self._terminal: dict[str, JobStatus] = {}  # final states never change: cache them
         self._children: list[subprocess.Popen] = []
         self._lock = threading.Lock()  # front ends call from many threads
@@ -94,7 +86,7 @@ class LocalExecutionBackend(ExecutionBackend):
 
     @property
     def work_dir(self) -> Path:
-        configured = getattr(self.context.options, "work_dir", "")
+        configured = self.options.work_dir
         return Path(configured) if configured else self.context.state_dir / "activities"
 
     def folder(self, backend_id: str) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.contracts.interfaces import (
+    BackendContext,
     BackendError,
     BackendUnavailable,
     ExecutionBackend,
@@ -51,6 +52,7 @@ from backends.execution.slurm.cli import (
     to_status,
     wait_status,
 )
+from backends.execution.slurm.settings import SlurmExecutionSettings
 
 NAME_PREFIX = "xg-"
 FINAL_FILE = "final.json"
@@ -58,11 +60,6 @@ STARTED_FILE = "started"  # the job was seen running (its last known state after
 SUBMIT_FILE = "submit.json"
 PARTITIONS_TTL = 30.0  # seconds a sinfo list of partitions is trusted
 TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "runuser", "sdiag")
-
-
-def _get(options: Any, name: str, default: Any) -> Any:
-    value = getattr(options, name, None)
-    return default if value is None else value
 
 
 def _plain(value: Any) -> Any:
@@ -109,42 +106,32 @@ def _read(path: Path) -> Any:
 
 class SlurmExecutionBackend(ExecutionBackend):
     name = "slurm"
+    settings = SlurmExecutionSettings
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: BackendContext[SlurmExecutionSettings]) -> None:
         super().__init__(context)
-        execution = context.options
-        options = getattr(execution, "slurm", None)
-        self.partition = str(_get(options, "partition", ""))
-        self.allowed_partitions = [str(p) for p in _get(options, "partitions", [])]
+        execution = SlurmExecutionSettings.of(context.settings)
+        options = execution.slurm
+        self.partition = options.partition
+        self.allowed_partitions = list(options.partitions)
         self._partitions: tuple[float, list[str]] = (-1e9, [])  # (read at, names)
-        self.refuse_when_down = str(_get(options, "controller_down", "hold")) == "refuse"
+        self.refuse_when_down = options.controller_down == "refuse"
         self._pinged: tuple[float, str] = (-1e9, "")  # (when, "" or why it is down)
-        paths = {tool: str(_get(options, tool, "")) or tool for tool in TOOLS}
+        paths = {tool: getattr(options, tool) or tool for tool in TOOLS}
         env = {}
-        conf = str(_get(options, "slurm_conf", ""))
-        if conf:
-            env["SLURM_CONF"] = conf
-        self.cli = SlurmCLI(paths, env, float(_get(options, "command_timeout_seconds", 30)))
-        self.poll_interval = float(_get(options, "poll_interval_seconds", 2))
-        self.retries = int(_get(options, "submit_retries", 3))
-        self.backoff = float(_get(options, "submit_backoff_seconds", 1))
-        self.accounting = Accounting(
-            self.cli,
-            str(_get(options, "accounting", "auto")),
-            bool(_get(options, "sacct_completion_file", True)),
-        )
-        self.python = str(_get(options, "python", "") or sys.executable)
-        configured = str(_get(options, "work_dir", ""))
+        if options.slurm_conf:
+            env["SLURM_CONF"] = options.slurm_conf
+        self.cli = SlurmCLI(paths, env, float(options.command_timeout_seconds))
+        self.poll_interval = float(options.poll_interval_seconds)
+        self.retries = options.submit_retries
+        self.backoff = float(options.submit_backoff_seconds)
+        self.accounting = Accounting(self.cli, options.accounting, options.sacct_completion_file)
+        self.python = options.python or sys.executable
+        configured = options.work_dir
         self.work_dir = Path(configured) if configured else context.state_dir / "slurm"
-        self.default_account = str(_get(execution, "default_account", "nobody"))
-        self.mpi_plugins = {**slurm_job.MPI_PLUGINS, **dict(_get(options, "mpi_plugins", {}))}
-        self.staging_limits = {
-            "max_bytes": int(_get(execution, "staging_max_bytes", 10 * 1024**3)),
-            "timeout": float(_get(execution, "staging_timeout_seconds", 3600)),
-            "io_timeout": float(_get(execution, "staging_io_timeout_seconds", 60)),
-            "file_roots": list(_get(execution, "file_staging_roots", [])),
-            "ca_file": str(_get(execution, "staging_ca_file", "")),
-        }
+        self.default_account = execution.default_account
+        self.mpi_plugins = {**slurm_job.MPI_PLUGINS, **options.mpi_plugins}
+        self.staging_limits = execution.staging_limits()
         self._lock = threading.Lock()  # one poll at a time; callers share its snapshot
         self._snapshot: dict[str, JobStatus] = {}
         self._polled_at = -1e9

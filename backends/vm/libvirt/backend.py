@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from backends.contracts import volume_urls as urls
 from backends.contracts.interfaces import (
+    BackendContext,
     BackendError,
     BackendUnavailable,
     InvalidRequest,
@@ -68,6 +69,7 @@ from backends.vm.libvirt.hosts import Host, is_unsupported
 from backends.vm.libvirt.links import DeviceLinks
 from backends.vm.libvirt.networks import Networks
 from backends.vm.libvirt.placement import POLICIES, HostLoad
+from backends.vm.libvirt.settings import VMSettings
 from backends.vm.libvirt.storage import StorageVolumes
 
 try:  # the binding needs libvirt's C library; report its absence instead of failing imports
@@ -92,43 +94,29 @@ class _Saved(NamedTuple):
     done: bool
 
 
-def _option(options: Any, name: str, default: Any) -> Any:
-    value = getattr(options, name, None) if options is not None else None
-    return default if value in (None, "") else value
-
-
-def _size_pair(size: Any) -> tuple[int, int]:
-    if isinstance(size, dict):
-        return int(size["cores"]), int(size["memory_mib"])
-    return int(size.cores), int(size.memory_mib)
-
-
 class LibvirtVMBackend(StorageVolumes, Networks, DeviceLinks, VMBackend):
     """VMs, volumes and networks on one or more libvirt hosts (``vm.uris``)."""
 
     name = "libvirt"
+    settings = VMSettings
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: BackendContext[VMSettings]) -> None:
         super().__init__(context)
-        options = context.options
+        options = VMSettings.of(context.settings)
         ensure_event_loop()  # before the first connection: events reach only later ones
-        self.uris: list[str] = list(_option(options, "uris", None) or ["test:///default"])
-        retry = float(_option(options, "retry_seconds", 10.0))
+        self.uris: list[str] = list(options.uris)
+        retry = float(options.retry_seconds)
         self.hosts: dict[str, Host] = {uri: Host(uri, retry) for uri in self.uris}
-        self.pool_name: str = _option(options, "pool", "")
-        self.image_pool_name: str = _option(options, "image_pool", "")
-        placement = _option(options, "placement", "least-loaded-memory")
-        if placement not in POLICIES:
-            raise InvalidSpec(f"vm.placement {placement!r} unknown; known: {', '.join(POLICIES)}")
-        self.policy = POLICIES[placement]
-        self.domain_type: str = _option(options, "domain_type", "")
-        self.overcommit = float(_option(options, "overcommit", 1.0))
-        raw_sizes = _option(options, "sizes", None)
-        if raw_sizes is None:
-            raw_sizes = {"small": {"cores": 1, "memory_mib": 1024}}
-        self.sizes: dict[str, tuple[int, int]] = {k: _size_pair(v) for k, v in raw_sizes.items()}
+        self.pool_name: str = options.pool
+        self.image_pool_name: str = options.image_pool
+        self.policy = POLICIES[options.placement]
+        self.domain_type: str = options.domain_type
+        self.overcommit = float(options.overcommit)
+        self.sizes: dict[str, tuple[int, int]] = {
+            name: (size.cores, size.memory_mib) for name, size in options.sizes.items()
+        }
         self.annotations = Annotations(context.state_dir / "libvirt-annotations.json")
-        self.disk_dir = Path(_option(options, "disk_dir", "") or context.state_dir / "vm-disks")
+        self.disk_dir = Path(options.disk_dir or context.state_dir / "vm-disks")
         self.storage: StorageBackend | None = None
         self._placement_lock = threading.Lock()
         self._save_lock = threading.Lock()
