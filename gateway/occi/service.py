@@ -17,11 +17,19 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from backends.contracts.interfaces import BackendError, UnknownResource, VMBackend
+from backends.contracts.interfaces import (
+    BackendError,
+    StorageBackend,
+    UnknownResource,
+    VMBackend,
+    VOBackend,
+)
 from backends.contracts.model import Principal, Resource, VMInfo, VMSpec
 from backends.contracts.platform import occi_architecture
 from backends.services.images import ImageShelf
+from backends.store import Database
 from backends.store.tables.occi import OCCIEntity
+from gateway.config import Settings
 from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.clusters import ClusterOperations
@@ -74,10 +82,18 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
     """One per gateway process; thread-safe (the caches have locks). Links, clusters and
     user mixins live in their own modules (links.py, clusters.py, tagging.py), mixed in."""
 
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
-        self.db = runtime.db
-        self.settings = runtime.settings
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        vm: VMBackend,
+        vo: VOBackend,
+        storage: StorageBackend | None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self._vm, self._vo, self._storage = vm, vo, storage
         self._lock = threading.Lock()
         self._registry: Registry | None = None
         self._templates_at = -1e9
@@ -98,7 +114,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
     # -- backends -------------------------------------------------------------------------
     @property
     def vm(self) -> VMBackend:
-        return self.rt.backends["vm"]
+        return self._vm
 
     # -- registry -------------------------------------------------------------------------
     def registry(self) -> Registry:
@@ -130,7 +146,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
         volume = self.settings.storage.image_volume
         if templates is not None and volume:
             try:  # images uploaded onto a storage volume (xtreemgate image upload)
-                templates += ImageShelf(self.rt.backends["storage"], volume).list()
+                templates += ImageShelf(self._storage, volume).list()
             except BackendError:
                 templates = None
         with self._lock:
@@ -180,7 +196,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
     def _authorise(
         self, principal: Principal, action: str, kind: str, entity_id: str, owner: str, vo: str
     ) -> None:
-        decision = self.rt.backends["vo"].decide(
+        decision = self._vo.decide(
             principal, action, Resource(kind=kind, id=entity_id, owner=owner, vo=vo)
         )
         if not decision.permitted:
@@ -188,15 +204,11 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
 
     def _may_read(self, principal: Principal, record: OCCIEntity) -> bool:
         term = record.kind.rpartition("#")[2]
-        return (
-            self.rt.backends["vo"]
-            .decide(
-                principal,
-                "read",
-                Resource(kind=term, id=record.id, owner=record.owner, vo=record.vo),
-            )
-            .permitted
-        )
+        return self._vo.decide(
+            principal,
+            "read",
+            Resource(kind=term, id=record.id, owner=record.owner, vo=record.vo),
+        ).permitted
 
     def _record(self, principal: Principal, kind: Kind, entity_id: str) -> OCCIEntity:
         record = records.get(self.db, entity_id.lower())  # UUIDs: any case on input
@@ -246,7 +258,7 @@ class OCCIService(MixinOperations, LinkOperations, ClusterOperations):
         """(location, kind identifier) of every entity of these kinds the caller may see."""
         identifiers = [k.identifier for k in kinds]
         locations = {k.identifier: k.location for k in kinds}
-        vo = self.rt.backends["vo"]
+        vo = self._vo
         out = []
         for entity_id, kind_id, owner, entity_vo in records.heads(self.db, identifiers):
             term = kind_id.rpartition("#")[2]
