@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         log.info("xtreemgate serving at %s", settings.public_url)
+        rt.open()  # again after a close: a runtime served a second time
         if rt.saml is not None:
             rt.saml.start()  # federation metadata loads and refreshes in the background
         yield

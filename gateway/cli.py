@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gateway.config import ENV_CONFIG_PATH, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -19,7 +22,7 @@ def _settings(ctx: click.Context) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _runtime(ctx: click.Context, *, with_backends: bool = False) -> Any:
+def _runtime(ctx: click.Context, *, with_backends: bool = False) -> Runtime:
     from backends.contracts.registry import UnknownBackend
     from backends.store import migrate
     from gateway.runtime import build_runtime

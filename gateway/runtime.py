@@ -1,14 +1,17 @@
-"""Everything one gateway process holds: settings, store, backends, key ring, auth chain.
+"""Everything one gateway process holds: settings, store, backends, key ring, auth chain,
+and the long-lived services the front ends share (activities and their launcher, the
+OCCI service, the SAML service provider).
 
-Built once by the app factory (and by CLI commands that need part of it); handlers reach
-it through :func:`current`.
+Built once by :func:`build_runtime` (the app factory, and CLI commands that need part of
+it), each part a typed field, and closed in reverse order by :meth:`Runtime.close`;
+handlers reach it through :func:`current`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 
@@ -16,14 +19,21 @@ from backends.contracts import registry
 from backends.contracts.interfaces import (
     Backend,
     BackendContext,
+    ExecutionBackend,
     InvalidRequest,
     SiteDirectory,
+    StorageBackend,
     UnknownResource,
+    VMBackend,
     VOAdministration,
     VOBackend,
 )
 from backends.contracts.model import HealthReport, Principal
+from backends.services.activities import ActivityService
+from backends.services.launcher import Launcher
 from backends.store import Database
+from backends.store.activities import ActivityStore
+from backends.store.flags import CachedSwitch, ServiceFlags
 from gateway.auth.chain import (
     AuthChain,
     Authenticator,
@@ -40,9 +50,26 @@ from gateway.config import Settings
 
 if TYPE_CHECKING:
     from adapters.ldap import Directory
+    from gateway.occi.service import OCCIService
     from gateway.saml.sp import ServiceProvider
 
 EXTENSION = "xtreemgate"
+# Whether BES accepts new activities (BES-Management), shared by every gateway process.
+ACCEPTING_FLAG = "bes.accepting_new_activities"
+# Read from the store at most once a second per process: every process follows a
+# Stop/StartAcceptingNewActivities within that, and CreateActivity pays no query for it.
+ACCEPTING_TTL = 1.0
+
+B = TypeVar("B", bound=Backend)
+
+
+@dataclass(frozen=True)
+class BackendServices:
+    """The services that drive backends; a runtime built without backends has none."""
+
+    activities: ActivityService
+    launcher: Launcher
+    occi: OCCIService
 
 
 @dataclass
@@ -52,13 +79,58 @@ class Runtime:
     keyring: KeyRing
     tokens: TokenService
     chain: AuthChain
+    activity_store: ActivityStore
+    flags: ServiceFlags
+    bes_accepting: CachedSwitch  # the BES accepting flag, cached ACCEPTING_TTL
     backends: dict[str, Backend] = field(default_factory=dict)
-    directory: Any = None  # adapters.ldap.Directory when [ldap] url is set
+    directory: Directory | None = None  # when [ldap] url is set
     vo_tokens: VOTokenService | None = None
     memberships: MembershipResolver | None = None
-    # Front ends' own workers (e.g. the BES launcher), stopped before the backends close.
-    closers: list[Callable[[], None]] = field(default_factory=list)
     saml: ServiceProvider | None = None  # when saml.enabled
+    services: BackendServices | None = None  # when built with backends
+
+    # -- the backends, typed ------------------------------------------------------------
+    @property
+    def execution(self) -> ExecutionBackend:
+        return typed_backend(self.backends, "execution", ExecutionBackend)
+
+    @property
+    def vm(self) -> VMBackend:
+        return typed_backend(self.backends, "vm", VMBackend)
+
+    @property
+    def storage(self) -> StorageBackend:
+        return typed_backend(self.backends, "storage", StorageBackend)
+
+    @property
+    def vo(self) -> VOBackend:
+        return typed_backend(self.backends, "vo", VOBackend)
+
+    # -- the services that drive them ---------------------------------------------------
+    def _services(self) -> BackendServices:
+        if self.services is None:
+            raise RuntimeError("this runtime was built without backends, hence no services")
+        return self.services
+
+    @property
+    def activities(self) -> ActivityService:
+        """Submit, hand over, terminate and refresh activities on the execution backend."""
+        return self._services().activities
+
+    @property
+    def launcher(self) -> Launcher:
+        """Records new activities Pending and hands them over in worker threads."""
+        return self._services().launcher
+
+    @property
+    def occi(self) -> OCCIService:
+        return self._services().occi
+
+    def open(self) -> None:
+        """Ready to serve: again after :meth:`close` (a test client served twice), the
+        launcher's workers start anew."""
+        if self.services is not None:
+            self.services.launcher.open()
 
     def authenticate(self, request: AuthRequest) -> Principal | None:
         """For front ends outside the OpenAPI routes (SOAP, portal): the chain, then the
@@ -91,8 +163,10 @@ class Runtime:
         return checks
 
     def close(self) -> None:
-        for closer in self.closers:
-            closer()
+        """Stop in reverse order of need: the launcher first (it finishes the launches
+        already accepted, on the backends and the store), then what it used."""
+        if self.services is not None:
+            self.services.launcher.close()
         if self.saml is not None:
             self.saml.close()
         for backend in self.backends.values():
@@ -144,7 +218,7 @@ def open_directory(settings: Settings) -> Directory | None:
     return Directory(settings.ldap)
 
 
-def negotiate_authenticator(settings: Settings, directory: Any) -> Authenticator:
+def negotiate_authenticator(settings: Settings, directory: Directory | None) -> Authenticator:
     from adapters.kerberos import PrincipalMapper, SPNEGOAcceptor
     from gateway.auth.negotiate import NegotiateAuthenticator
 
@@ -191,9 +265,57 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
         saml = ServiceProvider(settings, db, local_vo_lookup(vo_backend))
         by_name["saml"] = SAMLSessionAuthenticator(saml)
     chain = AuthChain([by_name[name] for name in settings.auth.chain])
+    store = ActivityStore(db.engine)  # one per process: its sessionmaker and group commit
+    flags = ServiceFlags(db.engine)
     return Runtime(
-        settings, db, keyring, tokens, chain, backends, directory, vo_tokens, resolver, saml=saml
+        settings=settings,
+        db=db,
+        keyring=keyring,
+        tokens=tokens,
+        chain=chain,
+        activity_store=store,
+        flags=flags,
+        bes_accepting=CachedSwitch(flags, ACCEPTING_FLAG, default=True, ttl=ACCEPTING_TTL),
+        backends=backends,
+        directory=directory,
+        vo_tokens=vo_tokens,
+        memberships=resolver,
+        saml=saml,
+        services=backend_services(settings, db, store, backends) if with_backends else None,
     )
+
+
+def typed_backend(backends: dict[str, Backend], kind: str, interface: type[B]) -> B:
+    """``backends[kind]`` as its interface (the registry loads only implementations of it)."""
+    backend = backends.get(kind)
+    if not isinstance(backend, interface):
+        raise RuntimeError(f"this runtime has no {kind} backend (built without backends)")
+    return backend
+
+
+def backend_services(
+    settings: Settings, db: Database, store: ActivityStore, backends: dict[str, Backend]
+) -> BackendServices:
+    """The services over the loaded backends, each made once for the process."""
+    from gateway.occi.service import OCCIService
+
+    activities = ActivityService(store, typed_backend(backends, "execution", ExecutionBackend))
+    launch = settings.bes
+    launcher = Launcher(
+        activities,
+        workers=launch.launch_workers,
+        capacity=launch.launch_queue,
+        batch=launch.launch_batch,
+        batch_window=launch.launch_batch_window_seconds,
+    )
+    occi = OCCIService(
+        settings=settings,
+        db=db,
+        vm=typed_backend(backends, "vm", VMBackend),
+        vo=typed_backend(backends, "vo", VOBackend),
+        storage=typed_backend(backends, "storage", StorageBackend),
+    )
+    return BackendServices(activities=activities, launcher=launcher, occi=occi)
 
 
 def local_vo_lookup(vo_backend: Backend | None) -> Callable[[str], bool]:

@@ -1,2 +1,3 @@
-"""Services built on the contracts alone: activities (store hand-over, launcher), VM images,
-virtual clusters. They drive any plugin through its interface, never an implementation."""
+"""Services built on the contracts and the store: activities (the one path to the
+execution backend, and the launcher's threads), VM images, virtual clusters. They drive
+any plugin through its interface, never an implementation."""

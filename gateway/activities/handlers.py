@@ -9,18 +9,25 @@ from typing import Any
 
 from connexion.problem import problem
 
-from backends.contracts.interfaces import BackendError, InvalidState, NotSupported, UnknownResource
+from backends.contracts.interfaces import (
+    BackendError,
+    ExecutionBackend,
+    InvalidState,
+    NotSupported,
+    UnknownResource,
+)
 from backends.contracts.model import JobState, JobStatus, Principal
-from backends.services.activities import ActivityRecord
+from backends.store.activities import ActivityRecord
 from gateway import runtime as runtime_module
+from gateway.activities.access import ActivityRefused, UnknownActivity, authorised
 from gateway.auth.security import current_principal
-from gateway.bes.context import activity_resource, activity_store
 from gateway.bes.epr import activity_address
 from gateway.bes.handlers import endpoint_url
 from gateway.responses import json_response
+from gateway.runtime import Runtime
 
 
-def _render(rt: Any, record: ActivityRecord) -> dict[str, Any]:
+def _render(rt: Runtime, record: ActivityRecord) -> dict[str, Any]:
     base = endpoint_url(rt)
     return {
         "id": record.id,
@@ -37,34 +44,33 @@ def _render(rt: Any, record: ActivityRecord) -> dict[str, Any]:
     }
 
 
-def _refreshed(rt: Any, records: list[ActivityRecord]) -> list[ActivityRecord]:
+def _refreshed(rt: Runtime, records: list[ActivityRecord]) -> list[ActivityRecord]:
     if not records:
         return records
     try:
-        by_id = activity_store(rt).refresh(rt.backends["execution"], records)
+        by_id = rt.activities.refresh(records)
     except BackendError:
         return records  # last known state; never guessed
     return [by_id[r.id] for r in records]
 
 
 def _authorised(
-    rt: Any, principal: Principal, activity_id: str, action: str
+    rt: Runtime, principal: Principal, activity_id: str, action: str
 ) -> ActivityRecord | Any:
-    record = activity_store(rt).get(activity_id)
-    if record is None:
+    try:
+        return authorised(rt.activity_store, rt.vo, principal, activity_id, action)
+    except UnknownActivity:
         return problem(404, "Not Found", f"no activity {activity_id!r}")
-    decision = rt.backends["vo"].decide(principal, action, activity_resource(record))
-    if not decision.permitted:
+    except ActivityRefused as refused:
         return problem(
-            403, "Forbidden", f"not allowed to {action} this activity: {decision.reason}"
+            403, "Forbidden", f"not allowed to {action} this activity: {refused.decision.reason}"
         )
-    return record
 
 
 def list_activities(limit: int = 100, offset: int = 0) -> Any:
     rt = runtime_module.current()
     principal = current_principal()
-    store = activity_store(rt)
+    store = rt.activity_store
     records = _refreshed(rt, store.list(principal.name, limit=limit, offset=offset))
     return json_response(
         {"activities": [_render(rt, r) for r in records], "total": store.count(principal.name)}
@@ -79,7 +85,7 @@ def get_activity(activity_id: str) -> Any:
     return json_response(_render(rt, _refreshed(rt, [found])[0]))
 
 
-def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> Any:
+def _control(activity_id: str, verb: str, act: Callable[[ExecutionBackend, str], None]) -> Any:
     rt = runtime_module.current()
     found = _authorised(rt, current_principal(), activity_id, "control")
     if not isinstance(found, ActivityRecord):
@@ -88,7 +94,7 @@ def _control(activity_id: str, verb: str, act: Callable[[Any, str], None]) -> An
     if record.state.terminal or not record.backend_id:
         return problem(409, "Conflict", f"cannot {verb} activity {activity_id}: {_why(record)}")
     try:
-        act(rt.backends["execution"], record.backend_id)
+        act(rt.execution, record.backend_id)
     except InvalidState as exc:
         return problem(409, "Conflict", f"cannot {verb} activity {activity_id}: {exc}")
     except UnknownResource as exc:
@@ -143,12 +149,12 @@ def requeue_activity(activity_id: str) -> Any:
             f"cannot requeue activity {activity_id}: it is {record.state.value} ({why})",
         )
     try:
-        rt.backends["execution"].requeue(record.backend_id)
+        rt.execution.requeue(record.backend_id)
     except (InvalidState, UnknownResource) as exc:
         return problem(409, "Conflict", f"cannot requeue activity {activity_id}: {exc}")
     except NotSupported as exc:
         return problem(501, "Not Implemented", str(exc))
-    store = activity_store(rt)
+    store = rt.activity_store
     store.set_status(record.id, JobStatus(JobState.PENDING, reason=f"requeued by {principal.name}"))
     # as written: Slurm may show the old run COMPLETING for a moment (reported Running)
     return json_response(_render(rt, store.get(record.id) or record))

@@ -16,19 +16,35 @@ mapped account, so the file system's own permissions apply as well.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from backends.contracts.interfaces import BackendError, BackendUnavailable, UnknownResource
+from backends.contracts.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    StorageBackend,
+    UnknownResource,
+)
 from backends.contracts.model import JobSpec, Resource, StagingSpec
 from gateway.bes.faults import SERVER, BESFault, invalid_request
 from gateway.jsdl.staging import VOLUME_SCHEMES
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+
+class Caller(Protocol):
+    """A job front end's request: the runtime, and its own way to refuse an action."""
+
+    runtime: Runtime
+
+    def authorize(self, action: str, resource: Resource) -> None: ...
 
 
 def _scheme(url: str) -> str:
     return url.partition(":")[0].lower()
 
 
-def bind_volumes(call: Any, job: JobSpec) -> JobSpec:
+def bind_volumes(call: Caller, job: JobSpec) -> JobSpec:
     """``job`` with every volume URL's StagingSpec resolved (unchanged without any)."""
     if not any(
         _scheme(url) in VOLUME_SCHEMES
@@ -36,13 +52,15 @@ def bind_volumes(call: Any, job: JobSpec) -> JobSpec:
         for url in (s.source, s.target)
     ):
         return job
-    storage = call.runtime.backends["storage"]
+    storage = call.runtime.storage
     stage_in = tuple(_bind(call, storage, s, s.source, "read") for s in job.stage_in)
     stage_out = tuple(_bind(call, storage, s, s.target, "write") for s in job.stage_out)
     return dataclasses.replace(job, stage_in=stage_in, stage_out=stage_out)
 
 
-def _bind(call: Any, storage: Any, spec: StagingSpec, url: str, action: str) -> StagingSpec:
+def _bind(
+    call: Caller, storage: StorageBackend, spec: StagingSpec, url: str, action: str
+) -> StagingSpec:
     scheme = _scheme(url)
     if scheme not in VOLUME_SCHEMES:
         return spec

@@ -32,8 +32,8 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from backends.contracts.model import Principal
-from backends.services.activities import ServiceFlags
 from backends.store import Database
+from backends.store.flags import ServiceFlags
 from backends.store.tables.identity import SeenNonce
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
 from gateway.auth.users import check_password, get_user

@@ -25,7 +25,8 @@ from backends.contracts.interfaces import (
 )
 from backends.contracts.model import LocalAccount, Resource
 from backends.contracts.platform import jsdl_architecture, jsdl_operating_system
-from backends.services.activities import ActivityRecord, NotTerminable, new_activity_id
+from backends.services.activities import NotTerminable
+from backends.store.activities import ActivityRecord
 from gateway import xmlsafe
 from gateway.activities.volume_staging import bind_volumes
 from gateway.bes.context import Call
@@ -123,13 +124,11 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
             ) from exc
     account = _local_account(call, vo)
     document = etree.tostring(definition, encoding="unicode")
-    created = [new_activity_id() for _ in jobs]
     # Recorded Pending first (one transaction, a sweep all or nothing), then handed to the
     # backend by the launcher: a refusal there turns the activity Failed with the reason.
-    call.store.record(
-        created, backend=call.execution.name, owner=call.principal.name, vo=vo, jsdl=document
+    created = call.launcher.accept(
+        jobs, owner=call.principal.name, vo=vo, document=document, account=account
     )
-    call.launcher.start([(i, job, account) for i, job in zip(created, jobs, strict=True)])
     response = _element("CreateActivityResponse")
     response.append(activity_epr(q(BES, "ActivityIdentifier"), call.endpoint_url, created[0]))
     for extra in created[1:]:  # the other points of a parameter sweep
@@ -196,7 +195,7 @@ def _resolve(
             outcome.append(unknown_activity(item))
             continue
         if item not in decided:
-            permitted, reason = call.permits(action, _resource(record))
+            permitted, reason = call.permits(action, record.resource())
             decided[item] = (
                 None
                 if permitted
@@ -211,13 +210,9 @@ def _resolve(
     if allowed:
         # A backend that cannot answer leaves the last known state standing, never guessed.
         with contextlib.suppress(BackendError):
-            allowed = call.store.refresh(call.execution, list(allowed.values()))
+            allowed = call.activities.refresh(list(allowed.values()))
         outcome = [allowed.get(o.id, o) if isinstance(o, ActivityRecord) else o for o in outcome]
     return outcome, allowed
-
-
-def _resource(record: ActivityRecord) -> Resource:
-    return Resource(kind="activity", id=record.id, owner=record.owner, vo=record.vo)
 
 
 def _responses(
@@ -269,9 +264,9 @@ def terminate_activities(call: Call, payload: etree._Element) -> etree._Element:
 
 
 def _terminate(call: Call, record: ActivityRecord) -> BESFault | None:
-    """The store's one termination path (the portal's Cancel uses it too), as BES faults."""
+    """The one termination path (the portal's Cancel uses it too), as BES faults."""
     try:
-        call.store.terminate(call.execution, record, call.principal.name)
+        call.activities.terminate(record, call.principal.name)
     except NotTerminable as exc:
         return BESFault("CantApplyOperationToCurrentState", str(exc), state=exc.state.value)
     except BackendError as exc:

@@ -29,6 +29,7 @@ from gateway.bes.soap import CONTENT_TYPE, envelope_bytes, parse_envelope
 from gateway.monitoring.logs import REQUEST_ID
 from gateway.monitoring.middleware import ROUTE_KEY
 from gateway.resources import data_dir
+from gateway.runtime import Runtime
 from gateway.xmlns import WSSE
 
 log = logging.getLogger("xtreemgate.bes")
@@ -58,7 +59,7 @@ WSDLS = {"": "bes-factory.wsdl", "factory": "bes-factory.wsdl", "management": "b
 _SCHEMA_NAME = re.compile(r"^[a-z0-9-]+\.(xsd|wsdl)$")
 
 
-def endpoint_url(rt: Any) -> str:
+def endpoint_url(rt: Runtime) -> str:
     """The address clients use: server.public_url when set, else what this request used."""
     if rt.settings.server.public_url:
         return rt.settings.public_url + PATH
@@ -199,7 +200,7 @@ def post() -> flask.Response:
 
 
 def _unauthenticated(
-    rt: Any, addressing: Addressing, operation: str, reason: str
+    rt: Runtime, addressing: Addressing, operation: str, reason: str
 ) -> flask.Response:
     """HTTP 401 with the challenges (for Basic/Bearer clients) and a NotAuthorized fault
     body (for SOAP toolkits that only read the envelope)."""

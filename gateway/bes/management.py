@@ -2,7 +2,7 @@
 
 Site administrators only (and only if the VO policy agrees). The flag lives in the shared
 store, so every gateway process behind a load balancer stops or starts with it, within
-the one second each process caches it (gateway/bes/call.py).
+the one second each process caches it (``Runtime.bes_accepting``, gateway/runtime.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from lxml import etree
 
 from backends.contracts.model import Resource
-from gateway.bes.context import ACCEPTING_FLAG, Call, forget_accepting
+from gateway.bes.context import Call
 from gateway.bes.faults import BESFault
 from gateway.bes.namespaces import BES_MGMT, q
 
@@ -22,8 +22,7 @@ def _set_accepting(call: Call, accepting: bool, operation: str) -> etree._Elemen
             f"{operation} is for site administrators; {call.principal.name} is not one",
         )
     call.authorize("manage", Resource(kind="factory"))
-    call.flags.set(ACCEPTING_FLAG, "true" if accepting else "false")
-    forget_accepting(call.runtime)
+    call.runtime.bes_accepting.set(accepting)  # this process sees it at once
     return etree.Element(q(BES_MGMT, f"{operation}Response"), nsmap={"bes-mgmt": BES_MGMT})
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,29 +41,13 @@ class _OneBodyMediaTypeIsFine(logging.Filter):
 logging.getLogger("connexion.operations.openapi3").addFilter(_OneBodyMediaTypeIsFine())
 
 SERVER = f"xtreemgate/{VERSION} OCCI/1.2"
-_EXTENSION = "xtreemgate.occi"
-_create_lock = threading.Lock()
 # Rendered query interfaces by (registry generation, media type): a registry is immutable
 # once built, and a new one (new templates or user mixins) gets a new key.
 _query_cache: dict[tuple[int, str], tuple[str, dict[str, str]]] = {}
 
 
 def service() -> OCCIService:
-    extensions = flask.current_app.extensions
-    found = extensions.get(_EXTENSION)
-    if found is None:
-        with _create_lock:
-            found = extensions.get(_EXTENSION)
-            if found is None:
-                rt = runtime.current()
-                found = extensions[_EXTENSION] = OCCIService(
-                    settings=rt.settings,
-                    db=rt.db,
-                    vm=rt.backends["vm"],
-                    vo=rt.backends["vo"],
-                    storage=rt.backends.get("storage"),
-                )
-    return found
+    return runtime.current().occi
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> flask.Response:

@@ -19,11 +19,12 @@ from typing import Any
 import flask
 
 from backends.contracts.interfaces import BackendError
-from backends.contracts.model import Principal, Resource
-from backends.services.activities import ActivityRecord, ActivityStore, NotTerminable
+from backends.contracts.model import Principal
+from backends.services.activities import NotTerminable
+from backends.store.activities import ActivityRecord
 from gateway import runtime
+from gateway.activities.access import ActivityRefused, UnknownActivity, authorised
 from gateway.auth.chain import AuthenticationFailed, AuthRequest
-from gateway.bes.context import activity_store
 from gateway.portal.vms import PortalVM, StopRefused, vms_of
 from gateway.portal.vms import stop as stop_vm_as
 
@@ -82,18 +83,13 @@ def _error(status: int, message: str) -> flask.Response:
     return _page("xtreemgate portal", body, status)
 
 
-def _store() -> ActivityStore:
-    return activity_store(runtime.current())  # one store per runtime, shared with BES
-
-
 def _activities(principal: Principal) -> list[ActivityRecord]:
     rt = runtime.current()
-    store = _store()
-    records = store.list(principal.name, limit=ACTIVITIES_SHOWN)
+    records = rt.activity_store.list(principal.name, limit=ACTIVITIES_SHOWN)
     live = [r for r in records if not r.state.terminal]
-    if live and "execution" in rt.backends:
+    if live and rt.services is not None:
         try:  # the backend's word on live ones; its absence leaves the last known state
-            fresh = store.refresh(rt.backends["execution"], live)
+            fresh = rt.activities.refresh(live)
             records = [fresh.get(r.id, r) for r in records]
         except BackendError:
             pass
@@ -213,22 +209,16 @@ def cancel_activity(activity_id: str, body: dict[str, str] | None = None) -> Any
     if not isinstance(principal, Principal):
         return principal
     rt = runtime.current()
-    store = _store()
-    record = store.get(activity_id)
-    if record is None:
-        return _error(404, f"there is no activity {activity_id}")
-    decision = rt.backends["vo"].decide(
-        principal,
-        "terminate",
-        Resource(kind="activity", id=record.id, owner=record.owner, vo=record.vo),
-    )
-    if not decision.permitted:
-        log.warning(
-            "portal: cancel of %s by %s refused: %s", activity_id, principal.name, decision.reason
-        )
-        return _error(403, f"you may not cancel activity {activity_id}: {decision.reason}")
     try:
-        store.terminate(rt.backends["execution"], record, principal.name)
+        record = authorised(rt.activity_store, rt.vo, principal, activity_id, "terminate")
+    except UnknownActivity:
+        return _error(404, f"there is no activity {activity_id}")
+    except ActivityRefused as refused:
+        reason = refused.decision.reason
+        log.warning("portal: cancel of %s by %s refused: %s", activity_id, principal.name, reason)
+        return _error(403, f"you may not cancel activity {activity_id}: {reason}")
+    try:
+        rt.activities.terminate(record, principal.name)
     except NotTerminable as exc:
         return _error(409, str(exc))
     except BackendError as exc:
@@ -242,7 +232,7 @@ def stop_vm(vm_id: str, body: dict[str, str] | None = None) -> Any:
     if not isinstance(principal, Principal):
         return principal
     try:
-        stop_vm_as(principal, vm_id)
+        stop_vm_as(runtime.current(), principal, vm_id)
     except StopRefused as exc:
         log.warning("portal: stop of VM %s by %s refused: %s", vm_id, principal.name, exc)
         return _error(exc.status, f"VM {vm_id} was not stopped: {exc}")

@@ -9,7 +9,6 @@ service's own action path, so the VO policy and the backend see exactly what an 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from backends.contracts.interfaces import BackendError
 from backends.contracts.model import Principal
@@ -17,7 +16,7 @@ from gateway.occi import infrastructure as infra
 from gateway.occi import records
 from gateway.occi.entity import Document
 from gateway.occi.errors import OCCIError
-from gateway.occi.handlers import service
+from gateway.runtime import Runtime
 
 SHOWN = 50
 
@@ -38,12 +37,12 @@ class StopRefused(Exception):
         self.status = status
 
 
-def vms_of(runtime: Any, principal: Principal) -> list[PortalVM]:
+def vms_of(runtime: Runtime, principal: Principal) -> list[PortalVM]:
     """The computes ``principal`` owns, newest first, with the hypervisor's state."""
     mine = records.of_kinds(runtime.db, [infra.COMPUTE.identifier], owner=principal.name)
     mine = list(reversed(mine))[:SHOWN]
     try:
-        facts = runtime.backends["vm"].describe([r.id for r in mine]) if mine else {}
+        facts = runtime.vm.describe([r.id for r in mine]) if mine else {}
         unreachable = ""
     except BackendError as exc:  # the page still lists them, saying why states are missing
         facts, unreachable = {}, f"state unknown: {exc}"
@@ -58,9 +57,9 @@ def vms_of(runtime: Any, principal: Principal) -> list[PortalVM]:
     ]
 
 
-def stop(principal: Principal, vm_id: str) -> None:
+def stop(runtime: Runtime, principal: Principal, vm_id: str) -> None:
     """OCCI's compute stop (graceful), as the caller; :class:`StopRefused` otherwise."""
     try:
-        service().act(principal, infra.COMPUTE, vm_id, infra.STOP, Document())
+        runtime.occi.act(principal, infra.COMPUTE, vm_id, infra.STOP, Document())
     except OCCIError as exc:
         raise StopRefused(exc.status, exc.message) from exc

@@ -12,7 +12,10 @@ from sqlalchemy import update
 
 from backends.contracts.interfaces import BackendError, BackendUnavailable, InvalidSpec
 from backends.contracts.model import JobSpec, JobState
-from backends.services.activities import ActivityStore, Launcher, ServiceFlags
+from backends.services.activities import ActivityService
+from backends.services.launcher import Launcher
+from backends.store.activities import ActivityStore
+from backends.store.flags import ServiceFlags
 from backends.store.tables.activities import Activity
 from backends.store.tables.base import utcnow
 
@@ -57,11 +60,11 @@ def record(store, backend, n=1):
 def test_refresh_asks_the_backend_once_for_many(store, backend):
     records = record(store, backend, 20)
     for r in records:
-        store.hand_over(backend, r.id, JobSpec("/bin/true"))
+        ActivityService(store, backend).hand_over(r.id, JobSpec("/bin/true"))
     deadline = time.monotonic() + 10
     while True:
         backend.status_calls = 0
-        fresh = store.refresh(backend, [store.get(r.id) for r in records])
+        fresh = ActivityService(store, backend).refresh([store.get(r.id) for r in records])
         assert backend.status_calls == 1
         if all(r.state is JobState.FINISHED for r in fresh.values()):
             break
@@ -70,7 +73,7 @@ def test_refresh_asks_the_backend_once_for_many(store, backend):
     # written back: a new reader sees Finished without asking the backend
     assert {store.get(r.id).state for r in records} == {JobState.FINISHED}
     backend.status_calls = 0
-    store.refresh(backend, [store.get(r.id) for r in records])
+    ActivityService(store, backend).refresh([store.get(r.id) for r in records])
     assert backend.status_calls == 0  # terminal records are not polled
 
 
@@ -79,7 +82,7 @@ def test_a_refused_submit_turns_failed_with_the_reason(store, backend):
     job = JobSpec("/bin/true", stage_in=())
     backend.real.work_dir.mkdir(parents=True, exist_ok=True)
     (backend.real.work_dir / r.id).mkdir()  # the backend refuses: its folder exists
-    store.hand_over(backend, r.id, job)
+    ActivityService(store, backend).hand_over(r.id, job)
     failed = store.get(r.id)
     assert failed.state is JobState.FAILED
     assert failed.reason.startswith("not started: ")
@@ -89,7 +92,7 @@ def test_a_refused_submit_turns_failed_with_the_reason(store, backend):
 def test_cancelled_while_waiting_is_never_started(store, backend):
     (r,) = record(store, backend)
     assert store.cancel_waiting(r.id, "terminated by alice")
-    store.hand_over(backend, r.id, JobSpec("/bin/sleep", ("30",)))
+    ActivityService(store, backend).hand_over(r.id, JobSpec("/bin/sleep", ("30",)))
     cancelled = store.get(r.id)
     assert cancelled.state is JobState.CANCELLED and cancelled.backend_id == ""
     assert not (backend.real.work_dir / r.id).exists()
@@ -99,7 +102,8 @@ def test_cancel_racing_the_backend_stops_the_started_job(store, backend):
     (r,) = record(store, backend)
     backend.gate.clear()  # the backend is slow to submit
     worker = threading.Thread(
-        target=store.hand_over, args=(backend, r.id, JobSpec("/bin/sleep", ("30",)))
+        target=ActivityService(store, backend).hand_over,
+        args=(r.id, JobSpec("/bin/sleep", ("30",))),
     )
     worker.start()
     time.sleep(0.1)
@@ -121,14 +125,14 @@ def test_an_orphaned_record_turns_failed(store, backend, runtime):
             .where(Activity.id == r.id)
             .values(updated_at=utcnow() - timedelta(hours=1))
         )
-    fresh = store.refresh(backend, [store.get(r.id)])[r.id]
+    fresh = ActivityService(store, backend).refresh([store.get(r.id)])[r.id]
     assert fresh.state is JobState.FAILED
     assert "never reached the execution backend" in fresh.reason
 
 
 def test_the_launcher_is_bounded_and_finishes_what_it_accepted(store, backend):
     records = record(store, backend, 6)
-    launcher = Launcher(store, backend, workers=1, capacity=2)
+    launcher = Launcher(ActivityService(store, backend), workers=1, capacity=2)
     backend.gate.clear()
     started = threading.Event()
 
@@ -177,7 +181,7 @@ class BatchingBackend(CountingBackend):
 def launch_while_busy(store, backend, jobs):
     """One launch holds the backend; the others arrive meanwhile, one request each."""
     records = record(store, backend, 1 + len(jobs))
-    launcher = Launcher(store, backend, workers=2, batch=50, batch_window=0.5)
+    launcher = Launcher(ActivityService(store, backend), workers=2, batch=50, batch_window=0.5)
     backend.gate.clear()
     launcher.start([(records[0].id, JobSpec("/bin/true"), None)])
     deadline = time.monotonic() + 10
@@ -224,7 +228,7 @@ def test_an_unreachable_backend_fails_the_whole_batch_at_once(store, runtime):
 def test_a_sweep_refused_fails_all_its_points(store, runtime):
     backend = BatchingBackend(runtime.backends["execution"])
     records = record(store, backend, 3)
-    launcher = Launcher(store, backend, workers=1)
+    launcher = Launcher(ActivityService(store, backend), workers=1)
     jobs = [JobSpec("/bin/true"), JobSpec("/nonexistent"), JobSpec("/bin/true")]
     launcher.start([(r.id, job, None) for r, job in zip(records, jobs, strict=True)])
     launcher.close()
@@ -237,8 +241,8 @@ def test_cancel_racing_a_batch_stops_only_that_job(store, runtime):
     records = record(store, backend, 3)
     backend.gate.clear()
     worker = threading.Thread(
-        target=store.hand_over_many,
-        args=(backend, [(r.id, JobSpec("/bin/sleep", ("30",)), None) for r in records]),
+        target=ActivityService(store, backend).hand_over_many,
+        args=([(r.id, JobSpec("/bin/sleep", ("30",)), None) for r in records],),
     )
     worker.start()
     time.sleep(0.1)
@@ -250,7 +254,7 @@ def test_cancel_racing_a_batch_stops_only_that_job(store, runtime):
     assert backend.real.status([records[1].id])[records[1].id].state is JobState.CANCELLED
     for r in (kept, other):
         assert r.state is JobState.PENDING and r.backend_id == r.id
-        store.terminate(backend, r, "alice")
+        ActivityService(store, backend).terminate(r, "alice")
 
 
 def test_concurrent_records_commit_together_and_fail_alone(store, backend):

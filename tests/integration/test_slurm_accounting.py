@@ -23,8 +23,9 @@ from backends.contracts.interfaces import BackendContext
 from backends.contracts.model import JobSpec, JobState
 from backends.execution.slurm.backend import STARTED_FILE, SlurmExecutionBackend
 from backends.execution.slurm.settings import SlurmSettings
-from backends.services.activities import ActivityStore
+from backends.services.activities import ActivityService
 from backends.store import make_engine
+from backends.store.activities import ActivityStore
 from backends.store.tables import Base
 from tests.slurm_cluster import start_cluster, wait_for
 
@@ -168,10 +169,12 @@ def test_slurmdbd_down_keeps_the_last_known_state_then_recovers(cluster, work_di
     (record,) = store.record(
         ["act-outage"], backend=backend.name, owner="alice", vo="", jsdl="<x/>"
     )
-    store.hand_over(backend, record.id, JobSpec("/bin/sh", ("-c", "sleep 3; exit 5")))
+    ActivityService(store, backend).hand_over(
+        record.id, JobSpec("/bin/sh", ("-c", "sleep 3; exit 5"))
+    )
 
     def refreshed():
-        return store.refresh(backend, [store.get(record.id)])[record.id]
+        return ActivityService(store, backend).refresh([store.get(record.id)])[record.id]
 
     assert wait_for(lambda: refreshed().state is JobState.RUNNING, 30)
     backend_id = store.get(record.id).backend_id

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from backends.contracts.model import JobSpec, JobState
-from backends.services.activities import ActivityStore, Launcher
+from backends.services.activities import ActivityService
+from backends.services.launcher import Launcher
+from backends.store.activities import ActivityStore
 from tests.integration.test_slurm_execution import make_backend, wait_state
 
 pytestmark = pytest.mark.service
@@ -51,7 +53,7 @@ def test_launches_arriving_together_are_one_array_of_their_own_jobs(
         return real_sbatch(argv, user)
 
     backend._sbatch = sbatch
-    launcher = Launcher(store, backend, workers=2, batch=100, batch_window=0.5)
+    launcher = Launcher(ActivityService(store, backend), workers=2, batch=100, batch_window=0.5)
     job = [JobSpec("/bin/echo", (f"value={i}",), stdout="out.txt") for i in range(6)]
     launcher.start([(ids[0], job[0], None)])
     while not launcher._in_flight:
@@ -82,14 +84,18 @@ def test_one_task_of_an_array_is_held_released_and_terminated_alone(
     store = ActivityStore(runtime.db.engine)
     ids = [f"act-task-{i}-{time.monotonic_ns()}" for i in range(3)]
     store.record(ids, backend=backend.name, owner="alice", vo="", jsdl="<x/>")
-    store.hand_over_many(backend, [(i, JobSpec("/bin/sleep", ("30",)), None) for i in ids])
+    ActivityService(store, backend).hand_over_many(
+        [(i, JobSpec("/bin/sleep", ("30",)), None) for i in ids]
+    )
     first, second, third = (store.get(i).backend_id for i in ids)
     assert {b.split("_")[0] for b in (first, second, third)} == {first.split("_")[0]}
     backend.suspend(third)  # held while pending, suspended if it already runs
     status = backend.status([third])[third]
     assert status.reason.startswith("held") or status.substate == "Suspended", status
     backend.resume(third)
-    store.terminate(backend, store.get(ids[1]), "alice")  # what BES TerminateActivities does
+    ActivityService(store, backend).terminate(
+        store.get(ids[1]), "alice"
+    )  # what BES TerminateActivities does
     assert store.get(ids[1]).state is JobState.CANCELLED
     tasks = slurm_cluster.run("squeue", "-h", "-r", "-o", "%i|%T").stdout.split()
     assert not [t for t in tasks if t.startswith(second + "|") and "CANCELLED" not in t]
@@ -98,7 +104,7 @@ def test_one_task_of_an_array_is_held_released_and_terminated_alone(
     assert {s.state for s in others.values()} <= {JobState.PENDING, JobState.RUNNING}
     assert len(others) == 2
     for activity_id in (ids[0], ids[2]):
-        store.terminate(backend, store.get(activity_id), "alice")
+        ActivityService(store, backend).terminate(store.get(activity_id), "alice")
         assert store.get(activity_id).state is JobState.CANCELLED
 
 
@@ -167,7 +173,7 @@ def test_a_batch_partly_refused_by_sbatch_fails_only_the_refused_request(
         return real_sbatch(argv, user)
 
     backend._sbatch = sbatch
-    launcher = Launcher(store, backend, workers=2, batch=100, batch_window=0.5)
+    launcher = Launcher(ActivityService(store, backend), workers=2, batch=100, batch_window=0.5)
     launcher.start([(ids[0], JobSpec("/bin/true"), None)])
     while not launcher._in_flight:
         time.sleep(0.01)
@@ -193,7 +199,9 @@ def test_a_sweep_partly_refused_keeps_the_queued_points(slurm_cluster, work_dir,
     ids = [f"act-sweep-part-{i}-{time.monotonic_ns()}" for i in range(3)]
     store.record(ids, backend=backend.name, owner="alice", vo="", jsdl="<x/>")
     jobs = [JobSpec("/bin/true"), JobSpec("/bin/true"), JobSpec("/bin/true", memory_limit=10**14)]
-    store.hand_over_many(backend, [(i, j, None) for i, j in zip(ids, jobs, strict=True)])
+    ActivityService(store, backend).hand_over_many(
+        [(i, j, None) for i, j in zip(ids, jobs, strict=True)]
+    )
     first, second, refused = (store.get(i) for i in ids)
     array = first.backend_id.split("_")[0]
     assert (first.backend_id, second.backend_id) == (f"{array}_0", f"{array}_1")

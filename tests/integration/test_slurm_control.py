@@ -145,7 +145,7 @@ def test_requeue_a_running_and_a_failed_job(gateway):
     failed = wait(client, failing, "Failed", "Finished")
     assert failed["state"] == "Failed" and failed["exit_code"] == 3, failed
 
-    store = runtime._bes_activity_store
+    store = runtime.activity_store
     slurm_ids = {a: store.get(a).backend_id for a in (running, failing)}
     # another gateway process on the same state has seen (and keeps) the old end
     from backends.execution.slurm.backend import SlurmExecutionBackend
@@ -189,7 +189,7 @@ def test_requeue_refusals(gateway, slurm_cluster):
     # finished, so Slurm keeps it from being requeued) is refused with the reason
     other = create(client, shell("sleep 60"))
     wait(client, other, "Running")
-    backend_id = runtime._bes_activity_store.get(other).backend_id
+    backend_id = runtime.activity_store.get(other).backend_id
     slurm_cluster.run("scancel", backend_id)
     wait(client, other, "Cancelled", "Failed")
     refused = post(client, other, "requeue")
@@ -268,7 +268,7 @@ def test_queue_hint_chooses_the_partition(gateway, slurm_cluster):
     activity_id = create(client, m.job("/bin/true", extra=queue_hint(SECOND_PARTITION)))
     done = wait(client, activity_id, "Finished", "Failed")
     assert done["state"] == "Finished", done
-    backend_id = runtime._bes_activity_store.get(activity_id).backend_id
+    backend_id = runtime.activity_store.get(activity_id).backend_id
     shown = slurm_cluster.run("scontrol", "show", "job", backend_id).stdout
     assert f"Partition={SECOND_PARTITION} " in shown
     # the factory attributes document lists the queues a hint may name

@@ -56,8 +56,7 @@ def test_login_through_discovery_and_idp_form_lands_on_portal_with_vos(
     from selenium.webdriver.support.ui import WebDriverWait
 
     from backends.contracts.model import JobState
-    from gateway.bes.context import activity_store
-    from tests.interop.test_saml_portal import start_activity
+    from tests.interop.test_saml_portal import activity_store, start_activity
 
     running = start_activity(saml_world)  # alice's job, running before she logs in
     saml_world.idp.options.clear()

@@ -32,12 +32,14 @@ def local_vo(world: Any, name: str) -> Any:
     return vo
 
 
-def start_activity(world: Any, owner: str = ALICE, seconds: str = "300") -> Any:
-    from gateway.bes.context import activity_store
+def activity_store(runtime: Any) -> Any:
+    """The runtime's one activity store (shared by BES, the API and the portal)."""
+    return runtime.activity_store
 
+
+def start_activity(world: Any, owner: str = ALICE, seconds: str = "300") -> Any:
     rt = world.runtime
-    record = activity_store(rt).submit(
-        rt.backends["execution"],
+    record = rt.activities.submit(
         JobSpec(executable="/bin/sleep", arguments=(seconds,)),
         owner=owner,
         vo="",
@@ -45,7 +47,7 @@ def start_activity(world: Any, owner: str = ALICE, seconds: str = "300") -> Any:
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # running, so Cancel goes to the backend for real
-        current = activity_store(rt).refresh(rt.backends["execution"], [record])[record.id]
+        current = rt.activities.refresh([record])[record.id]
         if current.state is not JobState.PENDING:
             break
         time.sleep(0.1)
@@ -131,8 +133,6 @@ def test_portal_lists_activities_and_cancels_one_with_a_session_bound_form(
     )
     assert done.status_code == 303, done.text
     assert done.headers["Location"] == "/portal/"
-    from gateway.bes.context import activity_store
-
     record = activity_store(saml_world.runtime).get(mine.id)
     assert record.state is JobState.CANCELLED
     assert record.reason == f"terminated by {ALICE}"
@@ -170,8 +170,7 @@ def test_portal_forms_need_a_saml_session(saml_world: Any) -> None:
 def test_cancel_of_an_activity_not_yet_handed_to_the_backend(saml_world: Any) -> None:
     """Pending in the store only (the launcher has not run it): cancelled there, and
     the launcher will skip it — the same path BES takes."""
-    from backends.services.activities import new_activity_id
-    from gateway.bes.context import activity_store
+    from backends.store.activities import new_activity_id
 
     store = activity_store(saml_world.runtime)
     (waiting,) = store.record([new_activity_id()], backend="local", owner=ALICE, vo="", jsdl="<x/>")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from backends.contracts.model import JobState
-from backends.services.activities import ActivityRecord
+from backends.store.activities import ActivityRecord
 from gateway.bes.factory import activity_status
 from gateway.bes.namespaces import XG
 from gateway.xmlns import HPCP_FS
