@@ -203,9 +203,9 @@ def load_backends(
     settings: Settings, db: Database, directory: SiteDirectory | None = None
 ) -> dict[str, Backend]:
     backends = {kind: load_backend(settings, db, kind, directory) for kind in KINDS}
-    vm = backends["vm"]
-    if hasattr(vm, "use_storage"):  # os_tpl images uploaded onto storage volumes
-        vm.use_storage(backends["storage"])
+    vm, storage = backends["vm"], backends["storage"]
+    if isinstance(vm, VMBackend) and isinstance(storage, StorageBackend):
+        vm.use_storage(storage)  # os_tpl images uploaded onto storage volumes
     return backends
 
 
@@ -245,7 +245,7 @@ def build_runtime(settings: Settings, *, with_backends: bool = True) -> Runtime:
             settings.vo,
             vo_backend.membership_epoch,
             authority=settings.vo.entitlement_authority or settings.token_issuer,
-            epoch_cached=getattr(vo_backend, "cached_epoch", None),
+            epoch_cached=vo_backend.cached_epoch,
         )
         resolver = MembershipResolver(vo_backend)
     by_name: dict[str, Authenticator] = {

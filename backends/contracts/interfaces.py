@@ -213,6 +213,10 @@ class VMBackend(Backend):
     kind = "vm"
 
     # -- compute -----------------------------------------------------------------------
+    def use_storage(self, storage: StorageBackend) -> None:
+        """The storage backend whose volume URLs may be os_tpl images; wired once at
+        start. A VM backend that takes no images from volumes ignores it."""
+
     def create(self, vm_id: str, spec: VMSpec) -> VMInfo:
         """Define the VM on the host chosen by placement, and start it."""
         raise NotSupported(f"{self.name} cannot create VMs yet")
@@ -407,6 +411,11 @@ class VOBackend(Backend):
         """A counter that grows whenever something is taken away from the principal;
         VO tokens issued at an older epoch are refused."""
         return 0
+
+    def cached_epoch(self, principal: str) -> int | None:
+        """:meth:`membership_epoch` when it can be answered without the store, else None
+        (a token check on the hot path asks this first)."""
+        return None
 
     def record(
         self,

@@ -3,10 +3,13 @@ resolved against the storage backend when the activity is created, while the cal
 known, so that every refusal is a fault on CreateActivity rather than a job failing later:
 
 * the URL's scheme must be the one the configured storage backend serves
-  (UnsupportedFeature naming jsdl:URI);
-* the volume must exist (InvalidRequestMessage);
+  (:class:`NotSupported`; BES: UnsupportedFeature naming jsdl:URI);
+* the volume must exist (:class:`InvalidRequest`; BES: InvalidRequestMessage);
 * VO policy must let the caller ``read`` the volume for a stage-in and ``write`` it for a
-  stage-out (NotAuthorized, with the policy's reason).
+  stage-out (the front end's own refusal, through ``Caller.authorize``).
+
+The refusals are the contracts' neutral errors, so that every job front end (BES, TES)
+answers them in its own protocol.
 
 The resolved spec carries the folder where the volume is mounted on this host and the
 room its quota leaves; the transfer itself runs in the activity's supervisor as the
@@ -21,11 +24,11 @@ from typing import TYPE_CHECKING, Protocol
 from backends.contracts.interfaces import (
     BackendError,
     BackendUnavailable,
+    InvalidRequest,
+    NotSupported,
     StorageBackend,
-    UnknownResource,
 )
 from backends.contracts.model import JobSpec, Resource, StagingSpec
-from gateway.bes.faults import SERVER, BESFault, invalid_request
 from gateway.jsdl.staging import VOLUME_SCHEMES
 
 if TYPE_CHECKING:
@@ -65,21 +68,17 @@ def _bind(
     if scheme not in VOLUME_SCHEMES:
         return spec
     if scheme != storage.scheme:
-        raise BESFault(
-            "UnsupportedFeature",
-            f"jsdl:URI: {url} names a {scheme} volume; this gateway's storage is "
-            f"{storage.name} ({storage.scheme}: URLs)",
-            features=["jsdl:URI"],
+        raise NotSupported(
+            f"{url} names a {scheme} volume; this gateway's storage is "
+            f"{storage.name} ({storage.scheme}: URLs)"
         )
     try:
         name, _ = storage.resolve(url)
         volume = storage.volume(name)
-    except UnknownResource as exc:
-        raise invalid_request("jsdl:URI", f"{url}: {exc}") from exc
     except BackendUnavailable as exc:
-        raise BESFault("", f"the storage backend cannot be reached: {exc}", code=SERVER) from exc
-    except BackendError as exc:
-        raise invalid_request("jsdl:URI", f"{url}: {exc}") from exc
+        raise BackendUnavailable(f"the storage backend cannot be reached: {exc}") from exc
+    except BackendError as exc:  # an unknown volume, a bad name
+        raise InvalidRequest(f"{url}: {exc}") from exc
     call.authorize(action, Resource(kind="volume", id=volume.name, vo=volume.vo))
     free = None if volume.quota_bytes is None else max(0, volume.quota_bytes - volume.used_bytes)
     root = storage.local_root(volume.name)

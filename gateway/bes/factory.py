@@ -20,10 +20,11 @@ from lxml import etree
 from backends.contracts.interfaces import (
     BackendError,
     BackendUnavailable,
+    InvalidRequest,
     InvalidSpec,
     NotSupported,
 )
-from backends.contracts.model import LocalAccount, Resource
+from backends.contracts.model import JobSpec, LocalAccount, Resource
 from backends.contracts.platform import jsdl_architecture, jsdl_operating_system
 from backends.services.activities import NotTerminable
 from backends.store.activities import ActivityRecord
@@ -112,7 +113,7 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
         raise invalid_request(exc.element, exc.message) from exc
     if not jobs:
         raise invalid_request("jsdl:JobDefinition", "describes no job to run")
-    jobs = [bind_volumes(call, job) for job in jobs]  # volume URLs: resolved, authorised
+    jobs = [_bind_volumes(call, job) for job in jobs]  # volume URLs: resolved, authorised
     for job in jobs:  # refused before any record: an unknown queue, a backend that is down
         try:
             call.execution.admit(job)
@@ -134,6 +135,18 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
     for extra in created[1:]:  # the other points of a parameter sweep
         response.append(activity_epr(q(XG, "SweepActivityIdentifier"), call.endpoint_url, extra))
     return response
+
+
+def _bind_volumes(call: Call, job: JobSpec) -> JobSpec:
+    """The job's volume URLs resolved and authorised; refusals in BES's words."""
+    try:
+        return bind_volumes(call, job)
+    except NotSupported as exc:
+        raise BESFault("UnsupportedFeature", f"jsdl:URI: {exc}", features=["jsdl:URI"]) from exc
+    except BackendUnavailable as exc:
+        raise BESFault("", str(exc), code=SERVER) from exc
+    except InvalidRequest as exc:
+        raise invalid_request("jsdl:URI", str(exc)) from exc
 
 
 def _local_account(call: Call, vo: str) -> LocalAccount | None:

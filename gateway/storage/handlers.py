@@ -28,6 +28,7 @@ from backends.contracts.interfaces import (
     QuotaExceeded,
     StorageBackend,
     UnknownResource,
+    VOBackend,
 )
 from backends.contracts.model import FileInfo, Volume
 from gateway import runtime
@@ -39,11 +40,11 @@ from gateway.storage.ranges import Unsatisfiable, byte_range
 
 
 def storage() -> StorageBackend:
-    return runtime.current().backends["storage"]
+    return runtime.current().storage
 
 
-def vo_backend() -> Any:
-    return runtime.current().backends["vo"]
+def vo_backend() -> VOBackend:
+    return runtime.current().vo
 
 
 def render_volume(
