@@ -27,7 +27,7 @@ import pwd
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,14 @@ from backends.contracts.interfaces import (
     PartlySubmitted,
     UnknownResource,
 )
-from backends.contracts.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
+from backends.contracts.model import (
+    HealthReport,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LocalAccount,
+    to_plain,
+)
 from backends.execution.slurm import job as slurm_job
 from backends.execution.slurm.accounting import Accounting
 from backends.execution.slurm.cli import (
@@ -63,16 +70,6 @@ TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "r
 def _get(options: Any, name: str, default: Any) -> Any:
     value = getattr(options, name, None)
     return default if value is None else value
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _write_bytes(path: str, data: bytes, mode: int, owner: Any = None) -> None:
@@ -354,8 +351,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             _write(
                 staging,
                 {
-                    "stage_in": _plain(job.stage_in),
-                    "stage_out": _plain(job.stage_out),
+                    "stage_in": to_plain(job.stage_in),
+                    "stage_out": to_plain(job.stage_out),
                     "staging_limits": self.staging_limits,
                 },
                 0o600,
