@@ -426,7 +426,7 @@ class LocalExecutionBackend(ExecutionBackend):
             return  # its supervisor finds the cancel file within a second
         if launch and supervisor.alive(launch):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(supervisor["pid"]), signal.SIGTERM)
+                os.kill(int(launch["pid"]), signal.SIGTERM)
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if self.status([backend_id])[backend_id].state.terminal:
