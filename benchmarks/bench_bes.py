@@ -21,10 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from harness import free_port, wrk
+from harness import free_port, stop, wait_until_up, wrk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.services import prepare_state
@@ -72,21 +71,6 @@ def serve_echo(port: int) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------
-def wait_until_up(url: str, proc: subprocess.Popen, method: str = "GET") -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
 def status_request(ids: list[str], base: str) -> bytes:
     eprs = "".join(
         f"<bes:ActivityIdentifier><wsa:Address>{base}/bes/activities/{i}</wsa:Address>"
@@ -216,12 +200,7 @@ def main() -> None:
         print(f"baseline: 1000 calls x 1 EPR:             {single_total * 1000:8.1f} ms")
         print(f"ratio: {single_total / batch:.1f}x faster (aim >= 20x)")
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         shutil.rmtree(folder, ignore_errors=True)
 
 

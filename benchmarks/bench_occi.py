@@ -29,7 +29,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from harness import free_port, wrk
+from harness import free_port, stop, wait_until_up, wrk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.services import prepare_state
@@ -58,21 +58,6 @@ def node_xml(ids: list[str]) -> str:
         "<available unit='GiB'>100</available><target><path>/default-pool</path></target>"
         f"</pool>{domains}</node>"
     )
-
-
-def wait_for(url: str, proc: subprocess.Popen, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers or {}), timeout=2
-            ):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within 60 s")
 
 
 def fetch(url: str, headers: dict[str, str]) -> bytes:
@@ -215,7 +200,7 @@ def main() -> None:
             stderr=subprocess.PIPE,
         )
         procs.append(gateway)
-        wait_for(f"http://127.0.0.1:{port}/healthz", gateway)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", gateway)
         auth = {"Authorization": "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()}
         gw = f"http://127.0.0.1:{port}"
         query_body = fetch(f"{gw}/-/", auth)
@@ -236,7 +221,7 @@ def main() -> None:
             )
             procs.append(proc)
             bases[framework] = f"http://127.0.0.1:{bport}"
-            wait_for(f"{bases[framework]}/-/", proc)
+            wait_until_up(f"{bases[framework]}/-/", proc)
             assert fetch(f"{bases[framework]}/compute/", {}) == listing_body
 
         # The machine may be shared: alternate the servers in short rounds and report the
@@ -281,12 +266,7 @@ def main() -> None:
             "connexion: from a connexion FlaskApp without the gateway's auth and middleware"
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_bes import CREATE, wait_until_up  # noqa: E402
-from harness import free_port  # noqa: E402
+from bench_bes import CREATE  # noqa: E402
+from harness import free_port, stop, wait_until_up  # noqa: E402
 
 from backends.contracts.interfaces import BackendContext  # noqa: E402
 from backends.contracts.model import JobSpec  # noqa: E402
@@ -338,9 +338,7 @@ def main() -> None:
             f"each ({len(sample)} asked), {one_each * len(ids):6.1f} s for {len(ids)}"
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
+        stop(procs)
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -38,11 +38,11 @@ ROUNDS = 3
 STAGE = """
 import sys
 from pathlib import Path
-from backends.execution.staging import StagingLimits, stage_in, stage_out
+from backends.execution.staging import StagingLimits, TransferOptions, stage_in, stage_out
 direction, work, name, url, root = sys.argv[1:6]
 limits = StagingLimits(max_bytes=1 << 40, timeout=3600)
 step = stage_in if direction == "in" else stage_out
-step(Path(work), name, url, limits=limits, local_root=root)
+step(Path(work), name, url, TransferOptions(local_root=root), limits)
 """
 
 

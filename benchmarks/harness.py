@@ -1,5 +1,6 @@
 """What every HTTP benchmark here needs: a server in its own process on a free loopback
-port, a plain-Flask baseline served the same way, and wrk to load them.
+port, waiting for it to answer and stopping it, a plain-Flask baseline served the same
+way, and wrk to load them.
 
 Figures are only compared within one run: both sides are measured alternately, several
 rounds each, and the median is reported, so a noisy neighbour hits both.
@@ -16,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
@@ -28,6 +30,41 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until_up(
+    url: str,
+    proc: subprocess.Popen,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    seconds: float = 60,
+) -> None:
+    """Return once ``url`` answers at all (an HTTP error is an answer); stop the run
+    with the server's stderr if it exits first, or if it does not answer in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(request, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {seconds:g} s")
+
+
+def stop(procs: Iterable[subprocess.Popen]) -> None:
+    """Terminate each server; kill the ones still there after 10 s."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @contextmanager
@@ -57,11 +94,7 @@ def server(argv: Sequence[str], env: dict[str, str], probe_path: str) -> Iterato
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop([proc])
         log.close()
 
 

@@ -6,6 +6,7 @@ memberships), never in which standard it was asked.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -319,3 +320,20 @@ class HealthReport:
     ok: bool
     detail: str
     figures: Mapping[str, object] = field(default_factory=dict)
+
+
+def to_plain(value: object) -> object:
+    """A model value (a JobSpec with its StagingSpecs and Bounds, tuples, mappings) as
+    JSON-ready data: dataclasses as dicts keyed by field name, tuples as lists.
+
+    The execution plugins hand jobs to the processes that run them on the host (the
+    local supervisor, the Slurm job's staging step) in this form, and those read it by
+    these field names: it is the model's own plain form, so it lives beside the model.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value

@@ -27,6 +27,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CREATION_FLAGS = ("overwrite", "append", "dontOverwrite")
 VOLUME_SCHEMES = ("glusterfs", "xtreemfs")
@@ -47,6 +48,26 @@ class StagingLimits:
     io_timeout: float = 30.0  # seconds without progress on the socket
     file_roots: tuple[str, ...] = field(default=())  # where file: URLs may point
     ca_file: str = ""  # CA certificates for https (PEM); default: the system's
+
+
+NO_LIMITS = StagingLimits()
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """What one transfer brings besides its file and URL (from the job's StagingSpec):
+    the CreationFlag, credentials for this transfer only, and for a volume URL the folder
+    the volume is mounted at here and the room its quota left (stage-out)."""
+
+    creation_flag: str = "overwrite"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    bearer_token: str = field(default="", repr=False)
+    local_root: str = ""
+    free_bytes: int | None = None
+
+
+DEFAULT_OPTIONS = TransferOptions()
 
 
 def preload() -> None:
@@ -392,57 +413,56 @@ def _receive(final: Path, flag: str, what: str, fill: Callable[[Sink], None]) ->
 
 
 # -- the two directions ------------------------------------------------------------------
+def _begin(
+    workdir: Path, filename: str, url: str, direction: str, flag: str, limits: StagingLimits
+) -> tuple[Path, urllib.parse.SplitResult, _Budget]:
+    """What both directions check first: the CreationFlag, the file name, the URL's
+    scheme; then the job's path of the file, the parsed URL and the transfer's budget."""
+    _check_flag(flag)
+    preposition, role = ("from", "source") if direction == "in" else ("to", "target")
+    what = f"stage-{direction} of {filename!r} {preposition} {redact(url)!r}"
+    path = job_path(workdir, filename)
+    return path, _scheme(url, role), _Budget(limits, what)
+
+
 def stage_in(
     workdir: Path,
     filename: str,
     source: str,
-    creation_flag: str = "overwrite",
-    username: str = "",
-    password: str = "",
-    limits: StagingLimits | None = None,
-    bearer_token: str = "",
-    local_root: str = "",
+    options: TransferOptions = DEFAULT_OPTIONS,
+    limits: StagingLimits = NO_LIMITS,
 ) -> int:
     """Fetch ``source`` into ``workdir/filename``; returns the number of bytes received."""
-    limits = limits or StagingLimits()
-    _check_flag(creation_flag)
-    what = f"stage-in of {filename!r} from {redact(source)!r}"
-    final = job_path(workdir, filename)
-    parts = _scheme(source, "source")
-    budget = _Budget(limits, what)
+    final, parts, budget = _begin(workdir, filename, source, "in", options.creation_flag, limits)
+    user, password, token = options.username, options.password, options.bearer_token
     scheme = parts.scheme.lower()
 
     def fill(sink: Callable[[bytes], None]) -> None:
         if scheme in ("http", "https"):
-            _http_get(source, parts, username, password, sink, budget, bearer_token)
+            _http_get(source, parts, user, password, sink, budget, token)
         elif scheme == "ftp":
-            _ftp_get(parts, username, password, sink, budget)
+            _ftp_get(parts, user, password, sink, budget)
         elif scheme in VOLUME_SCHEMES:
-            _read_local(_on_volume(source, parts, local_root), what, budget, sink)
+            path = _on_volume(source, parts, options.local_root)
+            _read_local(path, budget.what, budget, sink)
         else:
-            _read_local(_rooted(source, parts, limits.file_roots), what, budget, sink)
+            path = _rooted(source, parts, limits.file_roots)
+            _read_local(path, budget.what, budget, sink)
 
-    return _receive(final, creation_flag, what, fill)
+    return _receive(final, options.creation_flag, budget.what, fill)
 
 
 def stage_out(
     workdir: Path,
     filename: str,
     target: str,
-    creation_flag: str = "overwrite",
-    username: str = "",
-    password: str = "",
-    limits: StagingLimits | None = None,
-    bearer_token: str = "",
-    local_root: str = "",
-    free_bytes: int | None = None,
+    options: TransferOptions = DEFAULT_OPTIONS,
+    limits: StagingLimits = NO_LIMITS,
 ) -> int:
     """Send ``workdir/filename`` to ``target``; returns the number of bytes sent."""
-    limits = limits or StagingLimits()
-    _check_flag(creation_flag)
-    what = f"stage-out of {filename!r} to {redact(target)!r}"
-    local = job_path(workdir, filename)
-    parts = _scheme(target, "target")
+    flag = options.creation_flag
+    local, parts, budget = _begin(workdir, filename, target, "out", flag, limits)
+    what = budget.what
     real = Path(os.path.realpath(local))
     workreal = Path(os.path.realpath(workdir))
     if workreal not in real.parents:
@@ -452,19 +472,18 @@ def stage_out(
     source = workdir / real.relative_to(workreal)
     if not source.is_file():
         raise StagingError(f"{what}: the job did not create the file")
-    budget = _Budget(limits, what)
+    user, password, token = options.username, options.password, options.bearer_token
     scheme = parts.scheme.lower()
     try:
         if scheme in ("http", "https"):
-            _http_put(
-                target, parts, username, password, source, creation_flag, budget, bearer_token
-            )
+            _http_put(target, parts, user, password, source, flag, budget, token)
         elif scheme == "ftp":
-            _ftp_put(parts, username, password, source, creation_flag, budget)
+            _ftp_put(parts, user, password, source, flag, budget)
         else:
             if scheme in VOLUME_SCHEMES:
-                final = _on_volume(target, parts, local_root)
+                final = _on_volume(target, parts, options.local_root)
                 size = source.stat().st_size
+                free_bytes = options.free_bytes
                 if free_bytes is not None and size > free_bytes:
                     raise StagingError(
                         f"{what}: {size} bytes do not fit in the volume's quota "
@@ -479,7 +498,35 @@ def stage_out(
                         budget.take(len(chunk))
                         sink(chunk)
 
-            return _receive(final, creation_flag, what, fill)
+            return _receive(final, flag, what, fill)
     except OSError as exc:
         raise StagingError(f"{what}: {exc.strerror or exc}") from exc
     return budget.bytes
+
+
+# -- the job's transfers, as the execution plugins hand them over -------------------------
+def transfer(
+    direction: str, specs: list[dict[str, Any]], workdir: Path, limits: dict[str, Any]
+) -> str:
+    """Run every transfer of one direction (``in`` or ``out``) of a job, given as its
+    StagingSpecs in plain form (``model.to_plain``) with the plugin's staging limits;
+    '' when all worked, else the first failure."""
+    bounds = StagingLimits(**{**limits, "file_roots": tuple(limits.get("file_roots", ()))})
+    step = stage_in if direction == "in" else stage_out
+    for spec in specs:
+        url = spec.get("source") if direction == "in" else spec.get("target")
+        if not url:
+            continue
+        options = TransferOptions(
+            creation_flag=spec.get("creation_flag") or "overwrite",
+            username=spec.get("username") or "",
+            password=spec.get("password") or "",
+            bearer_token=spec.get("bearer_token") or "",
+            local_root=spec.get("local_root") or "",
+            free_bytes=spec.get("free_bytes") if direction == "out" else None,
+        )
+        try:
+            step(workdir, spec["filename"], url, options, bounds)
+        except StagingError as exc:
+            return str(exc)
+    return ""

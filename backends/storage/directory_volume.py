@@ -136,6 +136,10 @@ class DirectoryVolumes(StorageBackend):
     def _volume_root(self, name: str) -> Path:
         """The folder holding the volume's files on this host (mounting if needed)."""
 
+    @abc.abstractmethod
+    def _set_quota(self, name: str, quota_bytes: int | None) -> None:
+        """Make ``quota_bytes`` the quota of an existing volume (None: no quota)."""
+
     @functools.cached_property
     def _mounted(self) -> set[Path]:
         """The mounts this backend object made itself (the only ones :meth:`close` takes
@@ -174,6 +178,11 @@ class DirectoryVolumes(StorageBackend):
     def _check_quota(quota_bytes: int | None) -> None:
         if quota_bytes is not None and (not isinstance(quota_bytes, int) or quota_bytes < 1):
             raise InvalidRequest(f"quota {quota_bytes!r} must be a positive number of bytes")
+
+    def resize_volume(self, name: str, quota_bytes: int | None) -> Volume:
+        self._check_resize(name, quota_bytes)
+        self._set_quota(name, quota_bytes)
+        return self.volume(name)
 
     def _check_resize(self, name: str, quota_bytes: int | None) -> None:
         self._check_quota(quota_bytes)
@@ -393,6 +402,10 @@ class JsonVolumeRecords:
         if not self.records_dir.is_dir():
             return []
         return [p.stem for p in self.records_dir.glob("*.json")]
+
+    def _set_quota(self, name: str, quota_bytes: int | None) -> None:
+        vo, _ = self._volume_record(name)
+        self._write_record(name, vo, quota_bytes, new=False)
 
     def _write_record(self, name: str, vo: str, quota: int | None, *, new: bool) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)

@@ -175,11 +175,6 @@ class GlusterStorageBackend(DirectoryVolumes):
         kb = f"{-(-quota_bytes // 1024)}KB"
         self.gluster("volume", "quota", name, "limit-usage", "/", kb, what=what)
 
-    def resize_volume(self, name: str, quota_bytes: int | None) -> Volume:
-        self._check_resize(name, quota_bytes)
-        self._set_quota(name, quota_bytes)
-        return self.volume(name)
-
     def delete_volume(self, name: str) -> None:
         checked_name(name, "volume")
         self._volume_record(name)  # ours, or UnknownResource

@@ -72,12 +72,6 @@ class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
             raise InvalidState(f"volume {name!r}: {exc.strerror or exc}") from exc
         return self.volume(name)
 
-    def resize_volume(self, name: str, quota_bytes: int | None) -> Volume:
-        self._check_resize(name, quota_bytes)
-        vo, _ = self._volume_record(name)
-        self._write_record(name, vo, quota_bytes, new=False)
-        return self.volume(name)
-
     def delete_volume(self, name: str) -> None:
         checked_name(name, "volume")
         root = self._volume_root(name)

@@ -185,12 +185,6 @@ class XtreemFSStorageBackend(JsonVolumeRecords, DirectoryVolumes):
             self._run(replication_argv(self._tool("xtfsutil"), root, policy, factor), what)
         return self.volume(name)
 
-    def resize_volume(self, name: str, quota_bytes: int | None) -> Volume:
-        self._check_resize(name, quota_bytes)
-        vo, _ = self._volume_record(name)
-        self._write_record(name, vo, quota_bytes, new=False)
-        return self.volume(name)
-
     def delete_volume(self, name: str) -> None:
         checked_name(name, "volume")
         self._volume_record(name)  # ours, or UnknownResource

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -38,10 +39,19 @@ def whoami() -> tuple[dict, int, dict]:
     )
 
 
-def issue_token(body: dict | None = None) -> tuple[dict, int, dict]:
+def _token_request(body: dict | bytes | None) -> dict:
+    """The TokenRequest: connexion has validated it as JSON already, but hands it over as
+    bytes when the request named no Content-Type (curl -X POST without -d sends none;
+    the spec's default ``{}`` stands in for the missing body)."""
+    if isinstance(body, bytes):
+        return json.loads(body) if body else {}
+    return body or {}
+
+
+def issue_token(body: dict | bytes | None = None) -> tuple[dict, int, dict]:
     """A token for the caller; a caller holding a token cannot outlive it by exchange."""
     principal = current_principal()
-    body = body or {}
+    body = _token_request(body)
     issuer = runtime.current().tokens.issuer
     if principal.authenticated_by == "vo-token" and principal.attributes.get("iss") != issuer:
         detail = "a VO token of another gateway cannot be exchanged for a token of this one"

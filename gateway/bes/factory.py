@@ -167,12 +167,22 @@ def _local_account(call: Call, vo: str) -> LocalAccount | None:
 
 
 # -- the batch operations -------------------------------------------------------------
+_ACTIVITY_IDENTIFIER = (q(BES, "ActivityIdentifier"), "ActivityIdentifier")  # or unqualified
+
+
 def _epr_list(call: Call, payload: etree._Element) -> list[etree._Element]:
-    eprs = [
-        c
-        for c in payload
-        if isinstance(c.tag, str) and etree.QName(c).localname == "ActivityIdentifier"
-    ]
+    """The request's bes-factory:ActivityIdentifier EPRs; any other element is refused,
+    naming it: answering nothing for it would look as if there were no such activity."""
+    eprs = [c for c in payload if isinstance(c.tag, str)]
+    for child in eprs:
+        if child.tag not in _ACTIVITY_IDENTIFIER:
+            found = etree.QName(child)
+            raise invalid_request(
+                child.tag if found.namespace else f"{child.tag} (no namespace)",
+                f"not expected in bes-factory:{etree.QName(payload).localname}: name each "
+                f"activity by one bes-factory:ActivityIdentifier ({{{BES}}}ActivityIdentifier), "
+                "the EPR CreateActivity returned",
+            )
     if len(eprs) > call.settings.max_batch:
         raise invalid_request(
             "bes-factory:ActivityIdentifier",

@@ -12,17 +12,14 @@ clients that log in through their IdP without a browser.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from lxml import etree
 
 from gateway import xmlsafe
-from gateway.saml import dsig
+from gateway.saml import dsig, protocol
 from gateway.saml.namespaces import BINDING_PAOS, SAML, SAMLP, q
 from gateway.saml.response import ResponseRejected
-from gateway.saml.timeutil import format_datetime
+from gateway.xmlns import SOAP_ENV
 
-SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 PAOS = "urn:liberty:paos:2003-08"
 ECP = "urn:oasis:names:tc:SAML:2.0:profiles:SSO:ecp"
 MIME_PAOS = "application/vnd.paos+xml"
@@ -42,14 +39,14 @@ def authn_request_envelope(
     signing: tuple[bytes, bytes] | None,
 ) -> bytes:
     """The SP's first answer: the SOAP envelope with PAOS/ECP headers and AuthnRequest."""
-    envelope = etree.Element(q(SOAP11, "Envelope"), nsmap={"S": SOAP11})
-    header = etree.SubElement(envelope, q(SOAP11, "Header"))
+    envelope = etree.Element(q(SOAP_ENV, "Envelope"), nsmap={"S": SOAP_ENV})
+    header = etree.SubElement(envelope, q(SOAP_ENV, "Header"))
     etree.SubElement(
         header,
         q(PAOS, "Request"),
         {
-            q(SOAP11, "mustUnderstand"): "1",
-            q(SOAP11, "actor"): ACTOR,
+            q(SOAP_ENV, "mustUnderstand"): "1",
+            q(SOAP_ENV, "actor"): ACTOR,
             "responseConsumerURL": consumer_url,
             "service": ECP,
         },
@@ -59,8 +56,8 @@ def authn_request_envelope(
         header,
         q(ECP, "Request"),
         {
-            q(SOAP11, "mustUnderstand"): "1",
-            q(SOAP11, "actor"): ACTOR,
+            q(SOAP_ENV, "mustUnderstand"): "1",
+            q(SOAP_ENV, "actor"): ACTOR,
             "IsPassive": "0",
             "ProviderName": provider_name,
         },
@@ -71,22 +68,13 @@ def authn_request_envelope(
     etree.SubElement(
         header,
         q(ECP, "RelayState"),
-        {q(SOAP11, "mustUnderstand"): "1", q(SOAP11, "actor"): ACTOR},
+        {q(SOAP_ENV, "mustUnderstand"): "1", q(SOAP_ENV, "actor"): ACTOR},
         nsmap={"ecp": ECP},
     ).text = request_id
-    body = etree.SubElement(envelope, q(SOAP11, "Body"))
-    request = etree.SubElement(
-        body,
-        q(SAMLP, "AuthnRequest"),
-        nsmap={"samlp": SAMLP, "saml": SAML},
-        ID=request_id,
-        Version="2.0",
-        IssueInstant=format_datetime(datetime.now(UTC)),
-        AssertionConsumerServiceURL=consumer_url,
-        ProtocolBinding=BINDING_PAOS,
+    body = etree.SubElement(envelope, q(SOAP_ENV, "Body"))
+    request = protocol.authn_request(
+        sp_entity_id, request_id, consumer_url, BINDING_PAOS, parent=body
     )
-    etree.SubElement(request, q(SAML, "Issuer")).text = sp_entity_id
-    etree.SubElement(request, q(SAMLP, "NameIDPolicy"), AllowCreate="true")
     if signing is not None:  # the SOAP binding has no query signature: sign the XML
         dsig.sign(request, signing[0], signing[1], index=1)
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
@@ -98,9 +86,9 @@ def response_from_envelope(data: bytes) -> bytes:
         envelope = xmlsafe.parse(data, max_bytes=512 * 1024)
     except xmlsafe.UnsafeXML as exc:
         raise ResponseRejected(f"PAOS message refused: {exc}") from exc
-    if envelope.tag != q(SOAP11, "Envelope"):
+    if envelope.tag != q(SOAP_ENV, "Envelope"):
         raise ResponseRejected(f"expected a SOAP 1.1 Envelope, got {envelope.tag}")
-    body = envelope.find(q(SOAP11, "Body"))
+    body = envelope.find(q(SOAP_ENV, "Body"))
     children = [c for c in body if isinstance(c.tag, str)] if body is not None else []
     if len(children) != 1 or children[0].tag != q(SAMLP, "Response"):
         raise ResponseRejected("the SOAP Body must hold exactly one samlp:Response")

@@ -63,16 +63,24 @@ def login(idp: str | None = None, entityID: str | None = None, return_to: str | 
     except SAMLError as exc:
         return _problem(exc)
     # Remembered for the discovery page (a preference, not a credential).
+    _set_cookie(response, sp, "xg_saml_idp", chosen, max_age=365 * 86400, path="/saml/")
+    return response
+
+
+def _set_cookie(
+    response: Any, sp: ServiceProvider, name: str, value: str, *, max_age: int, path: str
+) -> None:
+    """A cookie of the SP's: HTTP-only, Lax, and Secure when the gateway is served over
+    HTTPS."""
     response.set_cookie(
-        "xg_saml_idp",
-        chosen,
-        max_age=365 * 86400,
-        path="/saml/",
+        name,
+        value,
+        max_age=max_age,
+        path=path,
         secure=sp.public_url.startswith("https://"),
         httponly=True,
         samesite="Lax",
     )
-    return response
 
 
 def discovery(**params: str) -> Any:
@@ -102,14 +110,8 @@ def _login_redirect(sp: ServiceProvider, assertion: Any, principal: Any, to: str
     """A new session, its cookie, and the way back into the gateway."""
     cookie = sp.start_session(assertion, principal)
     response = _see_other(safe_return_to(to))
-    response.set_cookie(
-        sp.config.session_cookie,
-        cookie,
-        max_age=sp.config.session_lifetime,
-        path="/",
-        secure=sp.public_url.startswith("https://"),
-        httponly=True,
-        samesite="Lax",
+    _set_cookie(
+        response, sp, sp.config.session_cookie, cookie, max_age=sp.config.session_lifetime, path="/"
     )
     return response
 

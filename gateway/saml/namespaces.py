@@ -28,7 +28,7 @@ CM_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 NAMEID_PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 NAMEID_TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 ATTRNAME_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
-PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
+PROTOCOL = SAMLP  # protocolSupportEnumeration names SAML 2.0 by its protocol namespace
 
 SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 LOGOUT_USER = "urn:oasis:names:tc:SAML:2.0:logout:user"

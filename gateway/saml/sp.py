@@ -19,7 +19,7 @@ from backends.contracts.model import HealthReport, Principal, VOMembership
 from backends.store import Database
 from gateway import xmlsafe
 from gateway.config import Settings
-from gateway.saml import binding, keys, spmetadata
+from gateway.saml import binding, keys, protocol, spmetadata
 from gateway.saml.attributes import AttributeMap
 from gateway.saml.entitlements import EntitlementPolicy, LocalVO
 from gateway.saml.federation import Federations, IdentityProvider
@@ -39,7 +39,6 @@ from gateway.saml.response import (
     ValidationPolicy,
 )
 from gateway.saml.state import LoginSession, ReplayCache, RequestStore, SessionStore
-from gateway.saml.timeutil import format_datetime
 
 log = logging.getLogger("xtreemgate.saml")
 
@@ -58,11 +57,6 @@ def safe_return_to(value: str | None) -> str:
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/saml/session"
     return value
-
-
-def new_id() -> str:
-    """A SAML ID (xsd:ID: must not start with a digit), 128 random bits."""
-    return "_" + secrets.token_hex(16)
 
 
 class ServiceProvider:
@@ -209,19 +203,14 @@ class ServiceProvider:
         endpoint = idp.endpoint("sso", BINDING_REDIRECT)
         if endpoint is None:
             raise SAMLError(f"IdP {entity_id!r} has no HTTP-Redirect SingleSignOnService", 409)
-        request_id = new_id()
-        request = etree.Element(
-            q(SAMLP, "AuthnRequest"),
-            nsmap={"samlp": SAMLP, "saml": SAML},
-            ID=request_id,
-            Version="2.0",
-            IssueInstant=format_datetime(datetime.now(UTC)),
-            Destination=endpoint.location,
-            AssertionConsumerServiceURL=self.acs_url,
-            ProtocolBinding=BINDING_POST,
+        request_id = protocol.new_id()
+        request = protocol.authn_request(
+            self.entity_id,
+            request_id,
+            self.acs_url,
+            BINDING_POST,
+            destination=endpoint.location,
         )
-        etree.SubElement(request, q(SAML, "Issuer")).text = self.entity_id
-        etree.SubElement(request, q(SAMLP, "NameIDPolicy"), AllowCreate="true")
         self.requests.remember(request_id, idp.entity_id, safe_return_to(return_to))
         return binding.encode(
             endpoint.location,
@@ -240,7 +229,7 @@ class ServiceProvider:
         request state accepts an answer from any IdP of the federation."""
         from gateway.saml import ecp
 
-        request_id = new_id()
+        request_id = protocol.new_id()
         self.requests.remember(request_id, "", "/saml/session")
         # The client, not the SP, picks the IdP, so "when_wanted" cannot know whether it
         # wants signed requests; ECP IdPs authenticate the user directly and rarely do.
@@ -375,15 +364,7 @@ class ServiceProvider:
         endpoint = idp.endpoint("slo", BINDING_REDIRECT) if idp else None
         if endpoint is None:
             return None
-        request = etree.Element(
-            q(SAMLP, "LogoutRequest"),
-            nsmap={"samlp": SAMLP, "saml": SAML},
-            ID=new_id(),
-            Version="2.0",
-            IssueInstant=format_datetime(datetime.now(UTC)),
-            Destination=endpoint.location,
-        )
-        etree.SubElement(request, q(SAML, "Issuer")).text = self.entity_id
+        request = protocol.message("LogoutRequest", self.entity_id, destination=endpoint.location)
         name_id = etree.SubElement(request, q(SAML, "NameID"))
         name_id.text = login.name_id
         if login.name_id_format:
@@ -436,16 +417,12 @@ class ServiceProvider:
         endpoint = idp.endpoint("slo", BINDING_REDIRECT)
         if endpoint is None:
             raise SAMLError(f"IdP {entity_id!r} has no HTTP-Redirect SingleLogoutService", 409)
-        answer = etree.Element(
-            q(SAMLP, "LogoutResponse"),
-            nsmap={"samlp": SAMLP, "saml": SAML},
-            ID=new_id(),
-            Version="2.0",
-            IssueInstant=format_datetime(datetime.now(UTC)),
-            Destination=endpoint.response_location or endpoint.location,
+        answer = protocol.message(
+            "LogoutResponse",
+            self.entity_id,
+            destination=endpoint.response_location or endpoint.location,
             InResponseTo=message.get("ID", ""),
         )
-        etree.SubElement(answer, q(SAML, "Issuer")).text = self.entity_id
         status = etree.SubElement(answer, q(SAMLP, "Status"))
         etree.SubElement(status, q(SAMLP, "StatusCode"), Value=STATUS_SUCCESS)
         return binding.encode(

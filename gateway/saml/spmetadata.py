@@ -3,13 +3,12 @@ configuration and signed, for federations and IdPs to register."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
-from gateway.saml import dsig
+from gateway.saml import dsig, protocol
 from gateway.saml.attributes import OID_OF
 from gateway.saml.keys import KeyPair
 from gateway.saml.namespaces import (
@@ -58,7 +57,7 @@ def build(
         q(MD, "EntityDescriptor"),
         nsmap=nsmap,
         entityID=endpoints.entity_id,
-        ID="_" + secrets.token_hex(16),
+        ID=protocol.new_id(),
         validUntil=format_datetime(until),
     )
     sp = etree.SubElement(

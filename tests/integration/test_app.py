@@ -149,6 +149,16 @@ def test_token_from_basic_login_authenticates(client, alice):
     assert me["display_name"] == "Alice Liddell"
 
 
+def test_token_without_a_request_body_as_the_readme_posts_it(client, alice):
+    # curl -u alice -X POST .../api/v1/tokens: no body, no Content-Type
+    response = client.post("/api/v1/tokens", headers=basic(alice))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    me = client.get("/api/v1/whoami", headers=bearer(body["access_token"])).json()
+    assert me["name"] == "alice"
+
+
 def test_token_exchange_cannot_outlive_the_presented_token(client, runtime, alice):
     short, _ = runtime.tokens.issue("alice", lifetime=120)
     response = client.post("/api/v1/tokens", headers=bearer(short), json={"lifetime": 3000})

@@ -260,6 +260,36 @@ def test_batch_answers_one_response_per_epr_each_with_its_own_fault(soap, as_bob
     assert m.fault_detail_names(terminated.find("bes:Fault", m.NS)) == ["NotAuthorizedFault"]
 
 
+@pytest.mark.parametrize(
+    "operation", ["GetActivityStatuses", "TerminateActivities", "GetActivityDocuments"]
+)
+def test_an_element_that_is_not_an_activity_identifier_is_a_fault_naming_it(soap, operation):
+    mine = soap.create(m.job("/bin/sleep", "30"))
+    # a bare wsa:EndpointReference beside a good EPR: before, the EPR was silently dropped
+    eprs = [m.epr_xml(activity_id=mine), m.epr_xml(activity_id=mine, tag="wsa:EndpointReference")]
+    fault = soap.fault(m.batch(operation, eprs))
+    assert m.fault_detail_names(fault) == ["InvalidRequestMessageFault"]
+    found = "{http://www.w3.org/2005/08/addressing}EndpointReference"
+    detail = fault.find("detail/bes:InvalidRequestMessageFault", m.NS)
+    assert detail.findtext("bes:InvalidElement", namespaces=m.NS) == found
+    message = fault.findtext("faultstring")
+    assert found in message
+    assert "bes-factory:ActivityIdentifier" in message
+    assert f"bes-factory:{operation}" in message
+    # nothing was done: the activity was not terminated
+    status = soap.call(m.batch("GetActivityStatuses", eprs[:1])).find("bes:Response", m.NS)
+    assert status.find("bes:ActivityStatus", m.NS).get("state") != "Cancelled"
+    soap.call(m.batch("TerminateActivities", eprs[:1]))
+
+
+def test_an_unqualified_activity_identifier_is_still_accepted(soap):
+    mine = soap.create(m.job("/bin/true"))
+    unqualified = m.epr_xml(activity_id=mine, tag="ActivityIdentifier")
+    answer = soap.call(m.batch("GetActivityStatuses", [unqualified]))
+    (response,) = answer.findall("bes:Response", m.NS)
+    assert response.find("bes:ActivityStatus", m.NS) is not None
+
+
 def test_site_admin_sees_other_users_activities(soap, as_admin):
     activity_id = soap.create(m.job("/bin/true"))
     assert as_admin.state(activity_id) is not None

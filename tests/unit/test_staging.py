@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from backends.execution.staging import StagingError, StagingLimits, redact, stage_in, stage_out
+from backends.execution.staging import (
+    StagingError,
+    StagingLimits,
+    TransferOptions,
+    redact,
+    stage_in,
+    stage_out,
+)
 from tests.staging_servers import ftp_files, http_files, self_signed
 
 
@@ -42,7 +49,7 @@ def test_unknown_scheme_and_flag_are_refused(work: Path) -> None:
     with pytest.raises(StagingError, match=r"scheme 'gsiftp'.*http, https, ftp, file"):
         stage_in(work, "a", "gsiftp://host/x")
     with pytest.raises(StagingError, match="CreationFlag 'replace'"):
-        stage_in(work, "a", "http://127.0.0.1:9/x", creation_flag="replace")
+        stage_in(work, "a", "http://127.0.0.1:9/x", TransferOptions(creation_flag="replace"))
 
 
 def test_passwords_never_appear_in_messages() -> None:
@@ -76,7 +83,12 @@ def test_http_basic_credentials(work: Path, remote: Path) -> None:
     with http_files(remote, credentials=("alice", "s3cret")) as server:
         with pytest.raises(StagingError, match="HTTP 401"):
             stage_in(work, "a", f"{server.url}/input.txt")
-        stage_in(work, "a", f"{server.url}/input.txt", username="alice", password="s3cret")
+        stage_in(
+            work,
+            "a",
+            f"{server.url}/input.txt",
+            TransferOptions(username="alice", password="s3cret"),
+        )
         # user-info in the URL works too, and is not echoed in errors
         host = server.url.removeprefix("http://")
         stage_in(work, "b", f"http://alice:s3cret@{host}/input.txt")
@@ -89,9 +101,9 @@ def test_http_basic_credentials(work: Path, remote: Path) -> None:
 def test_http_bearer_token(work: Path, remote: Path) -> None:
     with http_files(remote, bearer="tok-123") as server:
         with pytest.raises(StagingError, match="HTTP 401"):
-            stage_in(work, "a", f"{server.url}/input.txt", bearer_token="wrong")
-        stage_in(work, "a", f"{server.url}/input.txt", bearer_token="tok-123")
-        stage_out(work, "a", f"{server.url}/copy", bearer_token="tok-123")
+            stage_in(work, "a", f"{server.url}/input.txt", TransferOptions(bearer_token="wrong"))
+        stage_in(work, "a", f"{server.url}/input.txt", TransferOptions(bearer_token="tok-123"))
+        stage_out(work, "a", f"{server.url}/copy", TransferOptions(bearer_token="tok-123"))
     assert (remote / "copy").read_bytes() == b"hello grid\n"
 
 
@@ -111,7 +123,12 @@ def test_https_is_verified_against_the_configured_cas(
 def test_credentials_are_not_forwarded_to_another_host(work: Path, remote: Path) -> None:
     with http_files(remote) as target, http_files(remote, credentials=("a", "b")) as first:
         hop = target.url.removeprefix("http://")
-        stage_in(work, "x", f"{first.url}/redirect/{hop}/input.txt", username="a", password="b")
+        stage_in(
+            work,
+            "x",
+            f"{first.url}/redirect/{hop}/input.txt",
+            TransferOptions(username="a", password="b"),
+        )
     assert target.seen_auth == [""]
     assert (work / "x").read_bytes() == b"hello grid\n"
 
@@ -120,9 +137,11 @@ def test_http_dont_overwrite_target(work: Path, remote: Path) -> None:
     (work / "r").write_bytes(b"new")
     with http_files(remote) as server:
         with pytest.raises(StagingError, match="target exists and CreationFlag is dontOverwrite"):
-            stage_out(work, "r", f"{server.url}/input.txt", creation_flag="dontOverwrite")
+            stage_out(
+                work, "r", f"{server.url}/input.txt", TransferOptions(creation_flag="dontOverwrite")
+            )
         with pytest.raises(StagingError, match="append is not possible over HTTP"):
-            stage_out(work, "r", f"{server.url}/input.txt", creation_flag="append")
+            stage_out(work, "r", f"{server.url}/input.txt", TransferOptions(creation_flag="append"))
     assert (remote / "input.txt").read_bytes() == b"hello grid\n"
 
 
@@ -196,13 +215,13 @@ def test_creation_flags_on_stage_in(work: Path, remote: Path) -> None:
     with http_files(remote) as server:
         url = f"{server.url}/input.txt"
         with pytest.raises(StagingError, match="f exists and CreationFlag is dontOverwrite"):
-            stage_in(work, "f", url, creation_flag="dontOverwrite")
+            stage_in(work, "f", url, TransferOptions(creation_flag="dontOverwrite"))
         assert (work / "f").read_bytes() == b"old\n"
-        stage_in(work, "f", url, creation_flag="append")
+        stage_in(work, "f", url, TransferOptions(creation_flag="append"))
         assert (work / "f").read_bytes() == b"old\nhello grid\n"
-        stage_in(work, "f", url, creation_flag="overwrite")
+        stage_in(work, "f", url, TransferOptions(creation_flag="overwrite"))
         assert (work / "f").read_bytes() == b"hello grid\n"
-        stage_in(work, "g", url, creation_flag="dontOverwrite")
+        stage_in(work, "g", url, TransferOptions(creation_flag="dontOverwrite"))
         assert (work / "g").read_bytes() == b"hello grid\n"
 
 
@@ -210,17 +229,36 @@ def test_creation_flags_on_stage_in(work: Path, remote: Path) -> None:
 def test_ftp_stage_in_and_out_with_login(work: Path, remote: Path) -> None:
     with ftp_files(remote) as base:
         host = base.removeprefix("ftp://")
-        stage_in(work, "in", f"{base}/input.txt", username="grid", password="secret")
+        stage_in(
+            work, "in", f"{base}/input.txt", TransferOptions(username="grid", password="secret")
+        )
         assert (work / "in").read_bytes() == b"hello grid\n"
         (work / "out").write_bytes(b"result\n")
         stage_out(work, "out", f"ftp://grid:secret@{host}/res.txt")
-        stage_out(work, "out", f"{base}/res.txt", "append", "grid", "secret")
+        stage_out(
+            work,
+            "out",
+            f"{base}/res.txt",
+            TransferOptions(creation_flag="append", username="grid", password="secret"),
+        )
         with pytest.raises(StagingError, match="dontOverwrite"):
-            stage_out(work, "out", f"{base}/res.txt", "dontOverwrite", "grid", "secret")
+            stage_out(
+                work,
+                "out",
+                f"{base}/res.txt",
+                TransferOptions(creation_flag="dontOverwrite", username="grid", password="secret"),
+            )
         with pytest.raises(StagingError, match=r"'missing'.*FTP server said 550"):
-            stage_in(work, "missing", f"{base}/missing", username="grid", password="secret")
+            stage_in(
+                work,
+                "missing",
+                f"{base}/missing",
+                TransferOptions(username="grid", password="secret"),
+            )
         with pytest.raises(StagingError, match="530"):
-            stage_in(work, "x", f"{base}/input.txt", username="grid", password="bad")
+            stage_in(
+                work, "x", f"{base}/input.txt", TransferOptions(username="grid", password="bad")
+            )
     assert (remote / "res.txt").read_bytes() == b"result\nresult\n"
 
 
@@ -249,6 +287,12 @@ def test_file_urls_only_within_the_configured_roots(work: Path, remote: Path) ->
     stage_out(work, "a", f"file://{remote}/copy", limits=limits)
     assert (remote / "copy").read_bytes() == b"hello grid\n"
     with pytest.raises(StagingError, match="dontOverwrite"):
-        stage_out(work, "a", f"file://{remote}/copy", "dontOverwrite", limits=limits)
+        stage_out(
+            work,
+            "a",
+            f"file://{remote}/copy",
+            TransferOptions(creation_flag="dontOverwrite"),
+            limits,
+        )
     with pytest.raises(StagingError, match="only local files"):
         stage_in(work, "c", "file://otherhost/etc/passwd", limits=limits)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,14 @@ from backends.contracts.interfaces import (
     NotSupported,
     UnknownResource,
 )
-from backends.contracts.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
+from backends.contracts.model import (
+    HealthReport,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LocalAccount,
+    to_plain,
+)
 from backends.contracts.platform import runs
 from backends.execution.local import supervisor
 from backends.execution.local.settings import LocalExecutionSettings
@@ -49,17 +56,6 @@ LOST = "supervisor lost (gateway host restarted?)"
 LAUNCH_GRACE_SECONDS = 60
 STATUS_DISPATCH_INTERVAL = 1.0  # seconds
 TERMINAL_CACHE_SIZE = 100_000
-
-
-def _to_plain(value: Any) -> Any:
-    """A JobSpec (with nested StagingSpecs, tuples, mappings) as JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
 
 
 def _time(value: str | None) -> datetime | None:
@@ -257,7 +253,7 @@ class LocalExecutionBackend(ExecutionBackend):
             folder / supervisor.JOB_FILE,
             {
                 "queue_entry": entry,
-                "spec": _to_plain(job),
+                "spec": to_plain(job),
                 "account": dataclasses.asdict(account) if account else None,
                 "max_running": self.max_running,
                 "terminate_grace_seconds": self.grace,

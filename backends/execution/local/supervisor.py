@@ -541,11 +541,14 @@ class Supervisor:
     # -- staging, in a child that runs as the account ------------------------------------
     def staging(self, direction: str) -> None:
         specs = self.spec.get("stage_in" if direction == "in" else "stage_out") or []
-        from backends.execution.staging import preload
+        from backends.execution import staging
 
+        limits = self.job.get("staging_limits", {})
         # relative to the working directory, entered before the account switch: the
         # account may not be able to pass through the folders above it
-        message = self.as_account(lambda: transfer(direction, specs, Path(), self.job), preload)
+        message = self.as_account(
+            lambda: staging.transfer(direction, specs, Path(), limits), staging.preload
+        )
         if message:
             raise StagingFailed(message)
 
@@ -887,38 +890,6 @@ def _username(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-def transfer(direction: str, specs: list[dict[str, Any]], work: Path, job: dict[str, Any]) -> str:
-    """Run every transfer of one direction; '' when all worked, else the first failure."""
-    from backends.execution.staging import StagingError, StagingLimits, stage_in, stage_out
-
-    given = job.get("staging_limits", {})
-    limits = StagingLimits(**{**given, "file_roots": tuple(given.get("file_roots", ()))})
-    for spec in specs:
-        url = spec.get("source") if direction == "in" else spec.get("target")
-        if not url:
-            continue
-        common = (
-            work,
-            spec["filename"],
-            url,
-            spec.get("creation_flag") or "overwrite",
-            spec.get("username") or "",
-            spec.get("password") or "",
-            limits,
-        )
-        token = spec.get("bearer_token") or ""
-        root = spec.get("local_root") or ""
-        try:
-            if direction == "in":
-                stage_in(*common, bearer_token=token, local_root=root)
-            else:
-                free = spec.get("free_bytes")
-                stage_out(*common, bearer_token=token, local_root=root, free_bytes=free)
-        except StagingError as exc:
-            return str(exc)
-    return ""
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ import pwd
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,14 @@ from backends.contracts.interfaces import (
     PartlySubmitted,
     UnknownResource,
 )
-from backends.contracts.model import HealthReport, JobSpec, JobState, JobStatus, LocalAccount
+from backends.contracts.model import (
+    HealthReport,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LocalAccount,
+    to_plain,
+)
 from backends.execution.slurm import job as slurm_job
 from backends.execution.slurm.accounting import Accounting
 from backends.execution.slurm.cli import (
@@ -60,16 +67,6 @@ STARTED_FILE = "started"  # the job was seen running (its last known state after
 SUBMIT_FILE = "submit.json"
 PARTITIONS_TTL = 30.0  # seconds a sinfo list of partitions is trusted
 TOOLS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", "srun", "runuser", "sdiag")
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _write_bytes(path: str, data: bytes, mode: int, owner: Any = None) -> None:
@@ -341,8 +338,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             _write(
                 staging,
                 {
-                    "stage_in": _plain(job.stage_in),
-                    "stage_out": _plain(job.stage_out),
+                    "stage_in": to_plain(job.stage_in),
+                    "stage_out": to_plain(job.stage_out),
                     "staging_limits": self.staging_limits,
                 },
                 0o600,

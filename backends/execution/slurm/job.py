@@ -62,15 +62,12 @@ def sbatch_options(job: JobSpec, partition: str, mpi_plugins: dict[str, str]) ->
             options.append(f"--ntasks-per-node={job.processes_per_host}")
         if job.threads_per_process:
             options.append(f"--cpus-per-task={job.threads_per_process}")
-    elif job.total_cpu_count:
-        options += ["--ntasks=1", f"--cpus-per-task={job.total_cpu_count}"]
-    elif job.individual_cpu_count:
-        options += ["--ntasks=1", f"--cpus-per-task={job.individual_cpu_count}"]
-    memory = job.individual_physical_memory or job.memory_limit
+    elif job.total_cpu_count or job.individual_cpu_count:
+        cpus = job.total_cpu_count or job.individual_cpu_count
+        options += ["--ntasks=1", f"--cpus-per-task={cpus}"]
+    memory = job.individual_physical_memory or job.memory_limit or job.total_physical_memory
     if memory:
         options.append(f"--mem={max(1, math.ceil(memory / 1024**2))}M")
-    elif job.total_physical_memory:
-        options.append(f"--mem={max(1, math.ceil(job.total_physical_memory / 1024**2))}M")
     if job.wall_time_limit:
         options.append(f"--time={duration(job.wall_time_limit)}")
     if job.exclusive:
