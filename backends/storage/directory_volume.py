@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from backends.contracts import volume_urls as urls
 from backends.contracts.interfaces import (
     BackendError,
     InvalidRequest,
@@ -122,6 +123,17 @@ class _QuotaStream:
 
 class DirectoryVolumes(StorageBackend):
     """A StorageBackend whose volumes are directories here; subclasses say which."""
+
+    def _parse_own(self, url: str, what: str) -> urls.VolumeURL:
+        """``url`` parsed, if it is of this backend's scheme (``what`` names the file system
+        in the refusal); InvalidRequest saying why not."""
+        try:
+            parsed = urls.parse(url)
+        except urls.VolumeURLError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if parsed.scheme != self.scheme:
+            raise InvalidRequest(f"URL {url!r} does not name a file on {what} volume")
+        return parsed
 
     # -- what a subclass provides ----------------------------------------------------------
     @abc.abstractmethod

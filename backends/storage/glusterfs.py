@@ -22,7 +22,6 @@ from backends.contracts.interfaces import (
     BackendContext,
     BackendError,
     BackendUnavailable,
-    InvalidRequest,
     InvalidState,
     UnknownResource,
 )
@@ -195,12 +194,7 @@ class GlusterStorageBackend(DirectoryVolumes):
         return str(urls.VolumeURL("glusterfs", self.server, volume, urls.clean_path(path)))
 
     def resolve(self, url: str) -> tuple[str, str]:
-        try:
-            parsed = urls.parse(url)
-        except urls.VolumeURLError as exc:
-            raise InvalidRequest(str(exc)) from None
-        if parsed.scheme != "glusterfs":
-            raise InvalidRequest(f"URL {url!r} does not name a file on a GlusterFS volume")
+        parsed = self._parse_own(url, "a GlusterFS")
         if parsed.host.split(":")[0] not in (self.server.lower(), "localhost"):
             raise BackendUnavailable(
                 f"URL {url!r} names GlusterFS server {parsed.host!r}; "

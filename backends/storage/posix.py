@@ -85,12 +85,7 @@ class PosixStorageBackend(JsonVolumeRecords, DirectoryVolumes):
         return str(urls.VolumeURL("file", "", "", str(root / path) if path else str(root)))
 
     def resolve(self, url: str) -> tuple[str, str]:
-        try:
-            parsed = urls.parse(url)
-        except urls.VolumeURLError as exc:
-            raise InvalidRequest(str(exc)) from None
-        if parsed.scheme != "file":
-            raise InvalidRequest(f"URL {url!r} does not name a file on a POSIX volume")
+        parsed = self._parse_own(url, "a POSIX")
         root = os.path.realpath(self.root)
         relative = os.path.relpath(os.path.realpath(parsed.path), root)
         parts = relative.split(os.sep)

@@ -198,12 +198,7 @@ class XtreemFSStorageBackend(JsonVolumeRecords, DirectoryVolumes):
         return str(urls.VolumeURL("xtreemfs", self.mrc, volume, urls.clean_path(path)))
 
     def resolve(self, url: str) -> tuple[str, str]:
-        try:
-            parsed = urls.parse(url)
-        except urls.VolumeURLError as exc:
-            raise InvalidRequest(str(exc)) from None
-        if parsed.scheme != "xtreemfs":
-            raise InvalidRequest(f"URL {url!r} does not name a file on an XtreemFS volume")
+        parsed = self._parse_own(url, "an XtreemFS")
         if parsed.host != self.mrc.lower():
             raise UnknownResource(f"URL {url!r} names MRC {parsed.host!r}, not {self.mrc!r}")
         return parsed.volume, parsed.path

@@ -10,8 +10,9 @@ What other code calls on the ``sql`` implementation (:class:`backends.vo.sql.SQL
   before submitting (own account, else a persisted pool lease);
 - ``record(category, principal, action, resource, *, vo, outcome, reason, quantity,
   unit)`` — front ends, for every execution ("execution") and data access ("data");
-- ``use_account_source(source)`` / ``use_activity_probe(probe)`` — merge hooks for the
-  LDAP account source and the execution records;
+- ``use_account_source(source)`` / ``use_activity_probe(probe)`` — to replace where
+  accounts come from (the site directory arrives through ``BackendContext.directory``)
+  and how running work under an account is seen;
 - management (VOs, groups, roles, managers, members, resources, policies, usage) for the
   VO REST API in gateway/vo.
 

@@ -5,7 +5,7 @@ one with both is both (the file is fetched, the job may change it, and it is sen
 URLs are checked here, before anything is accepted, so that a job cannot fail an hour
 later because of a typo the gateway could have seen: http, https, ftp and file are
 staged, and glusterfs/xtreemfs URLs naming a file on a storage volume (resolved against
-the storage backend when the activity is created, gateway/bes/volume_staging.py); other
+the storage backend when the activity is created, gateway/activities/volume_staging.py); other
 schemes (gsiftp, srm, urn:...) are UnsupportedFeature naming jsdl:URI.
 
 Tolerated, because real clients send them and the meaning is not in doubt:

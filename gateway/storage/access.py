@@ -21,7 +21,7 @@ MANAGEMENT_ACTIONS = ("create", "resize", "delete")
 
 
 def volume_resource(name: str, vo: str) -> Resource:
-    """The resource BES staging authorises too (gateway/bes/volume_staging.py)."""
+    """The resource BES staging authorises too (gateway/activities/volume_staging.py)."""
     return Resource(kind="volume", id=name, vo=vo)
 
 
