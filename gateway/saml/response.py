@@ -314,6 +314,8 @@ class ResponseValidator:
 
         subject = _one(assertion, q(SAML, "Subject"), "Subject in the Assertion")
         name_id = subject.find(q(SAML, "NameID"))
+        if name_id is not None:
+            self._check_qualifiers(name_id, idp)
         confirmed_until: datetime | None = None
         reasons = []
         for confirmation in subject.iterchildren(q(SAML, "SubjectConfirmation")):
@@ -376,14 +378,29 @@ class ResponseValidator:
             assertion_id=assertion_id,
             name_id=element_text(name_id) if name_id is not None else "",
             name_id_format=name_id.get("Format", "") if name_id is not None else "",
-            name_qualifier=name_id.get("NameQualifier", "") if name_id is not None else "",
-            sp_name_qualifier=name_id.get("SPNameQualifier", "") if name_id is not None else "",
+            # Checked above: the issuer and this SP, whatever the IdP sent or left out.
+            name_qualifier=idp.entity_id,
+            sp_name_qualifier=self.policy.entity_id,
             session_index=statement.get("SessionIndex", ""),
             session_not_on_or_after=_time(statement, "SessionNotOnOrAfter"),
             not_on_or_after=not_on_or_after + skew,
             attributes=attributes,
             authn_instant=_time(statement, "AuthnInstant"),
         )
+
+    def _check_qualifiers(self, name_id: etree._Element, idp: IdentityProvider) -> None:
+        """A NameID qualified by another IdP (or for another SP) is refused (core
+        §2.2.2): a federation's IdP must not speak for another IdP's users."""
+        qualifier = name_id.get("NameQualifier")
+        if qualifier is not None and qualifier != idp.entity_id:
+            raise ResponseRejected(
+                f"NameID NameQualifier {qualifier!r} is not the issuing IdP {idp.entity_id!r}"
+            )
+        sp_qualifier = name_id.get("SPNameQualifier")
+        if sp_qualifier is not None and sp_qualifier != self.policy.entity_id:
+            raise ResponseRejected(
+                f"NameID SPNameQualifier {sp_qualifier!r} is not this SP {self.policy.entity_id!r}"
+            )
 
     def _check_scopes(self, attributes: dict[str, list[str]], idp: IdentityProvider) -> None:
         for name in self.policy.scoped_attributes:

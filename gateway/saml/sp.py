@@ -59,6 +59,50 @@ def safe_return_to(value: str | None) -> str:
     return value
 
 
+# Values that are user@scope (SAML subject-id and pairwise-id, eduPerson): the scope says
+# which IdP may assert them, whatever saml.scoped_attributes lists. The principal's name
+# and its memberships (eduPersonScopedAffiliation) are built from in-scope values only.
+SCOPED = frozenset(
+    {
+        "subject-id",
+        "pairwise-id",
+        "eduPersonPrincipalName",
+        "eduPersonUniqueId",
+        "eduPersonScopedAffiliation",
+    }
+)
+# Identifiers that are an IdP's NameID for this SP (no scope): qualified by the issuer.
+QUALIFIED_IDENTIFIERS = frozenset({"eduPersonTargetedID"})
+
+
+def _scoped_to(value: str, idp: IdentityProvider) -> bool:
+    """Whether a value carries a scope of the issuing IdP (its shibmd:Scope):
+    otherwise one IdP of a federation could log in as another's user."""
+    _, at, scope = value.rpartition("@")
+    return bool(at and scope) and idp.scope_allows(scope)
+
+
+def _in_scope(attributes: dict[str, list[str]], idp: IdentityProvider) -> dict[str, list[str]]:
+    """The attributes with every scoped value outside the IdP's scope dropped, as
+    Shibboleth SP drops them (logged, so an operator sees what was ignored)."""
+    kept: dict[str, list[str]] = {}
+    for name, values in attributes.items():
+        if name not in SCOPED:
+            kept[name] = values
+            continue
+        kept[name] = [v for v in values if _scoped_to(v, idp)]
+        for value in values:
+            if value not in kept[name]:
+                log.warning(
+                    "SAML %s %r from %s is outside its shibmd:Scope %s: ignored",
+                    name,
+                    value,
+                    idp.entity_id,
+                    [s.value for s in idp.scopes],
+                )
+    return kept
+
+
 class ServiceProvider:
     def __init__(
         self, settings: Settings, db: Database, local_vo: LocalVO = lambda _name: False
@@ -275,26 +319,27 @@ class ServiceProvider:
         return assertion, principal
 
     def principal(self, assertion: AuthenticatedAssertion) -> Principal:
-        attributes = assertion.attributes
+        """The principal an assertion establishes, built only from what the issuing IdP
+        may say: scoped values in its shibmd:Scope, NameIDs qualified by it and us."""
+        idp = assertion.idp
+        attributes = _in_scope(assertion.attributes, idp)
         name = ""
         for choice in self.config.identifier:
             if choice == "persistent-nameid":
                 if assertion.name_id_format == NAMEID_PERSISTENT and assertion.name_id:
-                    # Shibboleth's form: qualified so two IdPs' values never collide.
-                    name = "!".join(
-                        (
-                            assertion.name_qualifier or assertion.idp.entity_id,
-                            assertion.sp_name_qualifier or self.entity_id,
-                            assertion.name_id,
-                        )
-                    )
+                    # Shibboleth's form: qualified so two IdPs' values never collide;
+                    # by the issuer and this SP, never by what the IdP claims.
+                    name = "!".join((idp.entity_id, self.entity_id, assertion.name_id))
             elif attributes.get(choice):
                 name = attributes[choice][0]
+                if choice in QUALIFIED_IDENTIFIERS:  # a NameID's value, as persistent
+                    name = "!".join((idp.entity_id, self.entity_id, name))
             if name:
                 break
         if not name:
             raise ResponseRejected(
-                f"the assertion carries none of the identifiers {self.config.identifier}"
+                f"the assertion carries none of the identifiers {self.config.identifier} "
+                "(scoped ones must be in the issuing IdP's shibmd:Scope)"
             )
         display = next((attributes[a][0] for a in ("displayName", "cn") if attributes.get(a)), "")
         return Principal(

@@ -392,3 +392,58 @@ def test_unsolicited_is_accepted_where_allowed(saml_world: Any) -> None:
     result = allowing.validate(base64.b64encode(document).decode(), acs_url=sp.acs_url)
     assert result.request is None
     assert result.attributes["eduPersonPrincipalName"] == ["alice@example.org"]
+
+
+# -- #16.1: an IdP of the federation speaking for another IdP's (or SP's) users -------
+def _qualified(**qualifiers: str) -> Callable[[etree._Element], None]:
+    def change(assertion: etree._Element) -> None:
+        name_id = assertion.find(f"{q(SAML, 'Subject')}/{q(SAML, 'NameID')}")
+        name_id.set("Format", "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+        name_id.text = "victim-persistent-id"
+        for attribute, value in qualifiers.items():
+            name_id.set(attribute, value)
+
+    return change
+
+
+QUALIFIER_CASES = {
+    "other-idp": (
+        _qualified(NameQualifier="https://victim-idp.example.net/idp"),
+        "NameQualifier 'https://victim-idp.example.net/idp' is not the issuing IdP",
+    ),
+    "other-sp": (
+        _qualified(SPNameQualifier="https://other-sp.example.net/sp"),
+        "SPNameQualifier 'https://other-sp.example.net/sp' is not this SP",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(QUALIFIER_CASES))
+def test_nameid_qualified_by_another_party_is_refused(
+    saml_world: Any, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    change, words = QUALIFIER_CASES[case]
+    browser, form = idp_response(saml_world)
+    before = sessions(saml_world)
+    answer = _post(saml_world, browser, _resigned(change)(_tree(form), saml_world))
+    _refused(saml_world, caplog, answer, words)
+    assert sessions(saml_world) == before
+
+
+def test_persistent_nameid_is_qualified_by_the_issuer(saml_world: Any) -> None:
+    """Qualifiers that name the issuer and this SP pass; the principal is built from
+    the issuer, never from the attributes as sent."""
+    sp = saml_world.sp
+    sp_config = sp.config.identifier
+    browser, form = idp_response(saml_world)
+    change = _qualified(NameQualifier=saml_world.idp.entity_id, SPNameQualifier=sp.entity_id)
+    document = _resigned(change)(_tree(form), saml_world)
+    sp.config.identifier = ["persistent-nameid"]
+    try:
+        answer = _post(saml_world, browser, document)
+    finally:
+        sp.config.identifier = sp_config
+    assert answer.status_code == 303, answer.text
+    me = browser.get(f"{saml_world.gateway}/saml/session", timeout=10).json()
+    assert me["name"] == f"{saml_world.idp.entity_id}!{sp.entity_id}!victim-persistent-id"

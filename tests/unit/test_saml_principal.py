@@ -11,21 +11,23 @@ from lxml import etree
 
 from backends.contracts.model import VOMembership
 from gateway.saml.attributes import AttributeMap
-from gateway.saml.federation import IdentityProvider
+from gateway.saml.federation import IdentityProvider, Scope
 from gateway.saml.response import AuthenticatedAssertion, ResponseRejected
 from gateway.saml.sp import ServiceProvider
 
-IDP = IdentityProvider("https://idp.example.org", (), (), (), (), (), False, {}, "test")
+IDP = IdentityProvider(
+    "https://idp.example.org", (), (), (), (), (Scope("example.org"),), False, {}, "test"
+)
 
 
 def assertion(attributes: dict[str, list[str]], **kw: Any) -> AuthenticatedAssertion:
     return AuthenticatedAssertion(
-        idp=IDP,
+        idp=kw.get("idp", IDP),
         assertion_id="_a",
         name_id=kw.get("name_id", "_transient"),
         name_id_format=kw.get("fmt", "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"),
-        name_qualifier="",
-        sp_name_qualifier="",
+        name_qualifier=kw.get("name_qualifier", ""),
+        sp_name_qualifier=kw.get("sp_name_qualifier", ""),
         session_index="",
         session_not_on_or_after=None,
         not_on_or_after=datetime.now(UTC),
@@ -64,6 +66,45 @@ def test_identifier_order_and_persistent_nameid(sp: Any) -> None:
     assert sp.principal(persistent).name == f"https://idp.example.org!{sp.entity_id}!opaque123"
     with pytest.raises(ResponseRejected, match="none of the identifiers"):
         sp.principal(assertion({"mail": ["a@example.org"]}))
+
+
+def test_an_identifier_speaks_only_for_the_issuing_idp(sp: Any) -> None:
+    """#16.1: another IdP's qualifiers or scopes never name the principal."""
+    persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+    claimed = assertion(
+        {},
+        name_id="opaque123",
+        fmt=persistent,
+        name_qualifier="https://victim-idp.example.net",
+        sp_name_qualifier="https://other-sp.example.net",
+    )
+    assert sp.principal(claimed).name == f"https://idp.example.org!{sp.entity_id}!opaque123"
+    # subject-id, pairwise-id, ePPN out of the issuer's scope are dropped, not believed.
+    for name in ("subject-id", "pairwise-id", "eduPersonPrincipalName", "eduPersonUniqueId"):
+        foreign = {name: ["victim@victim.example.net"]}
+        with pytest.raises(ResponseRejected, match="none of the identifiers"):
+            sp.principal(assertion(foreign))
+        fallback = assertion({**foreign, "eduPersonPrincipalName": ["a@example.org"]})
+        if name != "eduPersonPrincipalName":
+            assert sp.principal(fallback).name == "a@example.org"
+    # nor a VO membership by another IdP's affiliation scope
+    principal = sp.principal(
+        assertion(
+            {
+                "eduPersonPrincipalName": ["a@example.org"],
+                "eduPersonScopedAffiliation": ["member@victim.example.net", "staff@example.org"],
+            }
+        )
+    )
+    assert [m.vo for m in principal.memberships] == ["example.org"]
+    # eduPersonTargetedID (a NameID value) is qualified like a persistent NameID
+    sp.config.identifier = ["eduPersonTargetedID"]
+    targeted = sp.principal(assertion({"eduPersonTargetedID": ["opaque9"]}))
+    assert targeted.name == f"https://idp.example.org!{sp.entity_id}!opaque9"
+    unscoped = IdentityProvider("https://adfs.example.org", (), (), (), (), (), False, {}, "t")
+    sp.config.identifier = ["subject-id"]
+    with pytest.raises(ResponseRejected, match="none of the identifiers"):
+        sp.principal(assertion({"subject-id": ["a@example.org"]}, idp=unscoped))
 
 
 def test_principal_carries_display_name_and_memberships(sp: Any) -> None:
