@@ -12,6 +12,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.problem import problem
+from starlette.formparsers import MultiPartException
 
 from gateway import runtime as runtime_module
 from gateway.auth.security import AuthResponseHeaders, security_map
@@ -161,7 +162,19 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         return response
 
     app.add_error_handler(401, unauthorized)
+    app.add_error_handler(MultiPartException, form_refused)
     return app
+
+
+def form_refused(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """The framework's own form parser (Starlette's, which wraps python-multipart's
+    errors in this one) refuses a body on any route: a field over its 1 MiB, too many
+    fields, broken multipart. Its reason as a problem document (413 for a size, else
+    400), never a 500 that loses it."""
+    reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    too_big = "maximum size" in reason or "Too many" in reason
+    status, title = (413, "Content Too Large") if too_big else (400, "Bad Request")
+    return problem(status, title, f"the request's form body cannot be read: {reason}")
 
 
 def create_asgi() -> FlaskApp:

@@ -36,6 +36,7 @@ from gateway.saml.timeutil import parse_datetime
 log = logging.getLogger("xtreemgate.saml")
 
 MAX_RESPONSE_BYTES = 512 * 1024
+MAX_YEAR = 9000  # times past it are nonsense, and near 9999 the arithmetic overflows
 _ENCRYPTION_ALGORITHMS = {
     "http://www.w3.org/2009/xmlenc11#aes128-gcm",
     "http://www.w3.org/2009/xmlenc11#aes192-gcm",
@@ -64,6 +65,12 @@ class IdPDirectory(Protocol):
 
 class OutstandingRequests(Protocol):
     def consume(self, request_id: str) -> object | None: ...
+
+
+class BrowserBinding(Protocol):
+    """Whether the browser posting a Response is the one that sent the request."""
+
+    def __call__(self, request_id: str) -> bool: ...
 
 
 class Replay(Protocol):
@@ -121,9 +128,14 @@ def _time(node: etree._Element, attribute: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return parse_datetime(value)
+        moment = parse_datetime(value)
     except ValueError as exc:
         raise ResponseRejected(f"{etree.QName(node).localname}/@{attribute}: {exc}") from exc
+    if moment.year > MAX_YEAR:  # adding the clock skew to it would overflow
+        raise ResponseRejected(
+            f"{etree.QName(node).localname}/@{attribute} {value!r} is beyond the year {MAX_YEAR}"
+        )
+    return moment
 
 
 def _one(parent: etree._Element, tag: str, what: str) -> etree._Element:
@@ -157,15 +169,33 @@ class ResponseValidator:
         self.clock = clock
 
     # -- the pipeline --------------------------------------------------------------------
-    def validate(self, saml_response: str | bytes, *, acs_url: str) -> AuthenticatedAssertion:
-        """A Response as the HTTP-POST binding carries it (base64)."""
+    def validate(
+        self, saml_response: str | bytes, *, acs_url: str, browser: BrowserBinding | None = None
+    ) -> AuthenticatedAssertion:
+        """A Response as the HTTP-POST binding carries it (base64); ``browser`` says
+        whether a request ID was started by the browser that posts the answer."""
         data = decode_post(
             saml_response.decode() if isinstance(saml_response, bytes) else saml_response
         )
-        return self.validate_xml(data, acs_url=acs_url)
+        return self.validate_xml(data, acs_url=acs_url, browser=browser)
 
-    def validate_xml(self, data: bytes, *, acs_url: str) -> AuthenticatedAssertion:
-        """A Response document as bytes (the PAOS binding carries it in a SOAP body)."""
+    def validate_xml(
+        self, data: bytes, *, acs_url: str, browser: BrowserBinding | None = None
+    ) -> AuthenticatedAssertion:
+        """A Response document as bytes (the PAOS binding carries it in a SOAP body).
+
+        Whatever a hostile document makes the checks raise is a refusal with its reason,
+        never an uncaught error (a 500 that loses the reason)."""
+        try:
+            return self._validate_xml(data, acs_url, browser)
+        except dsig.SignatureError as exc:
+            raise ResponseRejected(f"signature refused: {exc}") from exc
+        except OverflowError as exc:
+            raise ResponseRejected(f"a time in the Response is out of range ({exc})") from exc
+
+    def _validate_xml(
+        self, data: bytes, acs_url: str, browser: BrowserBinding | None
+    ) -> AuthenticatedAssertion:
         try:
             root = xmlsafe.parse(data, max_bytes=MAX_RESPONSE_BYTES)
         except xmlsafe.UnsafeXML as exc:
@@ -212,7 +242,7 @@ class ResponseValidator:
         result = self._assertion(assertion, idp, root.get("InResponseTo"), acs_url)
         result.encrypted = encrypted
         result.signed = signed
-        result.request = self._answered_request(root.get("InResponseTo"), idp)
+        result.request = self._answered_request(root.get("InResponseTo"), idp, browser)
         if not self.replay.first_use(idp.entity_id, result.assertion_id, result.not_on_or_after):
             raise ResponseRejected(f"assertion {result.assertion_id!r} was already used (replay)")
         return result
@@ -414,7 +444,9 @@ class ResponseValidator:
                         f"shibmd:Scope {[s.value for s in idp.scopes]}"
                     )
 
-    def _answered_request(self, in_response_to: str | None, idp: IdentityProvider) -> object | None:
+    def _answered_request(
+        self, in_response_to: str | None, idp: IdentityProvider, browser: BrowserBinding | None
+    ) -> object | None:
         if in_response_to is None:
             if not self.policy.allow_unsolicited:
                 raise ResponseRejected("unsolicited Response (no InResponseTo) is not accepted")
@@ -430,5 +462,10 @@ class ResponseValidator:
             raise ResponseRejected(
                 f"request {in_response_to!r} was sent to {request.idp!r}, "  # type: ignore[attr-defined]
                 f"answered by {idp.entity_id!r}"
+            )
+        if browser is not None and not browser(in_response_to):
+            raise ResponseRejected(
+                f"request {in_response_to!r} was not started by this browser (its request "
+                "cookie is missing: start the login again from this browser)"
             )
         return request

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,7 +37,12 @@ def _envelope(body: etree._Element, *headers: etree._Element) -> bytes:
     return etree.tostring(envelope)
 
 
-def ecp_login(world: Any, user: str = "alice", password: str = "wonderland") -> requests.Response:  # noqa: S107
+def ecp_login(
+    world: Any,
+    user: str = "alice",
+    password: str = "wonderland",  # noqa: S107
+    tamper: Callable[[etree._Element], None] = lambda _response: None,
+) -> requests.Response:
     session = requests.Session()
     # 1. The SP's PAOS request.
     first = session.get(f"{world.gateway}/saml/ecp", headers=ECP_HEADERS, timeout=10)
@@ -61,6 +67,7 @@ def ecp_login(world: Any, user: str = "alice", password: str = "wonderland") -> 
     )
     assert acs == consumer  # the client's own check (profiles §4.2.4.5)
     response = idp_envelope.find(f"{{{SOAP}}}Body")[0]
+    tamper(response)
     # 3. The IdP's Response, untouched, to the SP's PAOS consumer.
     return session.post(
         consumer,
@@ -131,3 +138,16 @@ def test_ecp_consumer_refuses_a_forged_response(saml_world: Any) -> None:
     )
     assert answer.status_code == 403
     assert "Issuer" in answer.json()["detail"]
+
+
+def test_ecp_response_with_two_signatures_is_refused(saml_world: Any) -> None:
+    """#16.2: a 403 naming the ambiguity, not an uncaught SignatureError (500)."""
+
+    def twice(response: etree._Element) -> None:
+        assertion = response.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion")
+        signature = assertion.find("{http://www.w3.org/2000/09/xmldsig#}Signature")
+        assertion.insert(assertion.index(signature) + 1, copy.deepcopy(signature))
+
+    answer = ecp_login(saml_world, tamper=twice)
+    assert answer.status_code == 403, answer.text
+    assert "<Assertion> has 2 signatures" in answer.json()["detail"]

@@ -447,3 +447,57 @@ def test_persistent_nameid_is_qualified_by_the_issuer(saml_world: Any) -> None:
     assert answer.status_code == 303, answer.text
     me = browser.get(f"{saml_world.gateway}/saml/session", timeout=10).json()
     assert me["name"] == f"{saml_world.idp.entity_id}!{sp.entity_id}!victim-persistent-id"
+
+
+# -- #16.2: hostile input is a 4xx with the reason, never a 500 -----------------------
+def _twice_signed_assertion(root: etree._Element, world: Any) -> bytes:
+    assertion = _assertion(root)
+    signature = assertion.find(q(DS, "Signature"))
+    assertion.insert(assertion.index(signature) + 1, copy.deepcopy(signature))
+    return etree.tostring(root)
+
+
+def _far_future(assertion: etree._Element) -> None:
+    for node in assertion.iter(q(SAML, "Conditions"), q(SAML, "SubjectConfirmationData")):
+        node.set("NotOnOrAfter", "9999-12-31T23:59:59Z")
+
+
+def test_two_signatures_on_the_assertion_are_refused(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser, form = idp_response(saml_world)
+    answer = _post(saml_world, browser, _twice_signed_assertion(_tree(form), saml_world))
+    _refused(saml_world, caplog, answer, "<Assertion> has 2 signatures")
+
+
+def test_two_signatures_on_the_response_are_refused(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser, form = idp_response(saml_world, sign_response=True)
+    root = _tree(form)
+    signature = root.find(q(DS, "Signature"))
+    root.insert(root.index(signature) + 1, copy.deepcopy(signature))
+    answer = _post(saml_world, browser, etree.tostring(root))
+    _refused(saml_world, caplog, answer, "<Response> has 2 signatures")
+
+
+def test_a_year_9999_validity_is_refused(saml_world: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser, form = idp_response(saml_world)
+    answer = _post(saml_world, browser, _resigned(_far_future)(_tree(form), saml_world))
+    _refused(saml_world, caplog, answer, "'9999-12-31T23:59:59Z' is beyond the year 9000")
+
+
+def test_an_oversized_form_is_a_4xx_with_the_reason(saml_world: Any) -> None:
+    """Bigger than the framework's form parser takes: its own error, answered."""
+    answer = requests.post(
+        f"{saml_world.gateway}/saml/acs",
+        data={"SAMLResponse": "A" * (1024 * 1024 + 16)},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert "KB" in answer.json()["detail"] or "large" in answer.json()["detail"]
