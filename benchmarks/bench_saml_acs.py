@@ -107,7 +107,7 @@ def main() -> None:
         print(f"making {args.responses} responses signed by pysaml2 (xmlsec1) ...", flush=True)
         responses: list[tuple[str, str]] = []  # (request id, base64 Response)
         for n in range(args.responses):
-            url = sp.authn_request_url(idp.entity_id, "/")
+            url = sp.authn_request_url(idp.entity_id, "/portal/")
             query = dict(
                 p.split("=", 1) for p in url.split("?", 1)[1].split("&")
             )  # still URL-encoded

@@ -11,7 +11,7 @@ from typing import Any
 
 import flask
 
-from gateway.saml.sp import SAMLError, ServiceProvider, safe_return_to
+from gateway.saml.sp import SAMLError, ServiceProvider, check_return_to
 
 LAST_IDP_COOKIE = "xg_saml_idp"
 
@@ -33,6 +33,8 @@ def _return_url(sp: ServiceProvider, target: str | None, param: str, entity_id: 
     allowed = f"{sp.public_url}/saml/login"
     if target is None:
         target = allowed
+    if any(not 0x21 <= ord(c) <= 0x7E for c in target):  # would end or bend the Location
+        raise SAMLError(f"return URL {target!r} contains spaces, control or non-ASCII characters")
     if target.split("?", 1)[0] != allowed:
         raise SAMLError(f"return URL {target!r} is not this SP's DiscoveryResponse ({allowed})")
     if not entity_id:
@@ -44,7 +46,7 @@ def _return_url(sp: ServiceProvider, target: str | None, param: str, entity_id: 
 def render(sp: ServiceProvider, params: dict[str, str]) -> Any:
     """The discovery page, or a redirect when the protocol asks for a passive answer."""
     query = params.get("q", "").strip()
-    return_to = safe_return_to(params.get("return_to"))
+    return_to = check_return_to(params.get("return_to"))
     protocol_return = params.get("return")
     id_param = params.get("returnIDParam") or "entityID"
     requester = params.get("entityID")

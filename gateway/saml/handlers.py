@@ -59,11 +59,26 @@ def login(idp: str | None = None, entityID: str | None = None, return_to: str | 
         chosen = idp or entityID
         if not chosen:
             raise SAMLError("name the identity provider: /saml/login?idp=<entityID>")
-        response = _see_other(sp.authn_request_url(chosen, return_to))
+        location, request_id = sp.authn_request(chosen, return_to)
     except SAMLError as exc:
         return _problem(exc)
+    response = _see_other(location)
     # Remembered for the discovery page (a preference, not a credential).
     _set_cookie(response, sp, "xg_saml_idp", chosen, max_age=365 * 86400, path="/saml/")
+    # The request's binding to this browser, carried back by the IdP's cross-site POST
+    # to the ACS: SameSite=None (with Secure, which browsers require for it) under https;
+    # without SameSite over plain http, where browsers send a fresh cookie on such a POST.
+    name, value = sp.request_cookie(request_id)
+    secure = sp.public_url.startswith("https://")
+    response.set_cookie(
+        name,
+        value,
+        max_age=sp.config.request_lifetime,
+        path="/saml/",
+        secure=secure,
+        httponly=True,
+        samesite="None" if secure else None,
+    )
     return response
 
 
@@ -95,7 +110,7 @@ def discovery(**params: str) -> Any:
 def acs(body: dict[str, str]) -> Any:
     try:
         sp = _sp()
-        assertion, principal = sp.consume(body["SAMLResponse"])
+        assertion, principal = sp.consume(body["SAMLResponse"], cookies=flask.request.cookies)
     except SAMLError as exc:
         return _problem(exc)
     except ResponseRejected as exc:
@@ -103,7 +118,11 @@ def acs(body: dict[str, str]) -> Any:
     # A solicited login returns where it started; an unsolicited one (if allowed) where
     # its RelayState says, as long as that is a local path.
     to = getattr(assertion.request, "return_to", None) or body.get("RelayState")
-    return _login_redirect(sp, assertion, principal, to)
+    response = _login_redirect(sp, assertion, principal, to)
+    request_id = getattr(assertion.request, "id", None)
+    if request_id:  # answered: its binding cookie has done its work
+        response.delete_cookie(sp.request_cookie(request_id)[0], path="/saml/")
+    return response
 
 
 def _login_redirect(sp: ServiceProvider, assertion: Any, principal: Any, to: str | None) -> Any:

@@ -10,6 +10,8 @@ import logging
 import os
 import secrets
 import threading
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +36,7 @@ from gateway.saml.namespaces import (
 )
 from gateway.saml.response import (
     AuthenticatedAssertion,
+    BrowserBinding,
     ResponseRejected,
     ResponseValidator,
     ValidationPolicy,
@@ -52,10 +55,49 @@ class SAMLError(Exception):
         self.status = status
 
 
+# The gateway's own pages a login may come back to (its browser front ends and APIs).
+RETURN_PREFIXES = ("/portal", "/saml/", "/api/", "/ui")
+DEFAULT_RETURN = "/saml/session"
+REQUEST_COOKIE_PREFIX = "xg_saml_rq_"
+
+
+def return_to_problem(value: str) -> str:
+    """Why ``value`` is no place to send the browser after login, or "" when it is.
+
+    Browsers normalise a Location before they follow it (the WHATWG URL parser drops
+    tabs and newlines anywhere, leading and trailing spaces and controls, and reads a
+    backslash as a slash), so ``/%09/evil.example/`` (a tab once decoded) would become
+    ``//evil.example/``: anything but printable ASCII (which is also all a Location
+    header carries), and the backslash, is refused outright, and what remains must be a
+    path of this gateway."""
+    if any(not 0x21 <= ord(c) <= 0x7E or c == "\\" for c in value):
+        return "it contains spaces, control or non-ASCII characters, or backslashes"
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
+        return "it is not a local path"
+    path = parts.path
+    if not any(
+        path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in RETURN_PREFIXES
+    ):
+        return f"it is not a page of this gateway (one under {', '.join(RETURN_PREFIXES)})"
+    return ""
+
+
+def check_return_to(value: str | None) -> str:
+    """The return path a login request names; :class:`SAMLError` (400) says why not."""
+    if not value:
+        return DEFAULT_RETURN
+    problem = return_to_problem(value)
+    if problem:
+        raise SAMLError(f"return_to {value!r} is refused: {problem}")
+    return value
+
+
 def safe_return_to(value: str | None) -> str:
-    """Only a local path: a login must never redirect to another site (open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/saml/session"
+    """Only a path of this gateway: a login must never redirect to another site (open
+    redirect); anything else goes to the session page."""
+    if not value or return_to_problem(value):
+        return DEFAULT_RETURN
     return value
 
 
@@ -241,8 +283,15 @@ class ServiceProvider:
         return mode == "always" or (mode == "when_wanted" and idp.want_authn_requests_signed)
 
     def authn_request_url(self, entity_id: str, return_to: str | None) -> str:
+        """Where to send the browser (see :meth:`authn_request`)."""
+        return self.authn_request(entity_id, return_to)[0]
+
+    def authn_request(self, entity_id: str, return_to: str | None) -> tuple[str, str]:
         """Where to send the browser: the IdP's HTTP-Redirect SSO endpoint with a fresh
-        AuthnRequest, remembered for the InResponseTo check."""
+        AuthnRequest, remembered for the InResponseTo check; and the request's ID, whose
+        :meth:`request_cookie` the browser must carry back to the ACS. A ``return_to``
+        that is not a path of this gateway is refused (400) before anything is sent."""
+        return_to = check_return_to(return_to)
         idp = self.identity_provider(entity_id)
         endpoint = idp.endpoint("sso", BINDING_REDIRECT)
         if endpoint is None:
@@ -255,13 +304,31 @@ class ServiceProvider:
             BINDING_POST,
             destination=endpoint.location,
         )
-        self.requests.remember(request_id, idp.entity_id, safe_return_to(return_to))
-        return binding.encode(
+        self.requests.remember(request_id, idp.entity_id, return_to)
+        location = binding.encode(
             endpoint.location,
             "SAMLRequest",
             etree.tostring(request),
             signing_key=self._signing_key if self._sign_requests_for(idp) else None,
         )
+        return location, request_id
+
+    def request_cookie(self, request_id: str) -> tuple[str, str]:
+        """The cookie (name, value) that binds an AuthnRequest to the browser that sent
+        it, as Shibboleth SP's relay-state cookie does: a Response posted by a browser
+        without it is refused, so nobody can log a victim's browser into the attacker's
+        account (login CSRF) with a Response the attacker obtained. The value is a MAC
+        of the request ID, so nothing more is stored."""
+        return REQUEST_COOKIE_PREFIX + request_id, self._mac(f"authn:{request_id}")
+
+    def browser_started(self, cookies: Mapping[str, str]) -> BrowserBinding:
+        """Whether the browser carrying ``cookies`` started a given request."""
+
+        def started(request_id: str) -> bool:
+            name, value = self.request_cookie(request_id)
+            return hmac.compare_digest(cookies.get(name, ""), value)
+
+        return started
 
     # -- ECP (PAOS) -----------------------------------------------------------------------
     @property
@@ -296,16 +363,27 @@ class ServiceProvider:
         return self.consume(document, acs_url=self.ecp_url)
 
     def consume(
-        self, saml_response: str | bytes, *, acs_url: str | None = None
+        self,
+        saml_response: str | bytes,
+        *,
+        acs_url: str | None = None,
+        cookies: Mapping[str, str] | None = None,
     ) -> tuple[AuthenticatedAssertion, Principal]:
         """The ACS: a verified assertion and the principal it establishes, or
         :class:`ResponseRejected` (logged with its reason). ``str`` is the HTTP-POST
-        binding's base64; ``bytes`` a Response document (PAOS)."""
+        binding's base64; ``bytes`` a Response document (PAOS). ``cookies`` are the
+        posting browser's: a solicited Response must come back to the browser that sent
+        the request (:meth:`request_cookie`); None only where no browser is involved."""
+        browser = self.browser_started(cookies) if cookies is not None else None
         try:
             if isinstance(saml_response, bytes):
-                assertion = self.validator.validate_xml(saml_response, acs_url=acs_url or "")
+                assertion = self.validator.validate_xml(
+                    saml_response, acs_url=acs_url or "", browser=browser
+                )
             else:
-                assertion = self.validator.validate(saml_response, acs_url=self.acs_url)
+                assertion = self.validator.validate(
+                    saml_response, acs_url=self.acs_url, browser=browser
+                )
             principal = self.principal(assertion)
         except ResponseRejected as exc:
             log.warning("SAML response refused: %s", exc.reason)

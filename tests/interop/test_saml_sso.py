@@ -278,3 +278,86 @@ def test_portal_sends_strangers_to_discovery_and_shows_vos_after_login(saml_worl
     assert "Alice Liddell" in page.text
     assert page.text.count("<tr class='vo'>") == 3
     assert "<td>fusion</td><td>/</td><td>admin</td>" in page.text
+
+
+# -- #16.2 / #16.3: where the browser goes back to ------------------------------------
+@pytest.mark.parametrize(
+    "return_to",
+    [
+        "/\t/evil.example/",  # /%09/evil.example/: browsers drop the tab, then //evil
+        "/\n/evil.example/",
+        "/portal/\r\nSet-Cookie: xg_saml_session=planted",
+        "/\\evil.example/",
+        " //evil.example/",
+        "/portal/\u00e9t\u00e9",
+        "/elsewhere/not-a-gateway-page",
+        "https://evil.example/",
+    ],
+    ids=["tab", "newline", "crlf", "backslash", "space", "non-ascii", "foreign-path", "url"],
+)
+def test_login_refuses_a_return_to_that_is_no_page_of_this_gateway(
+    saml_world: Any, return_to: str
+) -> None:
+    from gateway.saml.sp import safe_return_to
+
+    answer = requests.get(
+        f"{saml_world.gateway}/saml/login",
+        params={"idp": saml_world.idp.entity_id, "return_to": return_to},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "return_to" in answer.json()["detail"]
+    assert "Location" not in answer.headers
+    discovery = requests.get(
+        f"{saml_world.gateway}/saml/discovery", params={"return_to": return_to}, timeout=10
+    )
+    assert discovery.status_code == 400, discovery.text
+    # An unsolicited Response's RelayState goes to the session page instead.
+    assert safe_return_to(return_to) == "/saml/session"
+    assert safe_return_to("/portal/vms?x=1") == "/portal/vms?x=1"
+
+
+def test_discovery_return_with_crlf_is_refused(saml_world: Any) -> None:
+    own = f"{saml_world.gateway}/saml/login"
+    answer = requests.get(
+        f"{saml_world.gateway}/saml/discovery",
+        params={"return": own + "?x=1\r\nSet-Cookie: a=b", "isPassive": "true"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "control" in answer.json()["detail"]
+
+
+# -- #16.5: the Response must come back to the browser that asked for it ---------------
+def test_a_response_posted_by_another_browser_is_refused(saml_world: Any) -> None:
+    """Login CSRF: the attacker's own Response, auto-posted from the victim's browser."""
+    attacker, form = idp_response(saml_world)
+    assert any(c.name.startswith("xg_saml_rq_") for c in attacker.cookies)
+    before = sessions(saml_world)
+    victim = requests.Session()
+    answer = victim.post(
+        f"{saml_world.gateway}/saml/acs", data=form, allow_redirects=False, timeout=10
+    )
+    assert answer.status_code == 403, answer.text
+    assert "not started by this browser" in answer.json()["detail"]
+    assert "Set-Cookie" not in answer.headers
+    assert sessions(saml_world) == before
+
+
+def test_the_request_cookie_is_bound_and_spent(saml_world: Any) -> None:
+    start = requests.get(
+        f"{saml_world.gateway}/saml/login",
+        params={"idp": saml_world.idp.entity_id},
+        allow_redirects=False,
+        timeout=10,
+    )
+    cookie = next(c for c in start.cookies if c.name.startswith("xg_saml_rq_"))
+    assert cookie.path == "/saml/" and cookie.has_nonstandard_attr("HttpOnly")
+    browser, form = idp_response(saml_world)
+    answer = browser.post(
+        f"{saml_world.gateway}/saml/acs", data=form, allow_redirects=False, timeout=10
+    )
+    assert answer.status_code == 303, answer.text
+    assert not any(c.name.startswith("xg_saml_rq_") for c in browser.cookies)
