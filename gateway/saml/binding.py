@@ -69,10 +69,36 @@ def encode(
     return location + ("&" if "?" in location else "?") + query
 
 
-def verify_query(raw_query: str, param: str, certs_der: Sequence[bytes]) -> bool:
+# The parameters of the binding (bindings §3.4.4.1): each at most once.
+PARAMETERS = ("SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature")
+
+
+def query_parts(raw_query: str) -> dict[str, str]:
+    """The binding's parameters of a query, still URL-encoded as they arrived; one
+    given twice is refused, so the message read and the message whose signature is
+    checked are always the same octets (a first unsigned copy for any user beside a
+    validly signed second one must not pass)."""
+    parts: dict[str, str] = {}
+    for piece in raw_query.split("&"):
+        name, eq, value = piece.partition("=")
+        name = urllib.parse.unquote_plus(name)
+        if not eq or name not in PARAMETERS:
+            continue
+        if name in parts:
+            raise BindingError(f"the {name} parameter is given more than once")
+        parts[name] = value
+    return parts
+
+
+def message_of(parts: dict[str, str], param: str) -> bytes:
+    """The XML of the message in ``param`` of :func:`query_parts`."""
+    return inflate(urllib.parse.unquote_plus(parts[param]))
+
+
+def verify_query(raw_query: str | dict[str, str], param: str, certs_der: Sequence[bytes]) -> bool:
     """Whether the redirect's Signature verifies with one of the certificates; the
     signed octets are the query parts exactly as they arrived (bindings §3.4.4.1)."""
-    pieces = dict(p.split("=", 1) for p in raw_query.split("&") if "=" in p)
+    pieces = query_parts(raw_query) if isinstance(raw_query, str) else raw_query
     if "Signature" not in pieces or "SigAlg" not in pieces:
         return False
     algorithm = urllib.parse.unquote_plus(pieces["SigAlg"])

@@ -13,6 +13,10 @@ from gateway import runtime
 from gateway.saml.response import ResponseRejected
 from gateway.saml.sp import SAMLError, ServiceProvider, safe_return_to
 
+# Where a finished logout leaves the browser: a page of the gateway that exists, from
+# which the user can log in again.
+LOGGED_OUT = "/saml/discovery"
+
 
 def _sp() -> ServiceProvider:
     sp = runtime.current().saml
@@ -173,12 +177,10 @@ def ecp_consume(body: Any = None) -> Any:
 def slo(**_params: str) -> Any:
     try:
         sp = _sp()
-        params = {k: v for k, v in flask.request.args.items()}
-        raw = flask.request.query_string.decode("latin-1")
-        location = sp.single_logout(raw, params)
+        location = sp.single_logout(flask.request.query_string.decode("latin-1"))
     except SAMLError as exc:
         return _problem(exc)
-    return _see_other(location or "/")
+    return _see_other(location or LOGGED_OUT)
 
 
 def logout(**_params: str) -> Any:
@@ -188,7 +190,7 @@ def logout(**_params: str) -> Any:
         return _problem(exc)
     cookie = flask.request.cookies.get(sp.config.session_cookie, "")
     location = sp.logout_request_url(cookie) if cookie else None
-    response = _see_other(location or "/")
+    response = _see_other(location or LOGGED_OUT)
     response.delete_cookie(sp.config.session_cookie, path="/")
     return response
 

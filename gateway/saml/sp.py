@@ -42,6 +42,7 @@ from gateway.saml.response import (
     ValidationPolicy,
 )
 from gateway.saml.state import LoginSession, ReplayCache, RequestStore, SessionStore
+from gateway.saml.timeutil import parse_datetime
 
 log = logging.getLogger("xtreemgate.saml")
 
@@ -498,16 +499,33 @@ class ServiceProvider:
             endpoint.location, "SAMLRequest", etree.tostring(request), signing_key=self._signing_key
         )
 
-    def single_logout(self, raw_query: str, params: dict[str, str]) -> str | None:
+    def single_logout(self, raw_query: str) -> str | None:
         """The SLO endpoint (HTTP-Redirect). A LogoutRequest from an IdP ends the named
         sessions and returns the URL of our signed LogoutResponse; a LogoutResponse to our
-        own request returns None (the caller sends the browser home). Both must carry a
-        valid redirect signature by the IdP's metadata key."""
-        kind = "SAMLRequest" if "SAMLRequest" in params else "SAMLResponse"
-        if kind not in params:
-            raise SAMLError("SLO needs a SAMLRequest or SAMLResponse parameter")
+        own request returns None (the caller sends the browser to the login page). Each
+        refusal is logged with its reason (:class:`SAMLError`)."""
         try:
-            message = xmlsafe.parse(binding.inflate(params[kind]), max_bytes=binding.MAX_INFLATED)
+            return self._single_logout(raw_query)
+        except SAMLError as exc:
+            log.warning("single logout refused: %s", exc.reason)
+            raise
+
+    def _single_logout(self, raw_query: str) -> str | None:
+        """Both kinds must carry a valid redirect signature by the IdP's metadata key
+        over the very octets that are read, and name this SLO endpoint as Destination
+        (profiles §4.4.4.1, bindings §3.4.5.2); a LogoutRequest must also be fresh
+        (IssueInstant) and seen once (its ID in the replay cache)."""
+        try:
+            parts = binding.query_parts(raw_query)
+        except binding.BindingError as exc:
+            raise SAMLError(f"SLO message refused: {exc}") from exc
+        kind = "SAMLRequest" if "SAMLRequest" in parts else "SAMLResponse"
+        if kind not in parts:
+            raise SAMLError("SLO needs a SAMLRequest or SAMLResponse parameter")
+        if "SAMLRequest" in parts and "SAMLResponse" in parts:
+            raise SAMLError("SLO takes a SAMLRequest or a SAMLResponse, not both")
+        try:
+            message = xmlsafe.parse(binding.message_of(parts, kind), max_bytes=binding.MAX_INFLATED)
         except (binding.BindingError, xmlsafe.UnsafeXML) as exc:
             raise SAMLError(f"{kind} refused: {exc}") from exc
         issuer = message.find(q(SAML, "Issuer"))
@@ -516,19 +534,22 @@ class ServiceProvider:
         if idp is None:
             raise SAMLError(f"{kind} from unknown issuer {entity_id!r}", 403)
         try:
-            signed = binding.verify_query(raw_query, kind, idp.signing_certs)
+            signed = binding.verify_query(parts, kind, idp.signing_certs)
         except binding.BindingError as exc:
             raise SAMLError(f"{kind} signature refused: {exc}", 403) from exc
         if not signed:
             raise SAMLError(f"{kind} is not signed by {entity_id!r}", 403)
         destination = message.get("Destination")
-        if destination is not None and destination != self.slo_url:
-            raise SAMLError(f"{kind} Destination {destination!r} is not {self.slo_url}")
+        if destination != self.slo_url:
+            raise SAMLError(
+                f"{kind} Destination {destination!r} is not this SLO endpoint ({self.slo_url})"
+            )
         if kind == "SAMLResponse":
             log.info("single logout confirmed by %s", entity_id)
             return None
         if message.tag != q(SAMLP, "LogoutRequest"):
             raise SAMLError(f"expected a LogoutRequest, got {message.tag}")
+        self._fresh_once(message, entity_id)
         name_id = message.find(q(SAML, "NameID"))
         indexes = [
             "".join(i.itertext()).strip() for i in message.iterchildren(q(SAMLP, "SessionIndex"))
@@ -548,13 +569,38 @@ class ServiceProvider:
         )
         status = etree.SubElement(answer, q(SAMLP, "Status"))
         etree.SubElement(status, q(SAMLP, "StatusCode"), Value=STATUS_SUCCESS)
+        relay_state = urllib.parse.unquote_plus(parts.get("RelayState", ""))
         return binding.encode(
             endpoint.response_location or endpoint.location,
             "SAMLResponse",
             etree.tostring(answer),
-            relay_state=params.get("RelayState", ""),
+            relay_state=relay_state,
             signing_key=self._signing_key,
         )
+
+    def _fresh_once(self, request: etree._Element, issuer: str) -> None:
+        """A LogoutRequest issued within the request lifetime (with clock skew), and
+        never seen before: a captured signed request cannot be replayed to end a later
+        session of that user."""
+        request_id = request.get("ID") or ""
+        if not request_id:
+            raise SAMLError("LogoutRequest has no ID")
+        try:
+            issued = parse_datetime(request.get("IssueInstant") or "")
+        except ValueError as exc:
+            raise SAMLError(f"LogoutRequest IssueInstant: {exc}") from exc
+        now = datetime.now(UTC)
+        skew = timedelta(seconds=self.config.clock_skew)
+        lifetime = timedelta(seconds=self.config.request_lifetime)
+        if issued > now + skew:
+            raise SAMLError(f"LogoutRequest is issued in the future ({issued.isoformat()})")
+        if issued + lifetime + skew < now:
+            raise SAMLError(
+                f"LogoutRequest issued at {issued.isoformat()} is older than "
+                f"{self.config.request_lifetime} s (saml.request_lifetime)"
+            )
+        if not self.replay.first_use(issuer, f"LogoutRequest:{request_id}", now + lifetime + skew):
+            raise SAMLError(f"LogoutRequest {request_id!r} was already used (replay)", 403)
 
 
 def principal_to_json(principal: Principal) -> dict:

@@ -361,3 +361,118 @@ def test_the_request_cookie_is_bound_and_spent(saml_world: Any) -> None:
     )
     assert answer.status_code == 303, answer.text
     assert not any(c.name.startswith("xg_saml_rq_") for c in browser.cookies)
+
+
+# -- #16.4: single logout --------------------------------------------------------------
+def _idp_logout_query(world: Any, *, name_id: str = "_alice-transient", **header: str) -> str:
+    """A LogoutRequest from the IdP, redirect-signed with its key: the query string."""
+    from cryptography.hazmat.primitives import serialization
+    from lxml import etree
+
+    from gateway.saml import binding, protocol
+    from gateway.saml.namespaces import SAML, q
+
+    destination = header.pop("destination", f"{world.gateway}/saml/slo")
+    request = protocol.message(
+        "LogoutRequest", world.idp.entity_id, destination=destination or None
+    )
+    for name, value in header.items():
+        request.set(name, value)
+    etree.SubElement(
+        request,
+        q(SAML, "NameID"),
+        Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+    ).text = name_id
+    key = serialization.load_pem_private_key(world.idp.key.read_bytes(), password=None)
+    url = binding.encode(
+        f"{world.gateway}/saml/slo", "SAMLRequest", etree.tostring(request), signing_key=key
+    )
+    return url.split("?", 1)[1]
+
+
+def _logged_in(world: Any) -> requests.Session:
+    browser, form = idp_response(world)
+    answer = browser.post(f"{world.gateway}/saml/acs", data=form, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def _slo(world: Any, query: str) -> requests.Response:
+    return requests.get(f"{world.gateway}/saml/slo?{query}", allow_redirects=False, timeout=10)
+
+
+def _refusal_logged(caplog: pytest.LogCaptureFixture, words: str) -> None:
+    logged = [r.getMessage() for r in caplog.records if r.name == "xtreemgate.saml"]
+    assert any("single logout refused" in m and words in m for m in logged), logged
+
+
+def test_logout_request_given_twice_is_refused(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unsigned request for the victim first, a validly signed one (for someone
+    else) last: read from one and verified on the other, it would end her session."""
+    import logging
+
+    from gateway.saml import binding, protocol
+
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    victim = _logged_in(saml_world)
+    signed = _idp_logout_query(saml_world, name_id="_someone-else")
+    forged = protocol.message(
+        "LogoutRequest", saml_world.idp.entity_id, destination=f"{saml_world.gateway}/saml/slo"
+    )
+    from lxml import etree
+
+    from gateway.saml.namespaces import SAML, q
+
+    etree.SubElement(forged, q(SAML, "NameID")).text = "_alice-transient"
+    first = urllib.parse.urlencode({"SAMLRequest": binding.deflate(etree.tostring(forged))})
+    answer = _slo(saml_world, f"{first}&{signed}")
+    assert answer.status_code == 400, answer.text
+    assert "SAMLRequest parameter is given more than once" in answer.json()["detail"]
+    _refusal_logged(caplog, "more than once")
+    assert victim.get(f"{saml_world.gateway}/saml/session", timeout=10).status_code == 200
+
+
+def test_signed_logout_request_is_fresh_once_and_for_this_slo(
+    saml_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    caplog.set_level(logging.INFO, logger="xtreemgate.saml")
+    browser = _logged_in(saml_world)
+    stale = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cases = [
+        (_idp_logout_query(saml_world, IssueInstant=stale), 400, "older than"),
+        (_idp_logout_query(saml_world, destination=""), 400, "Destination None"),
+    ]
+    for query, status, words in cases:
+        answer = _slo(saml_world, query)
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["detail"]
+        _refusal_logged(caplog, words)
+        assert browser.get(f"{saml_world.gateway}/saml/session", timeout=10).status_code == 200
+    fresh = _idp_logout_query(saml_world)
+    assert _slo(saml_world, fresh).status_code == 303
+    assert browser.get(f"{saml_world.gateway}/saml/session", timeout=10).status_code == 401
+    again_browser = _logged_in(saml_world)
+    replayed = _slo(saml_world, fresh)
+    assert replayed.status_code == 403, replayed.text
+    assert "already used (replay)" in replayed.json()["detail"]
+    _refusal_logged(caplog, "replay")
+    assert again_browser.get(f"{saml_world.gateway}/saml/session", timeout=10).status_code == 200
+
+
+def test_after_logout_the_browser_lands_on_a_page(saml_world: Any) -> None:
+    browser = _logged_in(saml_world)
+    out = browser.get(f"{saml_world.gateway}/saml/logout", allow_redirects=False, timeout=10)
+    at_idp = browser.get(out.headers["Location"], allow_redirects=False, timeout=10)
+    back = browser.get(at_idp.headers["Location"], allow_redirects=False, timeout=10)
+    assert back.status_code == 303, back.text
+    landing = browser.get(f"{saml_world.gateway}{back.headers['Location']}", timeout=10)
+    assert landing.status_code == 200, landing.text
+    assert "Log in with your institution" in landing.text
+    # Without a session (or an IdP SLO endpoint) the same page.
+    again = browser.get(f"{saml_world.gateway}/saml/logout", allow_redirects=False, timeout=10)
+    assert again.headers["Location"] == back.headers["Location"]

@@ -50,3 +50,19 @@ def test_garbage_is_named() -> None:
         binding.inflate("%%%")
     with pytest.raises(binding.BindingError, match="not DEFLATE"):
         binding.inflate(base64.b64encode(b"plain text").decode())
+
+
+def test_a_parameter_given_twice_is_refused(pair: tuple[bytes, bytes]) -> None:
+    """#16.4: the message read and the message verified are one and the same."""
+    key_pem, cert_pem = pair
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    url = binding.encode("https://sp.example.org/slo", "SAMLRequest", b"<signed/>", "", key)
+    query = url.split("?", 1)[1]
+    forged = f"SAMLRequest={urllib.parse.quote(binding.deflate(b'<forged/>'))}&{query}"
+    with pytest.raises(binding.BindingError, match="SAMLRequest parameter is given more"):
+        binding.verify_query(forged, "SAMLRequest", [_der(cert_pem)])
+    with pytest.raises(binding.BindingError, match="more than once"):
+        binding.query_parts(query + "&Signature=x")
+    parts = binding.query_parts(query)
+    assert binding.message_of(parts, "SAMLRequest") == b"<signed/>"
+    assert binding.verify_query(parts, "SAMLRequest", [_der(cert_pem)])
