@@ -240,3 +240,24 @@ def test_portal_lists_the_callers_vms_and_stops_one(saml_world: Any) -> None:
         timeout=10,
     )
     assert unknown.status_code == 404
+
+
+def test_a_form_the_framework_cannot_parse_is_a_4xx_on_every_route(saml_world: Any) -> None:
+    """#16.2: the form parser's own errors (Starlette's) are answered by the app's
+    handler wherever a form is read: here the portal, with a logged-in browser."""
+    browser = login(saml_world)
+    mine = start_activity(saml_world)
+    try:
+        for form in ({"csrf_token": "A" * (1024 * 1024 + 16)}, {f"f{n}": "" for n in range(1001)}):
+            answer = browser.post(
+                f"{saml_world.gateway}/portal/activities/{mine.id}/cancel",
+                data=form,
+                allow_redirects=False,
+                timeout=30,
+            )
+            assert answer.status_code == 413, answer.text
+            assert answer.headers["Content-Type"] == "application/problem+json"
+            assert "form body cannot be read" in answer.json()["detail"]
+        assert activity_store(saml_world.runtime).get(mine.id).state is JobState.RUNNING
+    finally:
+        saml_world.runtime.backends["execution"].terminate(mine.backend_id)
