@@ -63,7 +63,13 @@ class UnknownResource(BackendError):
 
 class InvalidSpec(BackendError, ValueError):
     """What was asked cannot be built as given: an unknown size or image template, a bad
-    name or address (front ends answer 400 with the message)."""
+    name or address (front ends answer 400 with the message). ``field`` names the
+    JobSpec/VMSpec field at fault when there is one (``queue``, ``stage_in``...), so a
+    front end can name its own element for it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidState(BackendError):
@@ -185,14 +191,17 @@ class ExecutionBackend(Backend):
 
     def admit(self, job: JobSpec) -> None:
         """Refuse, before anything is recorded, a job this backend will not take: a queue
-        hint it cannot honour (InvalidSpec, naming the queues there are), or any job while
+        hint it cannot honour (InvalidSpec, naming the queues there are), a staging URL it
+        will refuse at run time (a ``file:`` URL where file staging is off or outside its
+        roots: InvalidSpec with ``field`` ``stage_in``/``stage_out``), or any job while
         its infrastructure is down and the site chose to refuse then (BackendUnavailable).
         The default knows no queues, so a hint is refused rather than silently ignored:
         the job might need that queue."""
         if job.queue:
             raise InvalidSpec(
                 f"the {self.name} execution backend has no queues: leave out the queue "
-                f"hint {job.queue!r}"
+                f"hint {job.queue!r}",
+                field="queue",
             )
 
     def resources(self) -> dict[str, Any]:

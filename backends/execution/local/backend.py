@@ -47,6 +47,7 @@ from backends.contracts.model import (
     to_plain,
 )
 from backends.contracts.platform import runs
+from backends.execution.admission import admit_staging
 from backends.execution.local import supervisor
 from backends.execution.local.settings import LocalExecutionSettings
 
@@ -164,6 +165,12 @@ class LocalExecutionBackend(ExecutionBackend):
                 f"account {account.username!r} is root (uid/gid 0); jobs never run as root"
             )
         return account
+
+    def admit(self, job: JobSpec) -> None:
+        """No queue hint (one host has none), and no staging URL the supervisor would
+        refuse at run time."""
+        super().admit(job)
+        admit_staging(job, self.options.file_staging_roots)
 
     def check(self, job: JobSpec) -> None:
         """Refuse at once what this host can never run (rather than fail later).
