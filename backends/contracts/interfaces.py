@@ -152,7 +152,13 @@ class ExecutionBackend(Backend):
     kind = "execution"
 
     def submit(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> str:
-        """Start a job; returns the backend's own id for it."""
+        """Start a job; returns the backend's own id for it.
+
+        Idempotent per ``activity_id``: the gateway hands an activity over again when the
+        process that handed it over died before writing the backend's id (kill -9, host
+        crash), possibly from another process at the same time. A job started already
+        for that activity must be found and its id returned, never started twice; one
+        half-submitted is completed. The same holds for ``submit_many``."""
         raise NotSupported(f"{self.name} cannot submit jobs yet")
 
     def submit_many(
