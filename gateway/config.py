@@ -228,6 +228,10 @@ class BESSettings(Section):
     # job array, one sbatch). launch_batch = 1 hands every activity over on its own.
     launch_batch: int = Field(100, ge=1, le=1000)
     launch_batch_window_seconds: float = Field(0.02, ge=0, le=5)
+    # A process claims the activities it hands over for this long, renewed while it
+    # lives; when a process dies (kill -9, host crash), another one (or it, restarted)
+    # hands them over again once the claim ran out, without starting any twice.
+    handover_lease_seconds: float = Field(30, ge=1, le=3600)
 
 
 class VOTokenSettings(Section):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
@@ -299,8 +300,12 @@ def backend_services(
     """The services over the loaded backends, each made once for the process."""
     from gateway.occi.service import OCCIService
 
-    activities = ActivityService(store, typed_backend(backends, "execution", ExecutionBackend))
     launch = settings.bes
+    activities = ActivityService(
+        store,
+        typed_backend(backends, "execution", ExecutionBackend),
+        lease=timedelta(seconds=launch.handover_lease_seconds),
+    )
     launcher = Launcher(
         activities,
         workers=launch.launch_workers,

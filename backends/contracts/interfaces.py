@@ -63,7 +63,13 @@ class UnknownResource(BackendError):
 
 class InvalidSpec(BackendError, ValueError):
     """What was asked cannot be built as given: an unknown size or image template, a bad
-    name or address (front ends answer 400 with the message)."""
+    name or address (front ends answer 400 with the message). ``field`` names the
+    JobSpec/VMSpec field at fault when there is one (``queue``, ``stage_in``...), so a
+    front end can name its own element for it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidState(BackendError):
@@ -146,7 +152,13 @@ class ExecutionBackend(Backend):
     kind = "execution"
 
     def submit(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> str:
-        """Start a job; returns the backend's own id for it."""
+        """Start a job; returns the backend's own id for it.
+
+        Idempotent per ``activity_id``: the gateway hands an activity over again when the
+        process that handed it over died before writing the backend's id (kill -9, host
+        crash), possibly from another process at the same time. A job started already
+        for that activity must be found and its id returned, never started twice; one
+        half-submitted is completed. The same holds for ``submit_many``."""
         raise NotSupported(f"{self.name} cannot submit jobs yet")
 
     def submit_many(
@@ -185,14 +197,17 @@ class ExecutionBackend(Backend):
 
     def admit(self, job: JobSpec) -> None:
         """Refuse, before anything is recorded, a job this backend will not take: a queue
-        hint it cannot honour (InvalidSpec, naming the queues there are), or any job while
+        hint it cannot honour (InvalidSpec, naming the queues there are), a staging URL it
+        will refuse at run time (a ``file:`` URL where file staging is off or outside its
+        roots: InvalidSpec with ``field`` ``stage_in``/``stage_out``), or any job while
         its infrastructure is down and the site chose to refuse then (BackendUnavailable).
         The default knows no queues, so a hint is refused rather than silently ignored:
         the job might need that queue."""
         if job.queue:
             raise InvalidSpec(
                 f"the {self.name} execution backend has no queues: leave out the queue "
-                f"hint {job.queue!r}"
+                f"hint {job.queue!r}",
+                field="queue",
             )
 
     def resources(self) -> dict[str, Any]:

@@ -337,3 +337,19 @@ def to_plain(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+def job_from_plain(data: Mapping[str, object]) -> JobSpec:
+    """The JobSpec whose :func:`to_plain` form ``data`` is (tuples back from lists,
+    StagingSpecs and Bounds back from dicts): how a recorded activity's job is read back
+    to be handed over again after a crash. Unknown keys are refused (TypeError)."""
+    values = dict(data)
+    for name in ("stage_in", "stage_out"):
+        values[name] = tuple(StagingSpec(**s) for s in values.get(name) or ())  # type: ignore[arg-type, attr-defined]
+    for name in ("arguments", "candidate_hosts"):
+        values[name] = tuple(values.get(name) or ())  # type: ignore[arg-type]
+    for name in ("total_cpu_count_bounds", "individual_cpu_count_bounds"):
+        if values.get(name) is not None:
+            values[name] = Bounds(**values[name])  # type: ignore[arg-type, operator]
+    values["environment"] = dict(values.get("environment") or {})  # type: ignore[call-overload]
+    return JobSpec(**values)  # type: ignore[arg-type]

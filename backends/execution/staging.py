@@ -137,6 +137,15 @@ def _rooted(url: str, parts: urllib.parse.SplitResult, roots: Iterable[str]) -> 
     return path
 
 
+def check_file_url(url: str, roots: Iterable[str]) -> None:
+    """Raise :class:`StagingError` now for a ``file:`` URL that a transfer would refuse
+    (staging off, another host, outside ``roots``), so a backend can refuse the job
+    before it is recorded instead of failing it at run time. Other URLs pass."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() == "file":
+        _rooted(url, parts, roots)
+
+
 def _on_volume(url: str, parts: urllib.parse.SplitResult, local_root: str) -> Path:
     """The local path of a volume URL's file under the folder the volume is mounted at;
     never outside it (no '..', no symbolic link leading out)."""

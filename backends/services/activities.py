@@ -4,15 +4,26 @@ job-control API, the portal, and TES next).
 
 The order of writes around each backend call is what keeps state whole: a record is
 inserted Pending before the backend is asked, then completed with the backend's id, or
-turned Failed with the reason when the backend refuses. A record that a crash left
-without a backend id is turned Failed by the next refresh, never left Pending for ever.
+turned Failed with the reason when the backend refuses. The record keeps what to hand
+over (the job and the account) and which process is handing it over, under a lease that
+process renews while it lives; when it dies before the backend's id is written (kill -9
+under load), any process (it too, restarted) takes the records whose lease ran out and
+hands them over again. ``ExecutionBackend.submit`` is idempotent per activity id, so a
+job the dead process had already started is found, never started twice. Only a record
+with nothing to hand over again is turned Failed after ``ORPHAN_AFTER``.
 The rows themselves are read and written by :class:`backends.store.activities.ActivityStore`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from backends.contracts.interfaces import (
@@ -22,13 +33,25 @@ from backends.contracts.interfaces import (
     InvalidState,
     PartlySubmitted,
 )
-from backends.contracts.model import JobSpec, JobState, JobStatus, LocalAccount
+from backends.contracts.model import (
+    JobSpec,
+    JobState,
+    JobStatus,
+    LocalAccount,
+    job_from_plain,
+    to_plain,
+)
 from backends.store.activities import ActivityRecord, ActivityStore, new_activity_id
 from backends.store.tables.base import utcnow
 
-# A record still without a backend id after this long was never handed over: the process
-# that accepted it stopped before its launcher got to it (or is badly overloaded).
+# A record still without a backend id after this long, and with nothing to hand over
+# again, was never handed over: the process that accepted it stopped before its launcher
+# got to it (or is badly overloaded).
 ORPHAN_AFTER = timedelta(seconds=600)
+# How long a process's claim on the records it hands over holds without renewal.
+LEASE = timedelta(seconds=30)
+
+log = logging.getLogger("xtreemgate.activities")
 
 Launch = tuple[str, JobSpec, LocalAccount | None]
 
@@ -55,9 +78,90 @@ def _reason(exc: Exception) -> str:
 class ActivityService:
     """The activity records of one store on one execution backend; one per process."""
 
-    def __init__(self, store: ActivityStore, backend: ExecutionBackend) -> None:
+    def __init__(
+        self, store: ActivityStore, backend: ExecutionBackend, *, lease: timedelta = LEASE
+    ) -> None:
         self.store = store
         self.backend = backend
+        self.lease = lease
+        # who claims records in the store: unique per process lifetime (host, pid, run)
+        self.handler = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[-128:]
+        self._busy: set[str] = set()  # ids this process is handing over now
+        self._busy_lock = threading.Lock()
+
+    # -- the claim on records being handed over -------------------------------------------
+    def _hold(self, ids: Iterable[str]) -> None:
+        with self._busy_lock:
+            self._busy.update(ids)
+
+    def _release(self, ids: Iterable[str]) -> None:
+        with self._busy_lock:
+            self._busy.difference_update(ids)
+
+    def record(
+        self,
+        jobs: Sequence[JobSpec],
+        *,
+        owner: str,
+        vo: str,
+        jsdl: str,
+        account: LocalAccount | None,
+        ids: Sequence[str] = (),
+    ) -> list[ActivityRecord]:
+        """Record ``jobs`` Pending in one transaction, with what to hand over, claimed by
+        this process: until it hands them over (or dies) they are its to hand over."""
+        ids = list(ids) or [new_activity_id() for _ in jobs]
+        plain_account = to_plain(account)
+        launches = [json.dumps({"job": to_plain(j), "account": plain_account}) for j in jobs]
+        self._hold(ids)
+        try:
+            return self.store.record(
+                ids,
+                backend=self.backend.name,
+                owner=owner,
+                vo=vo,
+                jsdl=jsdl,
+                launches=launches,
+                handler=self.handler,
+                lease_until=utcnow() + self.lease,
+            )
+        except BaseException:
+            self._release(ids)
+            raise
+
+    def heartbeat(self) -> None:
+        """Renew this process's claim on the records it is handing over."""
+        with self._busy_lock:
+            busy = list(self._busy)
+        if busy:
+            self.store.renew(busy, self.handler, utcnow() + self.lease)
+
+    def unclaimed(self, limit: int = 200) -> list[Launch]:
+        """Take the records whose process died before handing them over (their claim ran
+        out), claimed now by this process: the launches to hand over again. A record
+        whose launch cannot be read is turned Failed saying so."""
+        won = self.store.take_unclaimed(
+            self.backend.name, self.handler, utcnow() + self.lease, limit=limit
+        )
+        launches: list[Launch] = []
+        for activity_id, text in won:
+            try:
+                data = json.loads(text)
+                job = job_from_plain(data["job"])
+                account = LocalAccount(**data["account"]) if data["account"] else None
+            except (ValueError, TypeError, KeyError) as exc:
+                self.store.fail_waiting(
+                    [activity_id], f"not started: its recorded launch is unreadable ({exc})"
+                )
+                continue
+            launches.append((activity_id, job, account))
+        self._hold(a for a, _, _ in launches)
+        if launches:
+            log.info(
+                "handing %d activities over again (their gateway process stopped first)",
+                len(launches),
+            )
+        return launches
 
     def submit(
         self,
@@ -72,15 +176,18 @@ class ActivityService:
         """Record, then hand to the backend at once (no launcher); a refusal leaves a
         Failed record saying why, and raises."""
         activity_id = activity_id or new_activity_id()
-        (record,) = self.store.record(
-            [activity_id], backend=self.backend.name, owner=owner, vo=vo, jsdl=jsdl
+        (record,) = self.record(
+            [job], owner=owner, vo=vo, jsdl=jsdl, account=account, ids=[activity_id]
         )
         try:
             backend_id = self.backend.submit(activity_id, job, account)
         except Exception as exc:
-            self.store.set_status(activity_id, JobStatus(JobState.FAILED, reason=_reason(exc)))
+            self.store.fail_waiting([activity_id], _reason(exc))
             raise
-        updated = self.store.set_backend_id(activity_id, backend_id)
+        finally:
+            self._release([activity_id])
+        self.store.claim(activity_id, backend_id)
+        updated = utcnow()
         return ActivityRecord(
             **{**record.__dict__, "backend_id": backend_id, "updated_at": updated}
         )
@@ -91,18 +198,22 @@ class ActivityService:
         """Submit a recorded Pending activity, unless it was cancelled in the meantime.
 
         A refusal turns the record Failed with the backend's reason. A job started for a
-        record that was cancelled while the backend worked is terminated again.
+        record that was cancelled while the backend worked is terminated again. Handing
+        over again a job that was started already finds it (submit is idempotent).
         """
-        if not self.store.waiting([activity_id]):
-            return
         try:
-            backend_id = self.backend.submit(activity_id, job, account)
-        except Exception as exc:
-            self.store.fail_waiting([activity_id], _reason(exc))
-            return
-        if not self.store.claim(activity_id, backend_id):
-            with contextlib.suppress(BackendError):
-                self.backend.terminate(backend_id)
+            if not self.store.waiting([activity_id]):
+                return
+            try:
+                backend_id = self.backend.submit(activity_id, job, account)
+            except Exception as exc:
+                self.store.fail_waiting([activity_id], _reason(exc))
+                return
+            if not self.store.claim(activity_id, backend_id):
+                with contextlib.suppress(BackendError):
+                    self.backend.terminate(backend_id)
+        finally:
+            self._release([activity_id])
 
     def hand_over_many(self, launches: Sequence[Launch], *, refusal: bool = True) -> None:
         """Like :meth:`hand_over` for several activities with one account, in ONE backend
@@ -112,6 +223,12 @@ class ActivityService:
         nothing, so that each request is handed over on its own; a backend that cannot be
         reached fails them all either way (alone they would fail the same). A backend that
         started only some (:class:`PartlySubmitted`) gets each handed over on its own."""
+        try:
+            self._hand_over_many(launches, refusal=refusal)
+        finally:
+            self._release(a for a, _, _ in launches)
+
+    def _hand_over_many(self, launches: Sequence[Launch], *, refusal: bool) -> None:
         waiting = self.store.waiting([activity_id for activity_id, _, _ in launches])
         todo = [item for item in launches if item[0] in waiting]
         if not todo:
@@ -177,8 +294,11 @@ class ActivityService:
         handed = [r for r in live if r.backend_id]
         now = utcnow()
         changes: dict[str, JobStatus] = {}
+        stale = [r.id for r in live if not r.backend_id and now - r.updated_at > ORPHAN_AFTER]
+        # a stale record with a launch is handed over again by a live process: never failed
+        lost = self.store.unrecoverable(stale) if stale else set()
         for r in live:
-            if not r.backend_id and now - r.updated_at > ORPHAN_AFTER:
+            if r.id in lost:
                 changes[r.id] = JobStatus(
                     JobState.FAILED,
                     reason=(

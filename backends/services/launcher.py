@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from backends.contracts.interfaces import ExecutionBackend
 from backends.contracts.model import JobSpec, LocalAccount
 from backends.services.activities import ActivityService, Launch, RefusedBatch
-from backends.store.activities import new_activity_id
 
 log = logging.getLogger("xtreemgate.activities")
 
@@ -35,6 +34,10 @@ class Launcher:
     when the gateway is idle a launch goes at once. If the backend refuses a batch made
     of several requests' launches (other than being unreachable), each request is handed
     over again on its own: one request's bad job never fails another's.
+
+    A keeper thread renews this process's claim on the activities it holds every third
+    of the lease and, from the start on, takes the activities whose process died before
+    handing them over (their claim ran out) and queues them again, each on its own.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Launcher:
         self.batches = 0  # backend hand-overs so far (for the tests and the benchmark)
         self.closed = True
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
         self.open()
 
     def open(self) -> None:
@@ -68,10 +72,14 @@ class Launcher:
             if not self.closed:
                 return
             self.closed = False
+            self._stopping.clear()
             self._threads = [
                 threading.Thread(target=self._work, name=f"bes-launch_{i}", daemon=True)
                 for i in range(self.workers)
             ]
+            self._threads.append(
+                threading.Thread(target=self._keep, name="bes-handover", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
 
@@ -88,10 +96,8 @@ class Launcher:
         them for the backend; returns their activity ids. This is what a front end's
         "create" is once it has parsed, authorised and admitted the jobs: a refusal by
         the backend later turns an activity Failed with the reason."""
-        created = [new_activity_id() for _ in jobs]
-        self.service.store.record(
-            created, backend=self.backend.name, owner=owner, vo=vo, jsdl=document
-        )
+        records = self.service.record(jobs, owner=owner, vo=vo, jsdl=document, account=account)
+        created = [r.id for r in records]
         self.start([(i, job, account) for i, job in zip(created, jobs, strict=True)])
         return created
 
@@ -111,6 +117,21 @@ class Launcher:
                     raise RuntimeError("the launcher is closed")
                 self._queue.append(unit)
                 self._ready.notify()
+
+    def _keep(self) -> None:
+        """Renew this process's claims; hand over again what dead processes left."""
+        interval = max(0.2, self.service.lease.total_seconds() / 3)
+        while True:
+            try:
+                self.service.heartbeat()
+                for launch in self.service.unclaimed():
+                    self.start([launch])
+            except RuntimeError:  # closed while queueing: the claims run out, others take
+                return
+            except Exception:
+                log.exception("renewing or taking over activity hand-overs failed")
+            if self._stopping.wait(interval):
+                return
 
     def _take(self) -> list[list[Launch]] | None:
         """The next batch: requests' launches with the same account, up to ``batch``."""
@@ -176,6 +197,7 @@ class Launcher:
 
     def close(self) -> None:
         """Finish the launches already accepted (their clients hold EPRs for them)."""
+        self._stopping.set()
         with self._ready:
             self.closed = True
             self._ready.notify_all()

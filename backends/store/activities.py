@@ -166,7 +166,8 @@ class ActivityStore:
         """Records by id, read with plain column selects (batches of thousands are common:
         no ORM identity map, and the JSDL text only when asked for)."""
         wanted = list(dict.fromkeys(ids))
-        columns = [c for c in ACTIVITIES.columns if with_documents or c.name != "jsdl"]
+        skipped = {"launch", "handler", "lease_until"} | (set() if with_documents else {"jsdl"})
+        columns = [c for c in ACTIVITIES.columns if c.name not in skipped]
         found: dict[str, ActivityRecord] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):  # bounded IN lists
@@ -223,10 +224,23 @@ class ActivityStore:
 
     # -- writing -----------------------------------------------------------------------
     def record(
-        self, ids: Sequence[str], *, backend: str, owner: str, vo: str, jsdl: str
+        self,
+        ids: Sequence[str],
+        *,
+        backend: str,
+        owner: str,
+        vo: str,
+        jsdl: str,
+        launches: Sequence[str] = (),
+        handler: str = "",
+        lease_until: datetime | None = None,
     ) -> list[ActivityRecord]:
-        """Record activities Pending, all in one transaction (a sweep is all or nothing)."""
+        """Record activities Pending, all in one transaction (a sweep is all or nothing).
+
+        ``launches`` (one per id: what to hand over, as text) claimed by ``handler`` until
+        ``lease_until`` let another process hand them over again if this one dies."""
         now = utcnow()
+        launches = list(launches) or [""] * len(ids)
         rows = [
             {
                 "id": activity_id,
@@ -241,14 +255,84 @@ class ActivityStore:
                 "backend_id": "",
                 "created_at": now,
                 "updated_at": now,
+                "launch": launch,
+                "handler": handler,
+                "lease_until": lease_until,
             }
-            for activity_id in ids
+            for activity_id, launch in zip(ids, launches, strict=True)
         ]
         self._commit_together(rows)
+        own = {"launch", "handler", "lease_until", "state"}
         return [
-            ActivityRecord(**{**row, "state": JobState.PENDING})  # type: ignore[arg-type]
+            ActivityRecord(  # type: ignore[arg-type]
+                **{k: v for k, v in row.items() if k not in own}, state=JobState.PENDING
+            )
             for row in rows
         ]
+
+    # -- handing over again after a crash --------------------------------------------------
+    def renew(self, ids: Iterable[str], handler: str, until: datetime) -> None:
+        """Extend ``handler``'s claim on those of ``ids`` it is still handing over."""
+        wanted = list(ids)
+        with self._writing() as conn:
+            for start in range(0, len(wanted), 500):  # bounded IN lists
+                conn.execute(
+                    update(ACTIVITIES)
+                    .where(
+                        ACTIVITIES.c.id.in_(wanted[start : start + 500])
+                        & (ACTIVITIES.c.handler == handler)
+                        & (ACTIVITIES.c.state == JobState.PENDING.value)
+                        & (ACTIVITIES.c.backend_id == "")
+                    )
+                    .values(lease_until=until)
+                )
+
+    def take_unclaimed(
+        self, backend: str, handler: str, until: datetime, *, limit: int = 200
+    ) -> list[tuple[str, str]]:
+        """Claim for ``handler`` Pending activities of ``backend`` that no backend has
+        received and whose claim ran out (their process died): (id, launch) of each won.
+        Each row is taken by one compare-and-set, so two processes never both win it."""
+        now = utcnow()
+        expired = (
+            (ACTIVITIES.c.state == JobState.PENDING.value)
+            & (ACTIVITIES.c.backend_id == "")
+            & (ACTIVITIES.c.backend == backend)
+            & (ACTIVITIES.c.launch != "")
+            & (ACTIVITIES.c.lease_until.is_(None) | (ACTIVITIES.c.lease_until < now))
+        )
+        with self.engine.connect() as conn:
+            candidates = list(
+                conn.execute(
+                    select(ACTIVITIES.c.id, ACTIVITIES.c.launch)
+                    .where(expired)
+                    .order_by(ACTIVITIES.c.created_at)
+                    .limit(limit)
+                )
+            )
+        won = []
+        for activity_id, launch in candidates:
+            with self._writing() as conn:
+                taken = conn.execute(
+                    update(ACTIVITIES)
+                    .where(expired & (ACTIVITIES.c.id == activity_id))
+                    .values(handler=handler, lease_until=until)
+                ).rowcount
+            if taken:
+                won.append((activity_id, launch))
+        return won
+
+    def unrecoverable(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` waiting without anything to hand over again (recorded before
+        launches were kept, or by a caller that kept none)."""
+        with self.engine.connect() as conn:
+            return set(
+                conn.scalars(
+                    select(ACTIVITIES.c.id).where(
+                        ACTIVITIES.c.id.in_(list(ids)) & (ACTIVITIES.c.launch == "")
+                    )
+                )
+            )
 
     def set_backend_id(self, activity_id: str, backend_id: str) -> datetime:
         """Record where an activity runs, whatever its state; returns the update time."""
@@ -272,12 +356,17 @@ class ActivityStore:
         claimed = conn.execute(
             update(ACTIVITIES)
             .where(_waiting(activity_id))
-            .values(backend_id=backend_id, updated_at=utcnow())
+            .values(backend_id=backend_id, launch="", updated_at=utcnow())
         ).rowcount
         if not claimed:
-            conn.execute(
+            before = conn.execute(
+                select(ACTIVITIES.c.backend_id).where(ACTIVITIES.c.id == activity_id)
+            ).scalar()
+            if before == backend_id:  # handed over again: the same job, claimed already
+                return True
+            conn.execute(  # cancelled meanwhile: keep where it ran, for the caller to stop
                 update(ACTIVITIES)
-                .where(ACTIVITIES.c.id == activity_id)
+                .where((ACTIVITIES.c.id == activity_id) & (ACTIVITIES.c.backend_id == ""))
                 .values(backend_id=backend_id)
             )
         return bool(claimed)
@@ -290,7 +379,7 @@ class ActivityStore:
             claimed = conn.execute(
                 update(ACTIVITIES)
                 .where(_waiting(bindparam("activity")))
-                .values(backend_id=bindparam("job"), updated_at=now),
+                .values(backend_id=bindparam("job"), launch="", updated_at=now),
                 [{"activity": a, "job": b} for a, b in where.items()],
             ).rowcount
             cancelled = []
@@ -302,9 +391,9 @@ class ActivityStore:
                     )
                 )
                 for activity_id, backend_id in rows:
-                    if backend_id != where[activity_id]:
-                        self._claim(conn, activity_id, where[activity_id])
-                        cancelled.append(where[activity_id])
+                    mine = where[activity_id]
+                    if backend_id != mine and not self._claim(conn, activity_id, mine):
+                        cancelled.append(mine)
         return cancelled
 
     def fail_waiting(self, ids: Sequence[str], reason: str) -> None:
@@ -317,7 +406,7 @@ class ActivityStore:
                     & (ACTIVITIES.c.state == JobState.PENDING.value)
                     & (ACTIVITIES.c.backend_id == "")
                 )
-                .values(state=JobState.FAILED.value, reason=reason, updated_at=utcnow())
+                .values(state=JobState.FAILED.value, reason=reason, launch="", updated_at=utcnow())
             )
 
     def cancel_waiting(self, activity_id: str, reason: str) -> bool:
@@ -331,7 +420,12 @@ class ActivityStore:
                         & (Activity.state == JobState.PENDING.value)
                         & (Activity.backend_id == "")
                     )
-                    .values(state=JobState.CANCELLED.value, reason=reason, updated_at=utcnow())
+                    .values(
+                        state=JobState.CANCELLED.value,
+                        reason=reason,
+                        launch="",
+                        updated_at=utcnow(),
+                    )
                 ).rowcount
             )
 

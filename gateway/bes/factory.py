@@ -63,32 +63,45 @@ def activity_status(record: ActivityRecord) -> etree._Element:
 
 
 # -- CreateActivity -------------------------------------------------------------------
+def _children(parent: etree._Element, local: str) -> list[etree._Element]:
+    """The child elements named ``local`` (qualified or not: clients differ)."""
+    return [c for c in parent if isinstance(c.tag, str) and etree.QName(c).localname == local]
+
+
 def _job_definition(payload: etree._Element) -> etree._Element:
-    document = payload.find(q(BES, "ActivityDocument"))
-    if document is None:  # tolerate an unqualified ActivityDocument
-        document = next(
-            (
-                c
-                for c in payload
-                if isinstance(c.tag, str) and etree.QName(c).localname == "ActivityDocument"
-            ),
-            None,
-        )
-    if document is None:
+    """The one JobDefinition of the one ActivityDocument; several of either are refused
+    (one CreateActivity creates one activity: running the first silently would drop
+    the others)."""
+    documents = _children(payload, "ActivityDocument")
+    if not documents:
         raise invalid_request("bes-factory:ActivityDocument", "missing from CreateActivity")
-    definition = next(
-        (
-            c
-            for c in document
-            if isinstance(c.tag, str) and etree.QName(c).localname == "JobDefinition"
-        ),
-        None,
-    )
-    if definition is None:
+    if len(documents) > 1:
+        raise invalid_request(
+            "bes-factory:ActivityDocument",
+            f"CreateActivity holds {len(documents)} ActivityDocument elements; it takes "
+            "exactly one: send one CreateActivity per activity",
+        )
+    definitions = _children(documents[0], "JobDefinition")
+    if not definitions:
         raise invalid_request(
             "jsdl:JobDefinition", "the ActivityDocument holds no JSDL JobDefinition"
         )
-    return definition
+    if len(definitions) > 1:
+        raise invalid_request(
+            "jsdl:JobDefinition",
+            f"the ActivityDocument holds {len(definitions)} JobDefinition elements; it "
+            "takes exactly one: send one CreateActivity per job (or one JobDefinition "
+            "with a sweep:Sweep for many alike)",
+        )
+    return definitions[0]
+
+
+# the JSDL element a backend's refusal of a JobSpec field is about
+SPEC_ELEMENTS = {
+    "queue": "jsdl-arc:QueueName",
+    "stage_in": "jsdl:DataStaging/jsdl:Source",
+    "stage_out": "jsdl:DataStaging/jsdl:Target",
+}
 
 
 def create_activity(call: Call, payload: etree._Element) -> etree._Element:
@@ -118,7 +131,8 @@ def create_activity(call: Call, payload: etree._Element) -> etree._Element:
         try:
             call.execution.admit(job)
         except InvalidSpec as exc:
-            raise invalid_request("jsdl-arc:QueueName", str(exc)) from exc
+            element = SPEC_ELEMENTS.get(exc.field, "jsdl:JobDefinition")
+            raise invalid_request(element, str(exc)) from exc
         except BackendUnavailable as exc:
             raise BESFault(
                 "", f"no new activities now: {exc}; try again later", code=SERVER

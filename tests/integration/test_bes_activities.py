@@ -79,14 +79,95 @@ def test_refresh_asks_the_backend_once_for_many(store, backend):
 
 def test_a_refused_submit_turns_failed_with_the_reason(store, backend):
     (r,) = record(store, backend)
-    job = JobSpec("/bin/true", stage_in=())
-    backend.real.work_dir.mkdir(parents=True, exist_ok=True)
-    (backend.real.work_dir / r.id).mkdir()  # the backend refuses: its folder exists
+    job = JobSpec("/bin/true", working_directory="/etc")  # the backend refuses it
     ActivityService(store, backend).hand_over(r.id, job)
     failed = store.get(r.id)
     assert failed.state is JobState.FAILED
     assert failed.reason.startswith("not started: ")
-    assert "exists already" in failed.reason
+    assert "/etc" in failed.reason
+
+
+# -- #16.13: handing over again what a dead process left -----------------------------------
+ONCE = JobSpec("/bin/sh", ("-c", "echo ran >> ran.txt"))
+
+
+def expire(runtime, activity_id):
+    """The claim of the process that recorded it ran out (that process died)."""
+    with runtime.db.session() as session:
+        session.execute(
+            update(Activity)
+            .where(Activity.id == activity_id)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+
+
+def finished_once(store, backend, activity_id, timeout=15.0):
+    service = ActivityService(store, backend)
+    deadline = time.monotonic() + timeout
+    while (state := service.refresh([store.get(activity_id)])[activity_id].state) in (
+        JobState.PENDING,
+        JobState.RUNNING,
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert state is JobState.FINISHED, store.get(activity_id).reason
+    ran = backend.real.work_dir / activity_id / "work" / "ran.txt"
+    assert ran.read_text() == "ran\n"  # exactly once
+
+
+def test_a_job_submitted_before_the_crash_is_found_not_run_twice(store, backend, runtime):
+    """The window: backend.submit done, the gateway killed before the backend id was
+    written. Another process takes the record once its claim ran out and hands it over
+    again: the job is found (same backend id), never started a second time."""
+    dead = ActivityService(store, backend)
+    (r,) = dead.record([ONCE], owner="alice", vo="", jsdl="<x/>", account=None)
+    assert backend.real.submit(r.id, ONCE, None) == r.id  # ... and then kill -9
+    assert store.get(r.id).backend_id == ""
+    alive = ActivityService(store, backend)
+    assert alive.unclaimed() == []  # the dead one's claim still holds
+    expire(runtime, r.id)
+    (launch,) = alive.unclaimed()
+    assert launch == (r.id, ONCE, None)
+    assert ActivityService(store, backend).unclaimed() == []  # taken by one process only
+    alive.hand_over(*launch)
+    assert store.get(r.id).backend_id == r.id
+    finished_once(store, backend, r.id)
+
+
+def test_a_half_submitted_job_is_completed_and_runs(store, backend, runtime):
+    """Killed inside submit (its folder made, no job file yet): completed, run once."""
+    dead = ActivityService(store, backend)
+    (r,) = dead.record([ONCE], owner="alice", vo="", jsdl="<x/>", account=None)
+    backend.real.work_dir.mkdir(parents=True, exist_ok=True)
+    (backend.real.work_dir / r.id).mkdir(mode=0o711)
+    expire(runtime, r.id)
+    alive = ActivityService(store, backend)
+    alive.hand_over(*alive.unclaimed()[0])
+    finished_once(store, backend, r.id)
+
+
+def test_a_new_launcher_hands_over_what_a_dead_process_left(store, backend, runtime):
+    """At start (and while it runs) a launcher takes the records of a dead process; the
+    live process's own records are renewed, not taken; a stale record with a launch is
+    never failed as an orphan."""
+    dead = ActivityService(store, backend)
+    left = dead.record([ONCE, ONCE], owner="alice", vo="", jsdl="<x/>", account=None)
+    for r in left:
+        expire(runtime, r.id)
+        with runtime.db.session() as session:  # long ago: past ORPHAN_AFTER too
+            session.execute(
+                update(Activity)
+                .where(Activity.id == r.id)
+                .values(updated_at=utcnow() - timedelta(hours=1))
+            )
+    fresh = ActivityService(store, backend).refresh([store.get(r.id) for r in left])
+    assert {f.state for f in fresh.values()} == {JobState.PENDING}
+    launcher = Launcher(ActivityService(store, backend), workers=1)
+    try:
+        for r in left:
+            finished_once(store, backend, r.id)
+    finally:
+        launcher.close()
 
 
 def test_cancelled_while_waiting_is_never_started(store, backend):

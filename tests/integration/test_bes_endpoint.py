@@ -342,16 +342,101 @@ def test_submit_failure_leaves_a_failed_record_not_a_pending_ghost(soap, client)
 
 
 def test_stage_in_failure_fails_the_activity_naming_the_url(soap):
+    """A transfer that can only fail when it runs (nobody listens on the port) fails the
+    activity with the URL in the reason. (A file: URL the gateway refuses is refused at
+    CreateActivity: the next test.)"""
     staging = (
         "<jsdl:DataStaging><jsdl:FileName>in.txt</jsdl:FileName>"
         "<jsdl:CreationFlag>overwrite</jsdl:CreationFlag>"
-        "<jsdl:Source><jsdl:URI>file:///nonexistent/in.txt</jsdl:URI></jsdl:Source>"
+        "<jsdl:Source><jsdl:URI>http://127.0.0.1:9/in.txt</jsdl:URI></jsdl:Source>"
         "</jsdl:DataStaging>"
     )
     activity_id = soap.create(m.job("/bin/cat", "in.txt", extra=staging))
     status = soap.wait(activity_id, "Failed", "Finished")
     assert status.get("state") == "Failed"
-    assert "file:///nonexistent/in.txt" in status.findtext("xg:Reason", namespaces=m.NS)
+    assert "http://127.0.0.1:9/in.txt" in status.findtext("xg:Reason", namespaces=m.NS)
+
+
+def staging_element(direction: str, url: str) -> str:
+    return (
+        "<jsdl:DataStaging><jsdl:FileName>f.txt</jsdl:FileName>"
+        "<jsdl:CreationFlag>overwrite</jsdl:CreationFlag>"
+        f"<jsdl:{direction}><jsdl:URI>{url}</jsdl:URI></jsdl:{direction}>"
+        "</jsdl:DataStaging>"
+    )
+
+
+def refused_element(soap, definition: str) -> tuple[str, str]:
+    fault = soap.fault(m.create(definition))
+    assert m.fault_detail_names(fault) == ["InvalidRequestMessageFault"]
+    detail = fault.find("detail/bes:InvalidRequestMessageFault", m.NS)
+    return (
+        detail.findtext("bes:InvalidElement", namespaces=m.NS),
+        detail.findtext("bes:Message", namespaces=m.NS),
+    )
+
+
+def test_a_file_url_the_stager_would_refuse_is_refused_at_create(soap, client):
+    """#16.12: file staging is off on the defaults, so a file: URL in or out is a fault
+    naming the element at CreateActivity, and nothing is recorded."""
+    element, message = refused_element(
+        soap, m.job("/bin/cat", "f.txt", extra=staging_element("Source", "file:///etc/hosts"))
+    )
+    assert element == "jsdl:DataStaging/jsdl:Source"
+    assert "f.txt" in message and "file staging is disabled" in message
+    element, message = refused_element(
+        soap, m.job("/bin/true", extra=staging_element("Target", "file:///tmp/out.txt"))
+    )
+    assert element == "jsdl:DataStaging/jsdl:Target"
+    assert "file:///tmp/out.txt" in message
+    listing = client.get("/api/v1/activities/", headers=basic("alice")).json()
+    assert listing["activities"] == []
+
+
+def test_a_file_url_outside_the_roots_is_refused_at_create(make_settings, tmp_path):
+    from backends.store import migrate
+    from gateway.app import create_app
+    from gateway.auth.users import add_user
+
+    root = tmp_path / "grid-data"
+    root.mkdir()
+    (root / "in.txt").write_text("inside\n")
+    s = make_settings(execution={"file_staging_roots": [str(root)]})
+    migrate.upgrade(s.database_url)
+    app = create_app(s, configure_logs=False)
+    runtime = app.app.extensions["xtreemgate"]
+    try:
+        add_user(runtime.db, "alice", PASSWORD)
+        with app.test_client() as c:
+            soap = SOAPClient(c, basic("alice"))
+            outside = staging_element("Source", f"file://{tmp_path}/../etc/hosts")
+            element, message = refused_element(soap, m.job("/bin/cat", "f.txt", extra=outside))
+            assert element == "jsdl:DataStaging/jsdl:Source"
+            assert "outside the allowed roots" in message and str(root) in message
+            assert runtime.activities.store.count() == 0
+            inside = staging_element("Source", f"file://{root}/in.txt")
+            assert soap.create(m.job("/bin/cat", "f.txt", extra=inside))  # inside: accepted
+            assert runtime.activities.store.count() == 1
+    finally:
+        runtime.close()
+
+
+def test_several_job_definitions_or_documents_are_refused(soap, client):
+    """#16.12: one CreateActivity is one activity; the second JobDefinition (or
+    ActivityDocument) was silently dropped."""
+    two = m.job("/bin/true") + m.job("/bin/false")
+    element, message = refused_element(soap, two)
+    assert element == "jsdl:JobDefinition"
+    assert "2 JobDefinition elements" in message
+    body = (
+        f"<bes:CreateActivity><bes:ActivityDocument>{m.job('/bin/true')}</bes:ActivityDocument>"
+        f"<bes:ActivityDocument>{m.job('/bin/false')}</bes:ActivityDocument></bes:CreateActivity>"
+    )
+    fault = soap.fault(body)
+    detail = fault.find("detail/bes:InvalidRequestMessageFault", m.NS)
+    assert detail.findtext("bes:InvalidElement", namespaces=m.NS) == "bes-factory:ActivityDocument"
+    listing = client.get("/api/v1/activities/", headers=basic("alice")).json()
+    assert listing["activities"] == []
 
 
 # -- faults -----------------------------------------------------------------------------

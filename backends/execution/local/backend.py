@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import platform
 import pwd
@@ -47,6 +48,7 @@ from backends.contracts.model import (
     to_plain,
 )
 from backends.contracts.platform import runs
+from backends.execution.admission import admit_staging
 from backends.execution.local import supervisor
 from backends.execution.local.settings import LocalExecutionSettings
 
@@ -165,6 +167,12 @@ class LocalExecutionBackend(ExecutionBackend):
             )
         return account
 
+    def admit(self, job: JobSpec) -> None:
+        """No queue hint (one host has none), and no staging URL the supervisor would
+        refuse at run time."""
+        super().admit(job)
+        admit_staging(job, self.options.file_staging_roots)
+
     def check(self, job: JobSpec) -> None:
         """Refuse at once what this host can never run (rather than fail later).
 
@@ -233,6 +241,10 @@ class LocalExecutionBackend(ExecutionBackend):
                 ) from None
 
     def submit(self, activity_id: str, job: JobSpec, account: LocalAccount | None) -> str:
+        """Idempotent per activity id: the folder IS the activity. Submitting again (a
+        hand-over repeated after the gateway died between this call and the write of the
+        backend id) finds it and completes only what the first call did not get to,
+        under a lock on the folder, so a job is never queued or started twice."""
         folder = self.folder(activity_id)
         self.check(job)
         account = self.account_for_job(account)
@@ -240,12 +252,29 @@ class LocalExecutionBackend(ExecutionBackend):
             self.work_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.work_dir, 0o711)  # noqa: S103 - accounts must reach their work/ folders
             self._work_dir_ready = True
-        try:
+        with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=0o711)
-        except FileExistsError as exc:
-            raise BackendError(f"activity {activity_id} exists already") from exc
+        lock = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            recorded = supervisor.read_json(folder / supervisor.JOB_FILE)
+            if recorded is None:
+                entry = self._write_job(folder, activity_id, job, account)
+            elif self._started(folder, recorded):
+                return activity_id  # found: submitted before, never twice
+            else:
+                entry = recorded.get("queue_entry")
+            return self._start(folder, activity_id, entry)
+        finally:
+            os.close(lock)
+
+    def _write_job(
+        self, folder: Path, activity_id: str, job: JobSpec, account: LocalAccount | None
+    ) -> str | None:
+        """The job's work/ folder and job.json; returns its queue entry (None: no slots)."""
         work = folder / supervisor.WORK
-        work.mkdir(mode=0o700)
+        with contextlib.suppress(FileExistsError):
+            work.mkdir(mode=0o700)
         if account is not None:
             os.chown(work, account.uid, account.gid)
         entry = supervisor.queue_entry(activity_id) if self.max_running > 0 else None
@@ -265,11 +294,26 @@ class LocalExecutionBackend(ExecutionBackend):
             # anyway; no state.json yet means Pending.
             durable=False,
         )
+        return entry
+
+    def _started(self, folder: Path, recorded: dict[str, Any]) -> bool:
+        """Whether an earlier submit got as far as queueing or starting the job."""
+        entry = recorded.get("queue_entry")
+        if entry and (self.work_dir / supervisor.QUEUE / entry).exists():
+            return True
+        markers = (supervisor.DISPATCHED_FILE, supervisor.LAUNCH_FILE, supervisor.STATE_FILE)
+        return any((folder / name).exists() for name in markers)
+
+    def _start(self, folder: Path, activity_id: str, entry: str | None) -> str:
+        """Queue the job for a run slot, or (no slots) start its supervisor at once."""
         self.reap()
         if entry is not None:
             supervisor.enqueue(self.work_dir, entry)
             self.dispatch()
             return activity_id
+        # the marker first: a crash between it and the launch is a lost supervisor
+        # (reported Failed), never a second start
+        (folder / supervisor.DISPATCHED_FILE).touch()
         try:
             proc = supervisor.launch(folder, self.python)
             with self._lock:

@@ -49,6 +49,7 @@ from backends.contracts.model import (
     LocalAccount,
     to_plain,
 )
+from backends.execution.admission import admit_staging
 from backends.execution.slurm import job as slurm_job
 from backends.execution.slurm.accounting import Accounting
 from backends.execution.slurm.cli import (
@@ -129,6 +130,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         self.default_account = execution.default_account
         self.mpi_plugins = {**slurm_job.MPI_PLUGINS, **options.mpi_plugins}
         self.staging_limits = execution.staging_limits()
+        self.file_roots = list(execution.file_staging_roots)
         self._lock = threading.Lock()  # one poll at a time; callers share its snapshot
         self._snapshot: dict[str, JobStatus] = {}
         self._polled_at = -1e9
@@ -229,6 +231,7 @@ class SlurmExecutionBackend(ExecutionBackend):
         a partition that exists (and that the site lets grid jobs use, if it lists them).
         With the controller down in hold mode, existence cannot be asked: the hint passes
         here and sbatch decides when the job is submitted."""
+        admit_staging(job, self.file_roots)  # what the job's stager would refuse
         if self.refuse_when_down:
             self._controller_up()
         if not job.queue:
@@ -237,7 +240,8 @@ class SlurmExecutionBackend(ExecutionBackend):
         if allowed and job.queue not in allowed:
             raise InvalidSpec(
                 f"queue {job.queue!r} is not open to grid jobs here; the queues are: "
-                + ", ".join(allowed)
+                + ", ".join(allowed),
+                field="queue",
             )
         try:
             existing = self.partitions()
@@ -247,7 +251,8 @@ class SlurmExecutionBackend(ExecutionBackend):
             offered = [p for p in existing if not allowed or p in allowed]
             raise InvalidSpec(
                 f"queue {job.queue!r} is not a partition of this Slurm cluster; the "
-                "partitions are: " + (", ".join(offered) or "none")
+                "partitions are: " + (", ".join(offered) or "none"),
+                field="queue",
             )
 
     def _controller_up(self) -> None:

@@ -20,8 +20,11 @@ class Activity(Base):
     """One OGSA-BES activity: who submitted it, where it runs, and its last known state.
 
     The original JSDL document is kept so GetActivityDocuments answers it verbatim after a
-    restart. ``backend_id`` is empty only between the insert and the backend's answer; a
-    row left like that by a crash is turned Failed by the next status refresh.
+    restart. ``backend_id`` is empty only between the insert and the backend's answer.
+    Until then ``launch`` holds the job spec and account to hand over (JSON) and
+    ``handler``/``lease_until`` the gateway process handing it over and until when its
+    claim holds (renewed while it lives): a row whose lease ran out (its process died) is
+    taken by another process, or the same after a restart, and handed over again.
     """
 
     __tablename__ = "activities"
@@ -40,6 +43,9 @@ class Activity(Base):
     jsdl: Mapped[str] = mapped_column(Text)
     backend: Mapped[str] = mapped_column(String(64))
     backend_id: Mapped[str] = mapped_column(String(255), default="")
+    launch: Mapped[str] = mapped_column(Text, default="", server_default="")
+    handler: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
