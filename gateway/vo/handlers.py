@@ -23,6 +23,7 @@ from gateway.auth.memberships import VO_TOKEN_MECHANISM
 from gateway.auth.security import current_principal
 from gateway.auth.tokens import TokenError
 from gateway.responses import json_response
+from gateway.storage import access, ownership
 
 PROBLEM = "application/problem+json"
 _STATUS: dict[type[BackendError], tuple[int, str]] = {
@@ -282,6 +283,27 @@ def list_resources(vo: str) -> Any:
     return _ok(_backend().list_resources(vo))
 
 
+def _check_backed(caller: Principal, vo: str, kind: str, resource_id: str) -> None:
+    """A resource whose backend records who owns it is registered only as that backend
+    says: a volume exists, belongs to ``vo`` (its storage backend records its VO) and the
+    caller may manage that VO's volumes; a registration never makes ownership."""
+    if kind != ownership.KIND:
+        return
+    try:
+        belongs = runtime.current().storage.volume_vo(resource_id)
+    except UnknownResource:
+        raise UnknownResource(
+            f"no volume {resource_id!r}: only an existing volume can be registered "
+            "(POST /api/v1/volumes makes one and registers it into its VO)"
+        ) from None
+    if belongs != vo:
+        raise PermissionDenied(
+            f"volume {resource_id} belongs to VO {belongs}, not {vo}: a volume is "
+            "registered only into the VO its storage backend records"
+        )
+    access.require_management(_backend(), caller, "create", resource_id, vo)
+
+
 @vo_errors
 def register_resource(vo: str, body: dict) -> Any:
     caller = current_principal()
@@ -289,6 +311,7 @@ def register_resource(vo: str, body: dict) -> Any:
     if owner != caller.name and not caller.site_admin:
         raise PermissionDenied(f"only {owner} (or a site admin) may offer {owner}'s resources")
     _require(caller, "register", Resource(body["kind"], body["id"], owner=owner, vo=vo))
+    _check_backed(caller, vo, body["kind"], body["id"])
     return _ok(_backend().register_resource(vo, body["kind"], body["id"], owner), 201)
 
 
