@@ -280,6 +280,13 @@ def remove_member(vo: str, principal: str, group: str | None = None) -> Any:
 # -- registered resources ----------------------------------------------------------------
 @vo_errors
 def list_resources(vo: str) -> Any:
+    """What is offered to ``vo`` and by whom: for its members, managers and site admins."""
+    caller = current_principal()
+    if not any(m.vo == vo for m in caller.memberships) and not _may_manage(caller, vo):
+        raise PermissionDenied(
+            f"{caller.name} may not list what is offered to VO {vo}: only its members, "
+            "its managers and site admins may"
+        )
     return _ok(_backend().list_resources(vo))
 
 
