@@ -152,9 +152,10 @@ def _bind_volumes(call: Call, job: JobSpec) -> JobSpec:
 
 def _local_account(call: Call, vo: str) -> LocalAccount | None:
     """The POSIX account the jobs run as, from the VO backend's mapping; None where the
-    backend maps no accounts, or for a caller in no VO who has no account of their own
-    (the execution backend then runs the jobs as its default account): VO policy has
-    already said whether such a caller may create activities at all."""
+    backend maps no accounts (also a VO member's, on a site that configures no account
+    pool), or for a caller in no VO who has no account of their own (the execution
+    backend then runs the jobs as its default account): VO policy has already said
+    whether such a caller may create activities at all."""
     try:
         return call.vo.account_for(call.principal, vo)
     except NotSupported:

@@ -13,6 +13,7 @@ from backends.contracts.interfaces import (
     BackendError,
     InvalidRequest,
     InvalidState,
+    NotSupported,
     PermissionDenied,
     UnknownResource,
     VOAdministration,
@@ -445,7 +446,10 @@ def explain_decision(body: dict) -> Any:
 
 @vo_errors
 def my_account(vo: str = "", role: str = "") -> Any:
-    account = _backend().account_for(current_principal(), vo, role)
+    try:
+        account = _backend().account_for(current_principal(), vo, role)
+    except NotSupported as exc:  # no pool on this site: work runs as the default account
+        return problem(404, "Not Found", str(exc))
     return _ok(
         {"username": account.username, "uid": account.uid, "gid": account.gid, "home": account.home}
     )

@@ -141,3 +141,19 @@ def test_a_refusal_says_nothing_of_an_activity_the_caller_may_not_read(runtime, 
         assert answer.status_code == 404, answer.text
         assert answer.json()["detail"] == f"no activity {record.id!r}"
         assert "cms" not in answer.text and "carol" not in answer.text
+
+
+def test_on_the_defaults_a_vo_members_job_runs_as_the_default_account(runtime, client):
+    """#16.16: with no account pool configured, a VO member's BES job runs as
+    execution.default_account, as a local user's does (it was 'no account pool')."""
+    from gateway.auth.users import add_user
+
+    add_user(runtime.db, "carol", PASSWORD)
+    runtime.vo.create_vo("cms", creator="root", managers=["maria"])
+    runtime.vo.add_member("cms", "carol", status="active")
+    activity_id = create(client, "carol", "/bin/true")
+    done = wait(client, "carol", activity_id, "Finished", "Failed")
+    assert done["state"] == "Finished" and done["vo"] == "cms", done
+    mapped = client.get("/api/v1/vo/account?vo=cms", headers=basic("carol"))
+    assert mapped.status_code == 404, mapped.text
+    assert "execution.default_account" in mapped.json()["detail"]
