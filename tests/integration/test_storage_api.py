@@ -395,6 +395,25 @@ def test_a_quota_overrun_is_507_and_leaves_nothing(gw: Gateway, volume: str) -> 
     assert gw.call("carol", "PUT", f"{base}/keep.bin", data=b"r" * (4 * MiB)).status_code == 200
 
 
+def test_an_upload_larger_than_the_free_space_is_507_before_the_first_byte(gw: Gateway) -> None:
+    """#16.16: on a volume without quota the file system's free space (statvfs) limits."""
+    name = f"u{uuid.uuid4().hex[:10]}"
+    made = gw.call("maria", "POST", "/api/v1/volumes", json={"name": name, "vo": "cms"})
+    assert made.status_code == 201 and made.json()["quota_bytes"] is None, made.text
+    try:
+        path = f"/api/v1/volumes/{name}/files/huge.bin"
+        headers = {"Content-Length": str(10**18), "Content-Type": "application/octet-stream"}
+        status, body, _ = gw.raw("carol", "PUT", path, headers)  # no byte of the body sent
+        assert status == 507, body
+        problem = json.loads(body)
+        assert "bytes free on the volume's file system" in problem["detail"]
+        assert leftovers(gw.volume_dir("cms", name)) == []
+        small = gw.call("carol", "PUT", path, data=b"fits")
+        assert small.status_code == 201, small.text
+    finally:
+        gw.call("root", "DELETE", f"/api/v1/volumes/{name}", params={"force": "true"})
+
+
 def test_concurrent_uploads_never_overrun_the_quota(gw: Gateway, volume: str) -> None:
     """Six uploads of 1 MiB at once into a 4 MiB volume, each fitting alone: the declared
     lengths are reserved in the quota ledger, so exactly four are stored and two get 507."""
