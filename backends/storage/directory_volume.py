@@ -290,6 +290,19 @@ class DirectoryVolumes(StorageBackend):
         finally:
             ledger.close()
 
+    def _check_free_space(self, volume: str, what: str, needed: int) -> None:
+        """QuotaExceeded (507) before the first byte when the file system under the
+        volume cannot hold ``needed`` more bytes, whatever the volume's quota says."""
+        if needed <= 0:
+            return
+        usage = os.statvfs(self._volume_root(volume))
+        free = usage.f_bavail * usage.f_frsize
+        if needed > free:
+            raise QuotaExceeded(
+                f"{what}: {needed} bytes do not fit in the {free} bytes free on the "
+                "volume's file system"
+            )
+
     @contextlib.contextmanager
     def open_write(
         self, volume: str, path: str, *, overwrite: bool = True, size: int | None = None
@@ -306,6 +319,8 @@ class DirectoryVolumes(StorageBackend):
         _, quota = self._volume_record(volume)
         ledger = None if quota is None else self._ledger(volume)
         credit = target.stat().st_size if overwrite and target.is_file() else 0
+        if size is not None:
+            self._check_free_space(volume, what, size - credit)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
 

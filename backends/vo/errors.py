@@ -8,6 +8,7 @@ from backends.contracts.interfaces import (
     BackendError,
     InvalidRequest,
     InvalidState,
+    NotSupported,
     PermissionDenied,
     UnknownResource,
 )
@@ -35,3 +36,9 @@ class Conflict(VOError, InvalidState):
 
 class PoolExhausted(VOError, InvalidState):
     """Every account of the pool is leased to someone whose work may still run: 409."""
+
+
+class NoAccountPools(VOError, NotSupported):
+    """The site configures no account pool at all and the principal has no account of
+    their own: the backend maps nothing, and work runs as the execution backend's default
+    account (``execution.default_account``), as it does for a user in no VO."""

@@ -2,23 +2,37 @@
 
 The principal's own account where the account source knows one; otherwise a lease on an
 account of the pool of the VO (or of the VO's role, where that role has a pool of its
-own). Where accounts come from and how leases are kept is backends/vo/accounts.py.
+own). A site that configures no pool at all (the embedded defaults) maps nothing:
+:class:`NoAccountPools`, and the work runs as ``execution.default_account``. Where
+accounts come from and how leases are kept is backends/vo/accounts.py.
 """
 
 from __future__ import annotations
 
 from backends.contracts.model import LocalAccount, Principal
 from backends.vo.accounts import AccountSource, LeaseManager
-from backends.vo.errors import Invalid
+from backends.vo.errors import Invalid, NoAccountPools
 
 
 def map_account(
-    source: AccountSource, leases: LeaseManager, principal: Principal, vo: str, role: str
+    source: AccountSource,
+    leases: LeaseManager,
+    principal: Principal,
+    vo: str,
+    role: str,
+    *,
+    pools_configured: bool = True,
 ) -> LocalAccount:
     """The principal's own account, else a lease from the VO's (role's) pool."""
     own = source.own_account(principal.name)
     if own is not None:
         return own
+    if not pools_configured:
+        raise NoAccountPools(
+            f"{principal.name} has no account of their own and this site configures no "
+            "account pool ([vo.pools], or a directory's): work runs as "
+            "execution.default_account"
+        )
     if not vo:
         vos = principal.vos()
         if len(vos) != 1:

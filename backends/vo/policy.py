@@ -221,6 +221,23 @@ def _deny(reason: str) -> PolicyDecision:
     return PolicyDecision(Decision.DENY, reason)
 
 
+def standing_offer(index: PolicyIndex, resource: Resource) -> Offer | None:
+    """The registration of ``resource``, if it agrees with what the resource's backend
+    says: ownership comes from the backend, never from whoever registered it. With an
+    owner from the backend (an activity's, a VM's record), only that owner's offer
+    stands; with only a VO (a volume belongs to its VO), only an offer into that VO
+    does, so a registration into another VO makes its registrant neither owner nor user.
+    """
+    offer = index.offers.get((resource.kind, resource.id)) if resource.id else None
+    if offer is None:
+        return None
+    if resource.owner:
+        return offer if offer.owner == resource.owner else None
+    if resource.vo:
+        return offer if resource.vo in offer.vos else None
+    return offer
+
+
 def combine(
     index: PolicyIndex,
     principal: Principal,
@@ -234,7 +251,7 @@ def combine(
     what = f"{resource.kind} {resource.id}".strip()
     if principal.site_admin:
         return _permit(f"{who} is a site admin")
-    offer = index.offers.get((resource.kind, resource.id)) if resource.id else None
+    offer = standing_offer(index, resource)
     owner = resource.owner or (offer.owner if offer else "")
     owner_policy = index.owner.get(owner) if owner else None
     if owner_policy is not None:

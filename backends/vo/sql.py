@@ -91,6 +91,8 @@ class SQLVOBackend(VOBackend):
         self.accounts: AccountSource = ConfigAccountSource(options.pools, options.own_accounts)
         if context.directory is not None:  # the site directory first, then the config
             self.accounts = ldap_account_source(context.directory, self.accounts)
+        # no pool anywhere (the embedded defaults): members' work runs as the default account
+        self.pools_configured = bool(options.pools) or context.directory is not None
         self.leases = LeaseManager(self.db, options.lease_idle_seconds, processes_running_as)
         self.audit = AuditWriter(self.db, float(options.audit_flush_seconds))
         self.decisions = DecisionIndex(
@@ -109,6 +111,7 @@ class SQLVOBackend(VOBackend):
     def use_account_source(self, source: AccountSource) -> None:
         """Where own and pool accounts come from, instead of the config and the directory."""
         self.accounts = source
+        self.pools_configured = True
 
     def use_activity_probe(self, probe: ActivityProbe) -> None:
         """Whether an account's last holder still has running work (execution records)."""
@@ -173,8 +176,11 @@ class SQLVOBackend(VOBackend):
 
     # -- accounts ------------------------------------------------------------------------
     def account_for(self, principal: Principal, vo: str = "", role: str = "") -> LocalAccount:
-        """The principal's own account, else a lease from the VO's (role's) pool."""
-        return map_account(self.accounts, self.leases, principal, vo, role)
+        """The principal's own account, else a lease from the VO's (role's) pool;
+        :class:`NoAccountPools` (NotSupported) where the site configures no pool."""
+        return map_account(
+            self.accounts, self.leases, principal, vo, role, pools_configured=self.pools_configured
+        )
 
     def release_idle_leases(self) -> int:
         """Housekeeping (e.g. hourly): give back every lease idle for

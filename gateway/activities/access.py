@@ -1,6 +1,9 @@
 """Who may do what to one activity: the question every job front end (BES, this REST
 API, the portal, TES next) asks VO policy about a stored record, answered the same way
-for all of them. Each front end words the refusal in its own protocol."""
+for all of them. Each front end words the refusal in its own protocol.
+
+A refusal says why only to a caller who may read the activity: to anyone else an
+activity is as unknown as an id that names none (a reason names its owner and VO)."""
 
 from __future__ import annotations
 
@@ -29,15 +32,24 @@ def decide(
     return vo.decide(principal, action, record.resource())
 
 
+def hidden(vo: VOBackend, principal: Principal, action: str, record: ActivityRecord) -> bool:
+    """Whether a refusal of ``action`` must answer as for an unknown id: the caller may
+    not even read the activity."""
+    return action == "read" or not decide(vo, principal, "read", record).permitted
+
+
 def authorised(
     store: ActivityStore, vo: VOBackend, principal: Principal, activity_id: str, action: str
 ) -> ActivityRecord:
     """The record, if it exists and the caller may ``action`` it; else raises
-    :class:`UnknownActivity` or :class:`ActivityRefused`."""
+    :class:`UnknownActivity` (also for an activity the caller may not read) or
+    :class:`ActivityRefused`."""
     record = store.get(activity_id)
     if record is None:
         raise UnknownActivity(activity_id)
     decision = decide(vo, principal, action, record)
     if not decision.permitted:
+        if hidden(vo, principal, action, record):
+            raise UnknownActivity(activity_id)
         raise ActivityRefused(record, decision)
     return record

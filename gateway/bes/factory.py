@@ -29,6 +29,7 @@ from backends.contracts.platform import jsdl_architecture, jsdl_operating_system
 from backends.services.activities import NotTerminable
 from backends.store.activities import ActivityRecord
 from gateway import xmlsafe
+from gateway.activities.access import hidden
 from gateway.activities.volume_staging import bind_volumes
 from gateway.bes.context import Call
 from gateway.bes.epr import activity_epr, activity_id_of
@@ -165,9 +166,10 @@ def _bind_volumes(call: Call, job: JobSpec) -> JobSpec:
 
 def _local_account(call: Call, vo: str) -> LocalAccount | None:
     """The POSIX account the jobs run as, from the VO backend's mapping; None where the
-    backend maps no accounts, or for a caller in no VO who has no account of their own
-    (the execution backend then runs the jobs as its default account): VO policy has
-    already said whether such a caller may create activities at all."""
+    backend maps no accounts (also a VO member's, on a site that configures no account
+    pool), or for a caller in no VO who has no account of their own (the execution
+    backend then runs the jobs as its default account): VO policy has already said
+    whether such a caller may create activities at all."""
     try:
         return call.vo.account_for(call.principal, vo)
     except NotSupported:
@@ -206,6 +208,17 @@ def _epr_list(call: Call, payload: etree._Element) -> list[etree._Element]:
     return eprs
 
 
+def _refusal(call: Call, action: str, record: ActivityRecord) -> BESFault | None:
+    """None if the caller may ``action`` the activity; else its fault, which is the
+    unknown id's for a caller who may not read it (a reason names the owner's VO)."""
+    permitted, reason = call.permits(action, record.resource())
+    if permitted:
+        return None
+    if hidden(call.vo, call.principal, action, record):
+        return unknown_activity(record.id)
+    return BESFault("NotAuthorized", f"not authorised for activity {record.id}: {reason}")
+
+
 def _resolve(
     call: Call, eprs: list[etree._Element], action: str, with_documents: bool = False
 ) -> tuple[list[ActivityRecord | BESFault], dict[str, ActivityRecord]]:
@@ -232,12 +245,7 @@ def _resolve(
             outcome.append(unknown_activity(item))
             continue
         if item not in decided:
-            permitted, reason = call.permits(action, record.resource())
-            decided[item] = (
-                None
-                if permitted
-                else BESFault("NotAuthorized", f"not authorised for activity {item}: {reason}")
-            )
+            decided[item] = _refusal(call, action, record)
         fault = decided[item]
         if fault is not None:
             outcome.append(fault)

@@ -1,8 +1,11 @@
 """Who may do what on a volume: the rule of openapi/storage.yaml, put to the VO policy.
 
 Files are read and written by whoever the VO policy lets ``read``/``write`` the volume
-(the resource ``volume <name>`` of its VO: the VO's members by default, its registered
-owner, site admins). Making, resizing and deleting a volume is more: the VO's managers
+(the resource ``volume <name>`` of its VO: the VO's members by default, its owner, site
+admins). The VO is the storage backend's (``Volume.vo``, ``volume_vo``), never a
+registration's: the policy counts only a registration into that VO (``standing_offer``
+in backends/vo/policy.py), so its registrant is the owner, and a volume registered into
+another VO gives that VO nothing. Making, resizing and deleting a volume is more: the VO's managers
 (``manage`` on the VO, as the VO API asks it) and site admins may, and so may a member
 holding the VO role :data:`STORAGE_ADMIN_ROLE` when the VO policy permits that action on
 the volume too. The default VO policy permits members everything the VO holds, so
@@ -21,7 +24,8 @@ MANAGEMENT_ACTIONS = ("create", "resize", "delete")
 
 
 def volume_resource(name: str, vo: str) -> Resource:
-    """The resource BES staging authorises too (gateway/activities/volume_staging.py)."""
+    """The resource BES staging authorises too (gateway/activities/volume_staging.py);
+    ``vo`` is the one the storage backend records for the volume."""
     return Resource(kind="volume", id=name, vo=vo)
 
 

@@ -13,6 +13,7 @@ from backends.contracts.interfaces import (
     BackendError,
     InvalidRequest,
     InvalidState,
+    NotSupported,
     PermissionDenied,
     UnknownResource,
     VOAdministration,
@@ -23,6 +24,7 @@ from gateway.auth.memberships import VO_TOKEN_MECHANISM
 from gateway.auth.security import current_principal
 from gateway.auth.tokens import TokenError
 from gateway.responses import json_response
+from gateway.storage import access, ownership
 
 PROBLEM = "application/problem+json"
 _STATUS: dict[type[BackendError], tuple[int, str]] = {
@@ -279,7 +281,35 @@ def remove_member(vo: str, principal: str, group: str | None = None) -> Any:
 # -- registered resources ----------------------------------------------------------------
 @vo_errors
 def list_resources(vo: str) -> Any:
+    """What is offered to ``vo`` and by whom: for its members, managers and site admins."""
+    caller = current_principal()
+    if not any(m.vo == vo for m in caller.memberships) and not _may_manage(caller, vo):
+        raise PermissionDenied(
+            f"{caller.name} may not list what is offered to VO {vo}: only its members, "
+            "its managers and site admins may"
+        )
     return _ok(_backend().list_resources(vo))
+
+
+def _check_backed(caller: Principal, vo: str, kind: str, resource_id: str) -> None:
+    """A resource whose backend records who owns it is registered only as that backend
+    says: a volume exists, belongs to ``vo`` (its storage backend records its VO) and the
+    caller may manage that VO's volumes; a registration never makes ownership."""
+    if kind != ownership.KIND:
+        return
+    try:
+        belongs = runtime.current().storage.volume_vo(resource_id)
+    except UnknownResource:
+        raise UnknownResource(
+            f"no volume {resource_id!r}: only an existing volume can be registered "
+            "(POST /api/v1/volumes makes one and registers it into its VO)"
+        ) from None
+    if belongs != vo:
+        raise PermissionDenied(
+            f"volume {resource_id} belongs to VO {belongs}, not {vo}: a volume is "
+            "registered only into the VO its storage backend records"
+        )
+    access.require_management(_backend(), caller, "create", resource_id, vo)
 
 
 @vo_errors
@@ -289,6 +319,7 @@ def register_resource(vo: str, body: dict) -> Any:
     if owner != caller.name and not caller.site_admin:
         raise PermissionDenied(f"only {owner} (or a site admin) may offer {owner}'s resources")
     _require(caller, "register", Resource(body["kind"], body["id"], owner=owner, vo=vo))
+    _check_backed(caller, vo, body["kind"], body["id"])
     return _ok(_backend().register_resource(vo, body["kind"], body["id"], owner), 201)
 
 
@@ -415,7 +446,10 @@ def explain_decision(body: dict) -> Any:
 
 @vo_errors
 def my_account(vo: str = "", role: str = "") -> Any:
-    account = _backend().account_for(current_principal(), vo, role)
+    try:
+        account = _backend().account_for(current_principal(), vo, role)
+    except NotSupported as exc:  # no pool on this site: work runs as the default account
+        return problem(404, "Not Found", str(exc))
     return _ok(
         {"username": account.username, "uid": account.uid, "gid": account.gid, "home": account.home}
     )

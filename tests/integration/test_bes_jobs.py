@@ -98,10 +98,11 @@ def test_errors_are_problem_documents(client, alice, bob):
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     bobs = create(client, bob, "/bin/sleep", "5")
-    forbidden = client.post(f"{API}/{bobs}/suspend", headers=basic(alice))
-    assert forbidden.status_code == 403
-    assert "not allowed" in forbidden.json()["detail"]
-    assert client.get(f"{API}/{bobs}", headers=basic(alice)).status_code == 403
+    # another's activity answers as an unknown id (#16.16): no reason, owner or VO
+    for method, path in (("POST", f"{API}/{bobs}/suspend"), ("GET", f"{API}/{bobs}")):
+        hidden = client.request(method, path, headers=basic(alice))
+        assert hidden.status_code == 404, hidden.text
+        assert hidden.json()["detail"] == f"no activity {bobs!r}"
     done = create(client, alice, "/bin/true")
     wait(client, alice, done, "Finished")
     conflict = client.post(f"{API}/{done}/suspend", headers=basic(alice))
@@ -111,3 +112,48 @@ def test_errors_are_problem_documents(client, alice, bob):
     assert bad.status_code == 400
     assert client.get(f"{API}/", headers={}).status_code == 401
     client.post(f"{API}/{bobs}/signal", json={"signal": "SIGKILL"}, headers=basic(bob))
+
+
+def test_a_refusal_says_nothing_of_an_activity_the_caller_may_not_read(runtime, client):
+    """#16.16: job control names no other VO; an activity of another VO is unknown."""
+    from gateway.auth.users import add_user
+
+    vos = runtime.vo
+    for who in ("carol", "dave"):
+        add_user(runtime.db, who, PASSWORD)
+    vos.create_vo("cms", creator="root", managers=["maria"])
+    vos.create_vo("atlas", creator="root", managers=["maria"])
+    vos.add_member("cms", "carol", status="active")
+    vos.add_member("atlas", "dave", status="active")
+    (record,) = runtime.activity_store.record(
+        ["0d4a8a39-0000-4000-8000-00000000c0de"],
+        backend="local",
+        owner="carol",
+        vo="cms",
+        jsdl="<jsdl/>",
+    )
+    for method, path in (
+        ("GET", f"{API}/{record.id}"),
+        ("POST", f"{API}/{record.id}/suspend"),
+        ("POST", f"{API}/{record.id}/requeue"),
+    ):
+        answer = client.request(method, path, headers=basic("dave"))
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["detail"] == f"no activity {record.id!r}"
+        assert "cms" not in answer.text and "carol" not in answer.text
+
+
+def test_on_the_defaults_a_vo_members_job_runs_as_the_default_account(runtime, client):
+    """#16.16: with no account pool configured, a VO member's BES job runs as
+    execution.default_account, as a local user's does (it was 'no account pool')."""
+    from gateway.auth.users import add_user
+
+    add_user(runtime.db, "carol", PASSWORD)
+    runtime.vo.create_vo("cms", creator="root", managers=["maria"])
+    runtime.vo.add_member("cms", "carol", status="active")
+    activity_id = create(client, "carol", "/bin/true")
+    done = wait(client, "carol", activity_id, "Finished", "Failed")
+    assert done["state"] == "Finished" and done["vo"] == "cms", done
+    mapped = client.get("/api/v1/vo/account?vo=cms", headers=basic("carol"))
+    assert mapped.status_code == 404, mapped.text
+    assert "execution.default_account" in mapped.json()["detail"]

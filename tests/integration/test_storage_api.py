@@ -236,6 +236,40 @@ def test_who_may_manage_volumes_follows_the_vo_role(gw: Gateway, volume: str) ->
     assert gw.call("root", "GET", f"/api/v1/volumes/{volume}").json()["owner"] == "maria"
 
 
+def test_ownership_of_a_volume_comes_from_the_storage_backend(gw: Gateway, volume: str) -> None:
+    """#16.14: a volume withdrawn from its VO cannot be taken over by another VO's member
+    registering its name, and a name that names no volume cannot be squatted."""
+    base = f"/api/v1/volumes/{volume}/files/secret.txt"
+    assert gw.call("carol", "PUT", base, data=b"cms only").status_code == 201
+    withdrawn = gw.call("maria", "DELETE", f"/api/v1/vos/cms/resources/volume/{volume}")
+    assert withdrawn.status_code == 204, withdrawn.text
+
+    def register(who: str, vo: str, name: str) -> requests.Response:
+        body = {"kind": "volume", "id": name}
+        return gw.call(who, "POST", f"/api/v1/vos/{vo}/resources", json=body)
+
+    refused = detail(register("dave", "atlas", volume), 403)
+    assert "belongs to VO cms, not atlas" in refused
+    assert "dave may not create volumes of VO cms" in detail(register("dave", "cms", volume), 403)
+    assert "carol may not create" in detail(register("carol", "cms", volume), 403)
+    assert ("volume", volume, "dave") not in registered(str(gw.state), "atlas")
+    assert ("volume", volume, "dave") not in registered(str(gw.state), "cms")
+    detail(gw.call("dave", "GET", base), 403)
+    detail(gw.call("dave", "PUT", base, data=b"taken"), 403)
+    assert gw.volume_dir("cms", volume).joinpath("secret.txt").read_bytes() == b"cms only"
+    # the VO's manager offers it again; its members read it as before
+    assert register("maria", "cms", volume).status_code == 201
+    assert gw.call("carol", "GET", base).content == b"cms only"
+
+    # no squatting: a name that names no volume is not registered, and stays free
+    squat = f"sq{uuid.uuid4().hex[:8]}"
+    assert f"no volume '{squat}'" in detail(register("dave", "atlas", squat), 404)
+    assert squat not in {r[1] for r in registered(str(gw.state), "atlas")}
+    made = gw.call("root", "POST", "/api/v1/volumes", json={"name": squat, "vo": "cms"})
+    assert made.status_code == 201, made.text
+    gw.call("root", "DELETE", f"/api/v1/volumes/{squat}")
+
+
 def test_each_sees_the_volumes_of_their_vos(gw: Gateway, volume: str) -> None:
     def names(who: str, **params: str) -> list[str]:
         found = gw.call(who, "GET", "/api/v1/volumes", params=params)
@@ -359,6 +393,25 @@ def test_a_quota_overrun_is_507_and_leaves_nothing(gw: Gateway, volume: str) -> 
     assert gw.call("carol", "GET", f"/api/v1/volumes/{volume}").json()["used_bytes"] == 3 * MiB
     # replacing a file counts only the difference
     assert gw.call("carol", "PUT", f"{base}/keep.bin", data=b"r" * (4 * MiB)).status_code == 200
+
+
+def test_an_upload_larger_than_the_free_space_is_507_before_the_first_byte(gw: Gateway) -> None:
+    """#16.16: on a volume without quota the file system's free space (statvfs) limits."""
+    name = f"u{uuid.uuid4().hex[:10]}"
+    made = gw.call("maria", "POST", "/api/v1/volumes", json={"name": name, "vo": "cms"})
+    assert made.status_code == 201 and made.json()["quota_bytes"] is None, made.text
+    try:
+        path = f"/api/v1/volumes/{name}/files/huge.bin"
+        headers = {"Content-Length": str(10**18), "Content-Type": "application/octet-stream"}
+        status, body, _ = gw.raw("carol", "PUT", path, headers)  # no byte of the body sent
+        assert status == 507, body
+        problem = json.loads(body)
+        assert "bytes free on the volume's file system" in problem["detail"]
+        assert leftovers(gw.volume_dir("cms", name)) == []
+        small = gw.call("carol", "PUT", path, data=b"fits")
+        assert small.status_code == 201, small.text
+    finally:
+        gw.call("root", "DELETE", f"/api/v1/volumes/{name}", params={"force": "true"})
 
 
 def test_concurrent_uploads_never_overrun_the_quota(gw: Gateway, volume: str) -> None:

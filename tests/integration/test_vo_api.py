@@ -405,3 +405,20 @@ def test_memberships_the_authenticator_found_are_kept(two_vos):
     assert enriched.memberships == (VOMembership("atlas", "prod"), VOMembership("cms"))
     token = Principal("dora", "vo-token", memberships=(VOMembership("lhcb"),))
     assert rt.memberships.enrich(token) is token  # a VO token says exactly what it carries
+
+
+def test_only_members_managers_and_site_admins_list_a_vos_resources(two_vos):
+    """#16.16: what is offered to a VO, and by whom, is not for anyone logged in."""
+    c, _ = two_vos
+    c.post("/api/v1/vos/cms/members", json={"principal": "alice"}, headers=basic("maria"))
+    r = c.post(
+        "/api/v1/vos/cms/resources", json={"kind": "cluster", "id": "c1"}, headers=basic("carol")
+    )
+    assert r.status_code == 201, r.text
+    for who in ("alice", "maria", "root"):
+        listed = c.get("/api/v1/vos/cms/resources", headers=basic(who))
+        assert listed.status_code == 200, (who, listed.text)
+        assert [(x["id"], x["owner"]) for x in listed.json()] == [("c1", "carol")]
+    for who in ("bob", "anna"):
+        refused = problem(c.get("/api/v1/vos/cms/resources", headers=basic(who)), 403)
+        assert f"{who} may not list what is offered to VO cms" in refused and "carol" not in refused

@@ -266,3 +266,29 @@ def test_directory_accounts_come_first_then_the_config(store):
         assert backend.account_for(eve, "cms").username == "cms01"  # config pool
     finally:
         backend.close()
+
+
+def test_a_site_with_pools_refuses_a_vo_without_one_and_the_defaults_map_nothing(store):
+    """#16.16: only a site that configures no pool at all leaves the account to the
+    execution backend's default; a site with pools keeps refusing a VO without one."""
+    from backends.contracts.interfaces import NotSupported
+    from backends.vo.errors import PoolExhausted
+
+    db = store()
+    atlas = Principal("dave", "basic", memberships=(VOMembership("atlas"),))
+    pooled = SQLVOBackend(
+        BackendContext(
+            db.engine,
+            Path("."),
+            SQLVOSettings(pools={"cms": {"accounts": ["cms01"], "uid_start": 72001, "gid": 72000}}),
+        )
+    )
+    defaults = SQLVOBackend(BackendContext(db.engine, Path("."), SQLVOSettings()))
+    try:
+        with pytest.raises(PoolExhausted, match="no account pool is configured for atlas"):
+            pooled.account_for(atlas, "atlas")
+        with pytest.raises(NotSupported, match=r"execution\.default_account"):
+            defaults.account_for(atlas, "atlas")
+    finally:
+        pooled.close()
+        defaults.close()

@@ -250,3 +250,26 @@ def test_pool_ranges():
     for bad in (["vo1pool003..vo1pool001"], ["Bad Name"], ["a1..b2"], ["x", "x"]):
         with pytest.raises(ValueError):
             expand_accounts(bad)
+
+
+def test_a_registration_the_resources_backend_contradicts_grants_nothing():
+    """#16.14: ownership comes from the resource's backend, never from the registrant."""
+    idx = index()
+    # dave (atlas) registered cms's volume into atlas: the volume belongs to cms
+    idx.offers[("volume", "avol")] = Offer("dave", frozenset({"atlas"}))
+    dave = Principal("dave", "basic", memberships=(ATLAS,))
+    for action in ("read", "write", "delete"):
+        d = combine(idx, dave, action, Resource("volume", "avol", vo="cms"))
+        assert not d.permitted, d.reason
+        assert "dave owns" not in d.reason
+    # a VM recorded as alice's: bob's registration of it makes bob neither owner nor user
+    idx.offers[("compute", "vm1")] = Offer("bob", frozenset({"atlas"}))
+    for who in ("bob", "dave"):
+        asker = Principal(who, "basic", memberships=(ATLAS,))
+        d = combine(idx, asker, "stop", Resource("compute", "vm1", owner="alice"))
+        assert not d.permitted, d.reason
+    # the registration that agrees with the backend still offers it
+    idx.offers[("volume", "cvol")] = Offer("maria", frozenset({"cms"}))
+    assert combine(idx, alice(CMS), "read", Resource("volume", "cvol", vo="cms")).permitted
+    maria = Principal("maria", "basic")
+    assert combine(idx, maria, "write", Resource("volume", "cvol", vo="cms")).permitted
