@@ -119,8 +119,8 @@ def _render(media: str, fields: list[tuple[str, str]], status: int = 200) -> fla
         response = flask.Response("OK\n", status=status, mimetype="text/occi")
         response.headers.update(text.occi_headers(fields))
         return response
-    body = text.plain_body(fields) if fields else "OK\n"
-    return flask.Response(body, status=status, mimetype="text/plain")
+    # an empty text/plain rendering is an empty body; "OK" is text/occi's (GFD.229 §5.3)
+    return flask.Response(text.plain_body(fields), status=status, mimetype="text/plain")
 
 
 def _json(
@@ -307,7 +307,7 @@ def _listing(
     if paged or media not in ("text/plain", "text/uri-list"):
         return _locations_response(locations, full)
     if media == "text/plain":
-        body = text.plain_body(text.location_fields(locations)) or "OK\n"
+        body = text.plain_body(text.location_fields(locations))
     else:
         body = "".join(f"{loc}\n" for loc in locations)
     listing.bodies[media] = body.encode("utf-8")

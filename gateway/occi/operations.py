@@ -124,6 +124,8 @@ class EntityOperations:
         record = self.authorisation.record(principal, kind, entity_id)
         self.authorisation.require_on(principal, "update", kind, record)
         mixins, values = validation.resolve(self.categories.registry(), kind, doc)
+        current = self.views.entity(principal, kind, entity_id).attributes
+        values = validation.restated(kind, mixins, values, current)
         validation.mutable(kind, mixins, values)
         templates = self.categories.templates
         old_mixins = list(record.mixins or [])
@@ -143,7 +145,9 @@ class EntityOperations:
             raise OCCIError(409, "a link's ends cannot be moved; delete it and create another")
         title = values.pop("occi.core.title", None)
         summary = values.pop("occi.core.summary", None)
-        if kind is infra.COMPUTE and any(k in values for k in _RESIZING):
+        if kind is infra.COMPUTE and any(
+            k in values and values[k] != current.get(k) for k in _RESIZING
+        ):
             self._resize(principal, record, fixed, values)
         if replace:
             stored = {

@@ -633,3 +633,53 @@ def test_put_replaces_user_mixins_but_keeps_templates(
         loc, headers={**h, **PLAIN}, content='X-OCCI-Attribute: occi.core.id="x"\n'
     )
     assert immutable.status_code == 200  # the id is the server's; a client echoing it is ignored
+
+
+# -- issue 16: conformance ---------------------------------------------------------------------
+@pytest.mark.parametrize("media", ["text/plain", "application/occi+json"])
+def test_put_of_the_servers_own_rendering_is_accepted(
+    client: Any, h: dict, create: Callable, media: str
+) -> None:
+    """#16.7: a full PUT restates immutable attributes (a resource_tpl's cores and memory, a
+    link's source) with their unchanged values; only a change is refused (GFD.221 §5.2)."""
+    disk = create("X-OCCI-Attribute: occi.storage.size=1", kind="storage")
+    vm = create(f"Category: {SMALL_CAT}")
+    link = client.post(
+        "/storagelink/",
+        headers={**h, **PLAIN},
+        content=f'Category: storagelink; scheme="{INFRA}"; class="kind"\n'
+        f'X-OCCI-Attribute: occi.core.source="{vm}"\nX-OCCI-Attribute: occi.core.target="{disk}"\n',
+    ).headers["Location"]
+    for loc in (vm, link):
+        shown = client.get(loc, headers={**h, "Accept": media})
+        r = client.put(
+            loc,
+            headers={**h, "Content-Type": media, "Accept": media},
+            content=shown.content,
+        )
+        assert r.status_code == 200, (loc, r.text)
+    changed = client.put(
+        vm,
+        headers={**h, **PLAIN},
+        content=f"Category: {COMPUTE_KIND}\nCategory: {SMALL_CAT}\n"
+        "X-OCCI-Attribute: occi.compute.cores=4\n",
+    )
+    assert changed.status_code == 400 and "occi.compute.cores cannot be changed" in changed.text
+
+
+def test_empty_collections_in_text_plain_have_an_empty_body(
+    client: Any, h: dict, create: Callable
+) -> None:
+    """#16.8: GFD.229 §5.3: an empty collection in text/plain is an empty body (the "OK"
+    body is text/occi's); a page past the end is an empty collection (GFD.223 §6)."""
+    tag = 'Category: empty; scheme="http://example.org/tags#"; class="mixin"; location="/mixins/empty/"\n'
+    assert client.post("/-/", headers={**h, **PLAIN}, content=tag).status_code == 200
+    for params in ({}, {"category": SMALL}):
+        r = client.get("/compute/", headers={**h, "Accept": "text/plain"}, params=params)
+        assert (r.status_code, r.text) == (200, ""), params
+    assert client.get("/mixins/empty/", headers={**h, "Accept": "text/plain"}).text == ""
+    create()
+    past = client.get("/compute/", headers=h, params={"page": 5, "number": 1})
+    assert (past.status_code, past.text) == (200, "")
+    occi = client.get("/mixins/empty/", headers={**h, "Accept": "text/occi"})
+    assert occi.text == "OK\n" and "X-OCCI-Location" not in occi.headers
