@@ -372,7 +372,9 @@ def entity_put(kind: str, entity_id: str, **_: Any) -> flask.Response:
     if existing is None:
         return _entity_response(svc.create(_principal(), found, document, entity_id), 201)
     if existing.kind != found.identifier:
-        raise OCCIError(409, f"{entity_id} is already the id of an entity of another kind")
+        svc.operations.authorisation.require_free(
+            _principal(), found, entity_id, "is already the id of an entity of another kind"
+        )
     return _entity_response(svc.update(_principal(), found, entity_id, document, replace=True))
 
 

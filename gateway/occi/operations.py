@@ -60,8 +60,7 @@ class EntityOperations:
         entity_id = validation.entity_id(
             entity_id or str(doc.attributes.get("occi.core.id") or "") or new_id()
         )
-        if records.get(self.db, entity_id) is not None:
-            raise OCCIError(409, f"{entity_id} already exists")
+        self.authorisation.require_free(principal, kind, entity_id)
         mixins, values = validation.resolve(self.categories.registry(), kind, doc)
         vo = principal.vos()[0] if principal.vos() else ""
         self.authorisation.require(principal, "create", kind.term, "", principal.name, vo)
@@ -82,6 +81,7 @@ class EntityOperations:
         try:  # first the record, then the hypervisor
             records.insert(self.db, record)
         except IntegrityError as exc:  # the same id created at the same moment elsewhere
+            self.authorisation.require_free(principal, kind, entity_id)
             raise OCCIError(409, f"{entity_id} already exists") from exc
         try:
             if kind is infra.CLUSTER:

@@ -683,3 +683,30 @@ def test_empty_collections_in_text_plain_have_an_empty_body(
     assert (past.status_code, past.text) == (200, "")
     occi = client.get("/mixins/empty/", headers={**h, "Accept": "text/occi"})
     assert occi.text == "OK\n" and "X-OCCI-Location" not in occi.headers
+
+
+def test_another_users_id_answers_404_like_an_unknown_one(
+    client: Any, h: dict, bob: dict, create: Callable
+) -> None:
+    """#16.16: an id taken by someone else is not confirmed (no 409 existence oracle)."""
+    theirs = create(headers=bob)
+    theirs_id = theirs.rpartition("/")[2]
+    body = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.id="{theirs_id}"\n'
+    asked = [
+        client.post("/compute/", headers={**h, **PLAIN}, content=body),
+        client.put(theirs, headers={**h, **PLAIN}, content=f"Category: {COMPUTE_KIND}\n"),
+        client.put(
+            f"/storage/{theirs_id}",
+            headers={**h, **PLAIN},
+            content=f'Category: storage; scheme="{INFRA}"; class="kind"\n'
+            "X-OCCI-Attribute: occi.storage.size=1\n",
+        ),
+    ]
+    assert [r.status_code for r in asked] == [404, 404, 404], [r.text for r in asked]
+    assert all("does not exist here" in r.text for r in asked)
+    mine = create()
+    again = (
+        f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.id="{mine.rpartition("/")[2]}"\n'
+    )
+    assert client.post("/compute/", headers={**h, **PLAIN}, content=again).status_code == 409
+    assert client.get(theirs, headers=bob).status_code == 200
