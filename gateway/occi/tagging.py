@@ -44,10 +44,13 @@ class Tagging:
             if not location:
                 raise bad_request(f'mixin {ref.identifier}: location="/mixins/<name>/" is missing')
             location = relative_location(location)
-            if not re.fullmatch(r"/mixins/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/", location):
+            segments = location.strip("/").split("/")
+            if not re.fullmatch(r"/mixins/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/", location) or any(
+                s in (".", "..") for s in segments
+            ):  # "/mixins/../compute/" would name another collection once normalised
                 raise bad_request(
-                    f"mixin {ref.identifier}: its location must look like /mixins/<name>/ "
-                    f"(got {location!r})"
+                    f"mixin {ref.identifier}: its location must look like /mixins/<name>/, "
+                    f"without . or .. segments (got {location!r})"
                 )
             if registry.by_location(location):
                 raise OCCIError(409, f"the location {location} is taken")

@@ -710,3 +710,14 @@ def test_another_users_id_answers_404_like_an_unknown_one(
     )
     assert client.post("/compute/", headers={**h, **PLAIN}, content=again).status_code == 409
     assert client.get(theirs, headers=bob).status_code == 200
+
+
+@pytest.mark.parametrize("where", ["/mixins/../compute/", "/mixins/./x/", "/mixins/a/../../-/"])
+def test_user_mixin_location_outside_mixins_is_refused(client: Any, h: dict, where: str) -> None:
+    """#16.16: a user mixin's location stays under /mixins/ once normalised."""
+    tag = (
+        f'Category: sneaky; scheme="http://example.org/tags#"; class="mixin"; location="{where}"\n'
+    )
+    r = client.post("/-/", headers={**h, **PLAIN}, content=tag)
+    assert r.status_code == 400 and "location must look like" in r.text
+    assert "sneaky" not in client.get("/-/", headers=h).text
