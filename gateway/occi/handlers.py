@@ -153,6 +153,12 @@ def _locations_response(
     return _render(media, text.location_fields(locations))
 
 
+def _categories_response(categories: Sequence[Category], media: str) -> flask.Response:
+    if media in negotiation.JSON:
+        return _json(jsonrender.categories(categories), media=media)
+    return _render(media, text.category_fields(categories, ascii_only=media == "text/occi"))
+
+
 def _done_response() -> flask.Response:
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
     if media in negotiation.JSON:
@@ -189,10 +195,7 @@ def query_get(category: str | None = None, **_: Any) -> flask.Response:
     categories: list[Category] = svc.discover(wanted)
     if wanted and not categories:
         raise not_found("no category " + ", ".join(w.identifier for w in wanted))
-    if media in negotiation.JSON:
-        response = _json(jsonrender.categories(categories), media=media)
-    else:
-        response = _render(media, text.category_fields(categories, ascii_only=media == "text/occi"))
+    response = _categories_response(categories, media)
     if not wanted:
         if len(_query_cache) > 32:
             _query_cache.clear()
@@ -386,7 +389,11 @@ def entity_post(kind: str, entity_id: str, action: str | None = None, **_: Any) 
     document = _document()
     if action:
         chosen = svc.action_for(found, action, document)
-        return _entity_response(svc.act(_principal(), found, entity_id, chosen, document))
+        entity, template = svc.act_and_save(_principal(), found, entity_id, chosen, document)
+        if template is not None:  # save answers the new os_tpl (GFD.224 §3.1)
+            media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
+            return _categories_response([template], media)
+        return _entity_response(entity)
     return _entity_response(svc.update(_principal(), found, entity_id, document, replace=False))
 
 
@@ -437,14 +444,21 @@ def mixin_post(location: str, **_: Any) -> flask.Response:
             "name the entities to tag: X-OCCI-Location fields or a text/uri-list body"
         )
     service().tag(_principal(), mixin, document.locations, replace=False)
-    return _done_response()
+    return _mixin_collection(mixin)
 
 
 @occi_operation
 def mixin_put(location: str, **_: Any) -> flask.Response:
     mixin = _mixin(location)
     service().tag(_principal(), mixin, _document().locations, replace=True)
-    return _done_response()
+    return _mixin_collection(mixin)
+
+
+def _mixin_collection(mixin: Mixin) -> flask.Response:
+    """The collection as it is now: what POST and PUT on it answer (GFD.223 §11.2, §11.3.2)."""
+    svc = service()
+    entities = svc.entities(_principal(), svc.tagged(_principal(), mixin))
+    return _locations_response([e.location for e in entities], lambda: entities)
 
 
 @occi_operation
@@ -481,6 +495,8 @@ _OPERATIONS = {
     "delete": entity_delete,
 }
 for _kind_term in (
+    "resource",  # core#resource and core#link: read-only collections of their children
+    "link",
     "compute",
     "storage",
     "network",

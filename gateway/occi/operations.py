@@ -25,7 +25,7 @@ from gateway.occi.clusters import Clusters
 from gateway.occi.entity import Document, Entity, new_id
 from gateway.occi.errors import OCCIError, backend_errors
 from gateway.occi.links import Links
-from gateway.occi.model import LINK, Kind, Mixin
+from gateway.occi.model import LINK, RESOURCE, Kind, Mixin
 from gateway.occi.views import Views
 
 # Compute attributes the backend holds, and changes on an update.
@@ -51,7 +51,7 @@ class EntityOperations:
     def create(
         self, principal: Principal, kind: Kind, doc: Document, entity_id: str = ""
     ) -> Entity:
-        if kind in (infra.CLUSTERMEMBER,) or not kind.location:
+        if kind in (infra.CLUSTERMEMBER, RESOURCE, LINK) or not kind.location:
             raise OCCIError(
                 405,
                 f"{kind.term} entities are made by the server, not created directly",

@@ -126,6 +126,11 @@ class OCCIService:
     ) -> Entity:
         return self.actions.act(principal, kind, entity_id, action, doc)
 
+    def act_and_save(
+        self, principal: Principal, kind: Kind, entity_id: str, action: Action, doc: Document
+    ) -> tuple[Entity, Mixin | None]:
+        return self.actions.act_and_save(principal, kind, entity_id, action, doc)
+
     def act_on_all(
         self, principal: Principal, kind: Kind, action: Action, doc: Document
     ) -> list[str]:

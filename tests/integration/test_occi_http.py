@@ -293,8 +293,10 @@ def test_save_makes_a_new_os_tpl(client: Any, h: dict, create: Callable) -> None
     )
     assert r.status_code == 200, r.text
     golden = "http://schemas.xtreemgate.org/occi/os_tpl#golden-1"
-    assert golden in attrs(r.text)["occi.compute.state.message"]
-    assert attrs(r.text)["occi.compute.state"] == "active"
+    assert r.text.startswith(
+        'Category: golden-1; scheme="http://schemas.xtreemgate.org/occi/os_tpl#"'
+    )
+    assert attrs(client.get(loc, headers=h).text)["occi.compute.state"] == "active"
     assert 'Category: golden-1; scheme="http://schemas.xtreemgate.org/occi/os_tpl#"' in (
         client.get("/-/", headers=h).text
     )
@@ -375,7 +377,7 @@ def test_filtering_and_paging(client: Any, h: dict, create: Callable) -> None:
 def test_negotiation_and_versions(client: Any, h: dict, create: Callable) -> None:
     loc = create()
     assert client.get(loc, headers={**h, "Accept": "image/png"}).status_code == 406
-    assert client.get(loc, headers={**h, "Accept": "text/uri-list"}).status_code == 406
+    assert client.get(loc, headers={**h, "Accept": "text/uri-list"}).status_code == 400
     assert (
         client.get(loc, headers={**h, "Accept": "*/*"})
         .headers["Content-Type"]
@@ -721,3 +723,74 @@ def test_user_mixin_location_outside_mixins_is_refused(client: Any, h: dict, whe
     r = client.post("/-/", headers={**h, **PLAIN}, content=tag)
     assert r.status_code == 400 and "location must look like" in r.text
     assert "sneaky" not in client.get("/-/", headers=h).text
+
+
+def test_answers_the_standards_name(client: Any, h: dict, create: Callable) -> None:
+    """#16.9: POST/PUT on a mixin collection answer the collection (GFD.223 §11.2,
+    §11.3.2); save answers the new os_tpl (GFD.224 §3.1); text/uri-list on an entity or
+    the query interface is 400 (GFD.229 §8); core#resource and core#link have a location
+    in JSON (GFD.226 §3.2.1), and it lists their children."""
+    tag = (
+        'Category: web; scheme="http://example.org/tags#"; class="mixin"; location="/mixins/web/"\n'
+    )
+    assert client.post("/-/", headers={**h, **PLAIN}, content=tag).status_code == 200
+    a, b = create(f"Category: {OS_TPL_CAT}"), create()
+    r = client.post("/mixins/web/", headers={**h, **PLAIN}, content=f"X-OCCI-Location: {a}\n")
+    assert (r.status_code, r.text) == (200, f"X-OCCI-Location: {a}\n")
+    r = client.put(
+        "/mixins/web/",
+        headers={**h, "Content-Type": "text/uri-list", "Accept": "text/uri-list"},
+        content=f"{b}\n",
+    )
+    assert (r.status_code, r.text) == (200, f"{b}\n")
+    r = client.post(
+        "/mixins/web/",
+        headers={**h, "Accept": "application/occi+json"},
+        json={"locations": [a]},
+    )
+    assert sorted(x["id"] for x in r.json()["resources"]) == sorted(
+        loc.rpartition("/")[2] for loc in (a, b)
+    )
+    saved = client.post(
+        f"{a}?action=save",
+        headers={**h, **PLAIN, "Accept": "application/occi+json"},
+        content='X-OCCI-Attribute: name="web-image"\n',
+    )
+    assert saved.status_code == 200, saved.text
+    assert [m["term"] for m in saved.json()["mixins"]] == ["web-image"]
+    for path in (a, "/-/"):
+        r = client.get(path, headers={**h, "Accept": "text/uri-list"})
+        assert r.status_code == 400 and "collections only" in r.text, path
+    kinds = check_json(client.get("/-/", headers={**h, "Accept": "application/occi+json"}))
+    where = {k["term"]: k.get("location") for k in kinds["kinds"]}
+    assert (where["resource"], where["link"]) == ("/resource/", "/link/")
+    listed = client.get("/resource/", headers={**h, "Accept": "text/uri-list"}).text.split()
+    assert sorted(listed) == sorted([a, b])
+    assert client.get("/link/", headers=h).status_code == 200
+    assert client.post("/resource/", headers={**h, **PLAIN}, content="").status_code == 405
+
+
+def test_framework_answers_on_occi_paths_are_occi(client: Any, h: dict, create: Callable) -> None:
+    """#16.10: 401, 404 (no route), 405 and 415 on OCCI paths carry the OCCI Server
+    header, an OCCI rendering (the reason in text/plain, or text/occi when only that is
+    taken) and an Allow naming every method the path takes."""
+    vm = create()
+    answers = {
+        401: client.get("/compute/"),
+        404: client.get(f"{vm}/nothing/here", headers=h),
+        405: client.patch("/compute/", headers=h),
+        415: client.post("/compute/", headers={**h, "Content-Type": "image/png"}, content=b"x"),
+    }
+    for status, r in answers.items():
+        assert r.status_code == status, (status, r.text)
+        assert r.headers["Server"].endswith("OCCI/1.2"), status
+        assert r.headers["Content-Type"].startswith("text/plain"), status
+        assert r.text.strip() and not r.text.startswith("{"), status
+    assert "WWW-Authenticate" in answers[401].headers
+    assert set(answers[405].headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "DELETE"}
+    one = client.patch(vm, headers={**h, "Accept": "text/occi"})
+    assert one.status_code == 405 and one.headers["Content-Type"].startswith("text/occi")
+    assert set(one.headers["Allow"].split(", ")) == {"GET", "HEAD", "PUT", "POST", "DELETE"}
+    assert "Server" not in client.get("/api/v1/nothing", headers=h).headers or not (
+        client.get("/api/v1/nothing", headers=h).headers["Server"].endswith("OCCI/1.2")
+    )
