@@ -22,7 +22,7 @@ from gateway import runtime
 from gateway.auth.security import current_principal
 from gateway.monitoring.handlers import VERSION
 from gateway.occi import jsonrender, negotiation, text
-from gateway.occi.entity import Document, Entity
+from gateway.occi.entity import Document, Entity, absolute, with_base
 from gateway.occi.errors import OCCIError, bad_request, not_found
 from gateway.occi.model import Category, Kind, Mixin
 from gateway.occi.service import OCCIService
@@ -129,8 +129,14 @@ def _json(
     return flask.Response(jsonrender.dumps(doc), status=status, mimetype=media)
 
 
+def _base() -> str:
+    """``server.public_url``: locations are rendered absolute under it, relative without."""
+    return service().settings.server.public_url.rstrip("/")
+
+
 def _entity_response(entity: Entity, status: int = 200) -> flask.Response:
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
+    entity = with_base(entity, _base())
     if media in negotiation.JSON:
         response = _json(jsonrender.entity(entity), status, media)
     else:
@@ -146,8 +152,10 @@ def _locations_response(
     locations: Sequence[str], entities: Callable[[], list[Entity]]
 ) -> flask.Response:
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=True)
+    base = _base()
     if media in negotiation.JSON:
-        return _json(jsonrender.collection(entities()), media=media)
+        return _json(jsonrender.collection([with_base(e, base) for e in entities()]), media=media)
+    locations = [absolute(loc, base) for loc in locations]
     if media == "text/uri-list":
         return flask.Response("".join(f"{loc}\n" for loc in locations), mimetype="text/uri-list")
     return _render(media, text.location_fields(locations))
@@ -309,6 +317,7 @@ def _listing(
 
     if paged or media not in ("text/plain", "text/uri-list"):
         return _locations_response(locations, full)
+    locations = [absolute(loc, _base()) for loc in locations]
     if media == "text/plain":
         body = text.plain_body(text.location_fields(locations))
     else:
