@@ -193,14 +193,15 @@ def query_get(category: str | None = None, **_: Any) -> flask.Response:
         wanted.append(_category_ref(category))
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
     svc = service()
-    registry = svc.registry()
+    owner = _principal().name
+    registry = svc.registry(owner)
     key = (registry.generation, media)
     if not wanted and key in _query_cache:  # the same registry renders the same bytes
         body, headers = _query_cache[key]
         response = flask.Response(body, mimetype=media)
         response.headers.update(headers)
         return response
-    categories: list[Category] = svc.discover(wanted)
+    categories: list[Category] = svc.discover(owner, wanted)
     if wanted and not categories:
         raise not_found("no category " + ", ".join(w.identifier for w in wanted))
     response = _categories_response(categories, media)
@@ -230,7 +231,9 @@ def _category_ref(identifier: str) -> Any:
     scheme, sep, term = identifier.rpartition("#")
     if not sep or not term:
         # a bare term (MartServer, rOCCI accept "?category=compute"): match by term
-        found = [c for c in service().registry().categories() if c.term == identifier]
+        found = [
+            c for c in service().registry(_principal().name).categories() if c.term == identifier
+        ]
         if not found:
             raise not_found(f"category {identifier!r}")
         return CategoryRef(found[0].term, found[0].scheme)
@@ -421,7 +424,7 @@ def _mixin(location: str) -> Mixin:
     path = "/mixins/" + location.strip("/") + "/"
     if not _MIXIN_PATH.match(path):
         raise not_found(f"the mixin collection {path!r}")
-    found = service().registry().by_location(path)
+    found = service().registry(_principal().name).by_location(path)
     if not isinstance(found, Mixin):
         raise not_found(f"the mixin collection {path}")
     return found

@@ -61,7 +61,7 @@ class EntityOperations:
             entity_id or str(doc.attributes.get("occi.core.id") or "") or new_id()
         )
         self.authorisation.require_free(principal, kind, entity_id)
-        mixins, values = validation.resolve(self.categories.registry(), kind, doc)
+        mixins, values = validation.resolve(self.categories.registry(principal.name), kind, doc)
         vo = principal.vos()[0] if principal.vos() else ""
         self.authorisation.require(principal, "create", kind.term, "", principal.name, vo)
         if kind.is_a(LINK):
@@ -123,7 +123,7 @@ class EntityOperations:
         """POST (partial: add mixins, set attributes) or PUT (replace mixins and attributes)."""
         record = self.authorisation.record(principal, kind, entity_id)
         self.authorisation.require_on(principal, "update", kind, record)
-        mixins, values = validation.resolve(self.categories.registry(), kind, doc)
+        mixins, values = validation.resolve(self.categories.registry(principal.name), kind, doc)
         current = self.views.entity(principal, kind, entity_id).attributes
         values = validation.restated(kind, mixins, values, current)
         validation.mutable(kind, mixins, values)

@@ -73,11 +73,11 @@ class OCCIService:
         self.tagging = Tagging(db=db, categories=self.categories, authorisation=auth)
 
     # -- query interface ------------------------------------------------------------------
-    def registry(self) -> Registry:
-        return self.categories.registry()
+    def registry(self, owner: str = "") -> Registry:
+        return self.categories.registry(owner)
 
-    def discover(self, wanted: Sequence[CategoryRef] = ()) -> list[Category]:
-        return self.categories.discover(wanted)
+    def discover(self, owner: str, wanted: Sequence[CategoryRef] = ()) -> list[Category]:
+        return self.categories.discover(owner, wanted)
 
     def add_user_mixins(self, principal: Principal, refs: Sequence[CategoryRef]) -> None:
         self.tagging.add_user_mixins(principal, refs)

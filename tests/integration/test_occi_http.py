@@ -794,3 +794,25 @@ def test_framework_answers_on_occi_paths_are_occi(client: Any, h: dict, create: 
     assert "Server" not in client.get("/api/v1/nothing", headers=h).headers or not (
         client.get("/api/v1/nothing", headers=h).headers["Server"].endswith("OCCI/1.2")
     )
+
+
+def test_user_mixins_are_their_owners(client: Any, h: dict, bob: dict, create: Callable) -> None:
+    """#16.16: a user mixin is its owner's: another user neither sees it on the query
+    interface nor uses it, and may define one of the same name and location."""
+    tag = 'Category: prod; scheme="http://example.org/tags#"; class="mixin"; location="/mixins/prod/"\n'
+    assert client.post("/-/", headers={**h, **PLAIN}, content=tag).status_code == 200
+    mine = create('Category: prod; scheme="http://example.org/tags#"; class="mixin"')
+    assert "Category: prod;" not in client.get("/-/", headers=bob).text
+    assert client.get("/mixins/prod/", headers=bob).status_code == 404
+    uses = f'Category: {COMPUTE_KIND}\nCategory: prod; scheme="http://example.org/tags#"; class="mixin"\n'
+    refused = client.post("/compute/", headers={**bob, **PLAIN}, content=uses)
+    assert refused.status_code == 400 and "unknown mixin" in refused.text
+    assert client.post("/-/", headers={**bob, **PLAIN}, content=tag).status_code == 200
+    theirs = create(headers=bob)
+    client.post("/mixins/prod/", headers={**bob, **PLAIN}, content=f"X-OCCI-Location: {theirs}\n")
+    assert client.get("/mixins/prod/", headers=bob).text == f"X-OCCI-Location: {theirs}\n"
+    assert client.get("/mixins/prod/", headers=h).text == f"X-OCCI-Location: {mine}\n"
+    gone = client.request("DELETE", "/-/", headers={**bob, **PLAIN}, content=tag)
+    assert gone.status_code == 200
+    assert "Category: prod;" in client.get(mine, headers=h).text
+    assert client.get("/mixins/prod/", headers=h).text == f"X-OCCI-Location: {mine}\n"
