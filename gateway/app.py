@@ -21,6 +21,8 @@ from gateway.bes.handlers import mount as mount_bes
 from gateway.config import Settings, load_settings
 from gateway.monitoring.logs import configure_logging
 from gateway.monitoring.middleware import Metrics, ObservabilityMiddleware
+from gateway.occi.framework import OCCIFrameworkAnswers
+from gateway.occi.handlers import SERVER as OCCI_SERVER
 from gateway.resources import data_dir
 
 log = logging.getLogger("xtreemgate")
@@ -141,6 +143,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         access_log=settings.logging.access_log,
     )
     app.add_middleware(AuthResponseHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(  # 401/404/405/415 on OCCI paths in OCCI's shape (#16.10)
+        OCCIFrameworkAnswers, position=MiddlewarePosition.BEFORE_EXCEPTION, server=OCCI_SERVER
+    )
     challenges = rt.chain.challenges()
 
     def unauthorized(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -18,7 +18,7 @@ from gateway.occi.categories import Categories
 from gateway.occi.clusters import Clusters
 from gateway.occi.entity import Document, Entity
 from gateway.occi.errors import OCCIError, backend_errors, bad_request
-from gateway.occi.model import Action, Kind
+from gateway.occi.model import Action, Kind, Mixin
 from gateway.occi.views import Views
 
 
@@ -54,6 +54,13 @@ class Actions:
     def act(
         self, principal: Principal, kind: Kind, entity_id: str, action: Action, doc: Document
     ) -> Entity:
+        return self.act_and_save(principal, kind, entity_id, action, doc)[0]
+
+    def act_and_save(
+        self, principal: Principal, kind: Kind, entity_id: str, action: Action, doc: Document
+    ) -> tuple[Entity, Mixin | None]:
+        """:meth:`act`, with the os_tpl a save made when it exists now (GFD.224 §3.1: the
+        answer to save is the new template; a deferred save has none yet)."""
         record = self.authorisation.record(principal, kind, entity_id)
         self.authorisation.require_on(principal, action.term, kind, record)
         params: dict[str, str] = {}
@@ -86,12 +93,13 @@ class Actions:
         else:
             raise OCCIError(405, f"{kind.term} has no actions")
         entity = self.views.entity(principal, kind, entity_id)
-        if saved:
-            mixin = infra.os_template(saved, saved)
-            entity.attributes["occi.compute.state.message"] = (
-                f"{info.state_message}; os_tpl mixin {mixin.identifier}"
-            )
-        return entity
+        if not saved:
+            return entity, None
+        mixin = infra.os_template(saved, saved)
+        entity.attributes["occi.compute.state.message"] = (
+            f"{info.state_message}; os_tpl mixin {mixin.identifier}"
+        )
+        return entity, self.categories.registry().mixins.get(mixin.identifier)
 
     def act_on_all(
         self, principal: Principal, kind: Kind, action: Action, doc: Document

@@ -58,6 +58,19 @@ class Authorisation:
             raise not_found(f"{kind.location}{entity_id}")
         return record
 
+    def require_free(
+        self, principal: Principal, kind: Kind, entity_id: str, taken: str = "already exists"
+    ) -> None:
+        """A client-chosen id that is taken: 409 when the caller may see the entity, 404
+        (as for any id the caller may not see) when it is someone else's, so that the
+        answer tells nobody which ids exist."""
+        record = records.get(self.db, entity_id)
+        if record is None:
+            return
+        if not self.may_read(principal, record):
+            raise not_found(f"{kind.location}{entity_id}")
+        raise OCCIError(409, f"{entity_id} {taken}")
+
     def record_at(self, principal: Principal, location: str) -> OCCIEntity:
         """The record at an entity's location (absolute or relative) the caller may read."""
         kind, entity_id = self.categories.split_location(relative_location(location))

@@ -48,30 +48,52 @@ class Categories:
         self._templates_at = -1e9
         self._users_at = -1e9
         self._os_templates: list[Mixin] = []
-        self._user_mixins: list[Mixin] = []
+        self._user_mixins: dict[str, list[Mixin]] = {}  # by owner
+        self._owned: dict[str, tuple[int, Registry]] = {}  # owner -> (base generation, …)
         self._kinds_under: dict[tuple[int, str], list[Kind]] = {}
         self.templates = Templates(sizes=configured_sizes(settings))
 
-    def registry(self) -> Registry:
-        """Static categories + os_tpl from the backend (cached) + user mixins (cached 2 s)."""
+    def registry(self, owner: str = "") -> Registry:
+        """The site's categories (static + os_tpl from the backend, cached); with ``owner``,
+        that user's mixins beside them (cached 2 s). User mixins are their owner's alone:
+        nobody else sees them on the query interface or can use them."""
         now = time.monotonic()
         refresh = self._settings.occi.template_refresh
         with self._lock:
             stale_templates = now - self._templates_at >= refresh
             stale_users = now - self._users_at >= USER_MIXIN_REFRESH
-            if self._registry is not None and not (stale_templates or stale_users):
-                return self._registry
-        if stale_templates:
-            self._load_templates()
-        if stale_users:
-            self._load_user_mixins()
+            base = self._registry
+        if base is None or stale_templates or stale_users:
+            if stale_templates:
+                self._load_templates()
+            if stale_users:
+                self._load_user_mixins()
+            base = self._build(())
+            with self._lock:
+                self._registry = base
+                self._owned.clear()
+        if not owner:
+            return base
+        with self._lock:
+            found = self._owned.get(owner)
+            if found is not None and found[0] == base.generation:
+                return found[1]
+            mixins = self._user_mixins.get(owner, [])
+        registry = self._build(mixins)
+        with self._lock:
+            if len(self._owned) > 1024:
+                self._owned.clear()
+            self._owned[owner] = (base.generation, registry)
+        return registry
+
+    def _build(self, user_mixins: Sequence[Mixin]) -> Registry:
         with self._lock:
             sizes = {s.name: (s.cores, s.memory_mib / 1024) for s in self.templates.sizes.values()}
-            registry = infra.build_registry((), sizes)
-            registry.add(*self._os_templates, *self._user_mixins)
-            registry.generation = next(_generations)
-            self._registry = registry
-            return registry
+            os_templates = list(self._os_templates)
+        registry = infra.build_registry((), sizes)
+        registry.add(*os_templates, *user_mixins)
+        registry.generation = next(_generations)
+        return registry
 
     def invalidate(self) -> None:
         """The next :meth:`registry` reads the templates and user mixins again."""
@@ -90,11 +112,11 @@ class Categories:
 
     def _load_user_mixins(self) -> None:
         base = infra.build_registry((), {})
-        mixins = []
+        mixins: dict[str, list[Mixin]] = {}
         for row in records.user_mixins(self._db):
             depends = tuple(m for m in (base.mixins.get(d) for d in row.depends) if m)
             applies = tuple(k for k in (base.kinds.get(a) for a in row.applies) if k)
-            mixins.append(
+            mixins.setdefault(row.owner, []).append(
                 Mixin(
                     row.term,
                     row.scheme,
@@ -110,9 +132,9 @@ class Categories:
             self._users_at = time.monotonic()
 
     # -- questions on the current registry ------------------------------------------------
-    def discover(self, wanted: Sequence[CategoryRef] = ()) -> list[Category]:
-        """The query interface: every category, or those asked for."""
-        categories = list(self.registry().categories())
+    def discover(self, owner: str, wanted: Sequence[CategoryRef] = ()) -> list[Category]:
+        """The query interface: every category ``owner`` sees, or those asked for."""
+        categories = list(self.registry(owner).categories())
         if wanted:
             ids = {w.identifier for w in wanted}
             categories = [c for c in categories if c.identifier in ids]

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.occi.model import Action, Kind, Mixin
@@ -69,10 +69,11 @@ class Entity:
     links: list[Entity] = field(default_factory=list)  # a resource's outgoing links
     source: tuple[str, str] = ("", "")  # a link's (location, kind identifier)
     target: tuple[str, str] = ("", "")
+    base: str = ""  # the server's public URL when locations are rendered absolute
 
     @property
     def location(self) -> str:
-        return f"{self.kind.location}{self.id}"
+        return f"{self.base}{self.kind.location}{self.id}"
 
     @property
     def is_link(self) -> bool:
@@ -86,6 +87,30 @@ def relative_location(location: str) -> str:
 
         location = urlsplit(location).path or "/"
     return location
+
+
+def absolute(location: str, base: str) -> str:
+    """A relative location under ``base`` (``server.public_url``); as it is without one."""
+    return base + location if base and location.startswith("/") else location
+
+
+def with_base(entity: Entity, base: str) -> Entity:
+    """The entity with every location absolute under ``base`` (its own, its links', a
+    link's ends): 1.1-era clients and text/uri-list readers expect absolute URLs."""
+    if not base:
+        return entity
+    attributes = dict(entity.attributes)
+    for name in ("occi.core.source", "occi.core.target"):
+        if isinstance(attributes.get(name), str):
+            attributes[name] = absolute(attributes[name], base)
+    return replace(
+        entity,
+        base=base,
+        attributes=attributes,
+        links=[with_base(link, base) for link in entity.links],
+        source=(absolute(entity.source[0], base), entity.source[1]),
+        target=(absolute(entity.target[0], base), entity.target[1]),
+    )
 
 
 def new_id() -> str:

@@ -22,7 +22,7 @@ from gateway import runtime
 from gateway.auth.security import current_principal
 from gateway.monitoring.handlers import VERSION
 from gateway.occi import jsonrender, negotiation, text
-from gateway.occi.entity import Document, Entity
+from gateway.occi.entity import Document, Entity, absolute, with_base
 from gateway.occi.errors import OCCIError, bad_request, not_found
 from gateway.occi.model import Category, Kind, Mixin
 from gateway.occi.service import OCCIService
@@ -119,8 +119,8 @@ def _render(media: str, fields: list[tuple[str, str]], status: int = 200) -> fla
         response = flask.Response("OK\n", status=status, mimetype="text/occi")
         response.headers.update(text.occi_headers(fields))
         return response
-    body = text.plain_body(fields) if fields else "OK\n"
-    return flask.Response(body, status=status, mimetype="text/plain")
+    # an empty text/plain rendering is an empty body; "OK" is text/occi's (GFD.229 §5.3)
+    return flask.Response(text.plain_body(fields), status=status, mimetype="text/plain")
 
 
 def _json(
@@ -129,8 +129,14 @@ def _json(
     return flask.Response(jsonrender.dumps(doc), status=status, mimetype=media)
 
 
+def _base() -> str:
+    """``server.public_url``: locations are rendered absolute under it, relative without."""
+    return service().settings.server.public_url.rstrip("/")
+
+
 def _entity_response(entity: Entity, status: int = 200) -> flask.Response:
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
+    entity = with_base(entity, _base())
     if media in negotiation.JSON:
         response = _json(jsonrender.entity(entity), status, media)
     else:
@@ -146,11 +152,19 @@ def _locations_response(
     locations: Sequence[str], entities: Callable[[], list[Entity]]
 ) -> flask.Response:
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=True)
+    base = _base()
     if media in negotiation.JSON:
-        return _json(jsonrender.collection(entities()), media=media)
+        return _json(jsonrender.collection([with_base(e, base) for e in entities()]), media=media)
+    locations = [absolute(loc, base) for loc in locations]
     if media == "text/uri-list":
         return flask.Response("".join(f"{loc}\n" for loc in locations), mimetype="text/uri-list")
     return _render(media, text.location_fields(locations))
+
+
+def _categories_response(categories: Sequence[Category], media: str) -> flask.Response:
+    if media in negotiation.JSON:
+        return _json(jsonrender.categories(categories), media=media)
+    return _render(media, text.category_fields(categories, ascii_only=media == "text/occi"))
 
 
 def _done_response() -> flask.Response:
@@ -179,20 +193,18 @@ def query_get(category: str | None = None, **_: Any) -> flask.Response:
         wanted.append(_category_ref(category))
     media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
     svc = service()
-    registry = svc.registry()
+    owner = _principal().name
+    registry = svc.registry(owner)
     key = (registry.generation, media)
     if not wanted and key in _query_cache:  # the same registry renders the same bytes
         body, headers = _query_cache[key]
         response = flask.Response(body, mimetype=media)
         response.headers.update(headers)
         return response
-    categories: list[Category] = svc.discover(wanted)
+    categories: list[Category] = svc.discover(owner, wanted)
     if wanted and not categories:
         raise not_found("no category " + ", ".join(w.identifier for w in wanted))
-    if media in negotiation.JSON:
-        response = _json(jsonrender.categories(categories), media=media)
-    else:
-        response = _render(media, text.category_fields(categories, ascii_only=media == "text/occi"))
+    response = _categories_response(categories, media)
     if not wanted:
         if len(_query_cache) > 32:
             _query_cache.clear()
@@ -219,7 +231,9 @@ def _category_ref(identifier: str) -> Any:
     scheme, sep, term = identifier.rpartition("#")
     if not sep or not term:
         # a bare term (MartServer, rOCCI accept "?category=compute"): match by term
-        found = [c for c in service().registry().categories() if c.term == identifier]
+        found = [
+            c for c in service().registry(_principal().name).categories() if c.term == identifier
+        ]
         if not found:
             raise not_found(f"category {identifier!r}")
         return CategoryRef(found[0].term, found[0].scheme)
@@ -306,8 +320,9 @@ def _listing(
 
     if paged or media not in ("text/plain", "text/uri-list"):
         return _locations_response(locations, full)
+    locations = [absolute(loc, _base()) for loc in locations]
     if media == "text/plain":
-        body = text.plain_body(text.location_fields(locations)) or "OK\n"
+        body = text.plain_body(text.location_fields(locations))
     else:
         body = "".join(f"{loc}\n" for loc in locations)
     listing.bodies[media] = body.encode("utf-8")
@@ -372,7 +387,9 @@ def entity_put(kind: str, entity_id: str, **_: Any) -> flask.Response:
     if existing is None:
         return _entity_response(svc.create(_principal(), found, document, entity_id), 201)
     if existing.kind != found.identifier:
-        raise OCCIError(409, f"{entity_id} is already the id of an entity of another kind")
+        svc.operations.authorisation.require_free(
+            _principal(), found, entity_id, "is already the id of an entity of another kind"
+        )
     return _entity_response(svc.update(_principal(), found, entity_id, document, replace=True))
 
 
@@ -384,7 +401,11 @@ def entity_post(kind: str, entity_id: str, action: str | None = None, **_: Any) 
     document = _document()
     if action:
         chosen = svc.action_for(found, action, document)
-        return _entity_response(svc.act(_principal(), found, entity_id, chosen, document))
+        entity, template = svc.act_and_save(_principal(), found, entity_id, chosen, document)
+        if template is not None:  # save answers the new os_tpl (GFD.224 §3.1)
+            media = negotiation.choose(flask.request.headers.get("Accept"), listing=False)
+            return _categories_response([template], media)
+        return _entity_response(entity)
     return _entity_response(svc.update(_principal(), found, entity_id, document, replace=False))
 
 
@@ -403,7 +424,7 @@ def _mixin(location: str) -> Mixin:
     path = "/mixins/" + location.strip("/") + "/"
     if not _MIXIN_PATH.match(path):
         raise not_found(f"the mixin collection {path!r}")
-    found = service().registry().by_location(path)
+    found = service().registry(_principal().name).by_location(path)
     if not isinstance(found, Mixin):
         raise not_found(f"the mixin collection {path}")
     return found
@@ -435,14 +456,21 @@ def mixin_post(location: str, **_: Any) -> flask.Response:
             "name the entities to tag: X-OCCI-Location fields or a text/uri-list body"
         )
     service().tag(_principal(), mixin, document.locations, replace=False)
-    return _done_response()
+    return _mixin_collection(mixin)
 
 
 @occi_operation
 def mixin_put(location: str, **_: Any) -> flask.Response:
     mixin = _mixin(location)
     service().tag(_principal(), mixin, _document().locations, replace=True)
-    return _done_response()
+    return _mixin_collection(mixin)
+
+
+def _mixin_collection(mixin: Mixin) -> flask.Response:
+    """The collection as it is now: what POST and PUT on it answer (GFD.223 §11.2, §11.3.2)."""
+    svc = service()
+    entities = svc.entities(_principal(), svc.tagged(_principal(), mixin))
+    return _locations_response([e.location for e in entities], lambda: entities)
 
 
 @occi_operation
@@ -479,6 +507,8 @@ _OPERATIONS = {
     "delete": entity_delete,
 }
 for _kind_term in (
+    "resource",  # core#resource and core#link: read-only collections of their children
+    "link",
     "compute",
     "storage",
     "network",

@@ -240,6 +240,7 @@ RESOURCE = Kind(
     CORE,
     "Resource",
     parent=ENTITY,
+    location="/resource/",  # every resource the caller may see (GFD.226 §3.2.1: kinds have one)
     attributes=(Attribute("occi.core.summary", description="a short description"),),
 )
 LINK = Kind(
@@ -247,6 +248,7 @@ LINK = Kind(
     CORE,
     "Link",
     parent=ENTITY,
+    location="/link/",
     attributes=(
         Attribute("occi.core.source", mutable=False, required=True, description="source URI"),
         Attribute("occi.core.target", required=True, description="target URI"),

@@ -82,6 +82,12 @@ def choose(accept: str | None, *, listing: bool) -> str:
         order = -position if specificity == 3 else -1000 - rank
         if best is None or (q, order) > best[0]:
             best = ((q, order), media)
+    if best is None and not listing and any(r == "text/uri-list" and q > 0 for r, q, _ in ranges):
+        raise OCCIError(  # GFD.229 §8: uri-list renders collections only, asked elsewhere: 400
+            400,
+            "text/uri-list renders collections only; ask for this resource as "
+            f"{', '.join(offered)}",
+        )
     if best is None:
         raise OCCIError(
             406,

@@ -25,7 +25,7 @@ from gateway.occi.clusters import Clusters
 from gateway.occi.entity import Document, Entity, new_id
 from gateway.occi.errors import OCCIError, backend_errors
 from gateway.occi.links import Links
-from gateway.occi.model import LINK, Kind, Mixin
+from gateway.occi.model import LINK, RESOURCE, Kind, Mixin
 from gateway.occi.views import Views
 
 # Compute attributes the backend holds, and changes on an update.
@@ -51,7 +51,7 @@ class EntityOperations:
     def create(
         self, principal: Principal, kind: Kind, doc: Document, entity_id: str = ""
     ) -> Entity:
-        if kind in (infra.CLUSTERMEMBER,) or not kind.location:
+        if kind in (infra.CLUSTERMEMBER, RESOURCE, LINK) or not kind.location:
             raise OCCIError(
                 405,
                 f"{kind.term} entities are made by the server, not created directly",
@@ -60,9 +60,8 @@ class EntityOperations:
         entity_id = validation.entity_id(
             entity_id or str(doc.attributes.get("occi.core.id") or "") or new_id()
         )
-        if records.get(self.db, entity_id) is not None:
-            raise OCCIError(409, f"{entity_id} already exists")
-        mixins, values = validation.resolve(self.categories.registry(), kind, doc)
+        self.authorisation.require_free(principal, kind, entity_id)
+        mixins, values = validation.resolve(self.categories.registry(principal.name), kind, doc)
         vo = principal.vos()[0] if principal.vos() else ""
         self.authorisation.require(principal, "create", kind.term, "", principal.name, vo)
         if kind.is_a(LINK):
@@ -82,6 +81,7 @@ class EntityOperations:
         try:  # first the record, then the hypervisor
             records.insert(self.db, record)
         except IntegrityError as exc:  # the same id created at the same moment elsewhere
+            self.authorisation.require_free(principal, kind, entity_id)
             raise OCCIError(409, f"{entity_id} already exists") from exc
         try:
             if kind is infra.CLUSTER:
@@ -123,7 +123,9 @@ class EntityOperations:
         """POST (partial: add mixins, set attributes) or PUT (replace mixins and attributes)."""
         record = self.authorisation.record(principal, kind, entity_id)
         self.authorisation.require_on(principal, "update", kind, record)
-        mixins, values = validation.resolve(self.categories.registry(), kind, doc)
+        mixins, values = validation.resolve(self.categories.registry(principal.name), kind, doc)
+        current = self.views.entity(principal, kind, entity_id).attributes
+        values = validation.restated(kind, mixins, values, current)
         validation.mutable(kind, mixins, values)
         templates = self.categories.templates
         old_mixins = list(record.mixins or [])
@@ -143,7 +145,9 @@ class EntityOperations:
             raise OCCIError(409, "a link's ends cannot be moved; delete it and create another")
         title = values.pop("occi.core.title", None)
         summary = values.pop("occi.core.summary", None)
-        if kind is infra.COMPUTE and any(k in values for k in _RESIZING):
+        if kind is infra.COMPUTE and any(
+            k in values and values[k] != current.get(k) for k in _RESIZING
+        ):
             self._resize(principal, record, fixed, values)
         if replace:
             stored = {

@@ -191,9 +191,13 @@ def kept_attributes(kind: Kind, values: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- user mixins --------------------------------------------------------------------------
-def user_mixins(db: Database) -> list[OCCIUserMixin]:
+def user_mixins(db: Database, owner: str | None = None) -> list[OCCIUserMixin]:
+    """Every user's mixins, or one owner's."""
+    query = select(OCCIUserMixin).order_by(OCCIUserMixin.id)
+    if owner is not None:
+        query = query.where(OCCIUserMixin.owner == owner)
     with db.session() as session:
-        return list(session.scalars(select(OCCIUserMixin).order_by(OCCIUserMixin.id)))
+        return list(session.scalars(query))
 
 
 def add_user_mixin(db: Database, mixin: OCCIUserMixin) -> None:
@@ -201,6 +205,10 @@ def add_user_mixin(db: Database, mixin: OCCIUserMixin) -> None:
         session.add(mixin)
 
 
-def remove_user_mixin(db: Database, location: str) -> None:
+def remove_user_mixin(db: Database, owner: str, location: str) -> None:
     with db.session() as session:
-        session.execute(delete(OCCIUserMixin).where(OCCIUserMixin.location == location))
+        session.execute(
+            delete(OCCIUserMixin).where(
+                OCCIUserMixin.owner == owner, OCCIUserMixin.location == location
+            )
+        )

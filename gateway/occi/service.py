@@ -73,11 +73,11 @@ class OCCIService:
         self.tagging = Tagging(db=db, categories=self.categories, authorisation=auth)
 
     # -- query interface ------------------------------------------------------------------
-    def registry(self) -> Registry:
-        return self.categories.registry()
+    def registry(self, owner: str = "") -> Registry:
+        return self.categories.registry(owner)
 
-    def discover(self, wanted: Sequence[CategoryRef] = ()) -> list[Category]:
-        return self.categories.discover(wanted)
+    def discover(self, owner: str, wanted: Sequence[CategoryRef] = ()) -> list[Category]:
+        return self.categories.discover(owner, wanted)
 
     def add_user_mixins(self, principal: Principal, refs: Sequence[CategoryRef]) -> None:
         self.tagging.add_user_mixins(principal, refs)
@@ -125,6 +125,11 @@ class OCCIService:
         self, principal: Principal, kind: Kind, entity_id: str, action: Action, doc: Document
     ) -> Entity:
         return self.actions.act(principal, kind, entity_id, action, doc)
+
+    def act_and_save(
+        self, principal: Principal, kind: Kind, entity_id: str, action: Action, doc: Document
+    ) -> tuple[Entity, Mixin | None]:
+        return self.actions.act_and_save(principal, kind, entity_id, action, doc)
 
     def act_on_all(
         self, principal: Principal, kind: Kind, action: Action, doc: Document

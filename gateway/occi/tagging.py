@@ -32,7 +32,7 @@ class Tagging:
             raise bad_request(
                 "name the mixin to define: Category: <term>; scheme=…; class=mixin; location=…"
             )
-        registry = self.categories.registry()
+        registry = self.categories.registry(principal.name)
         for ref in refs:
             if ref.cls and ref.cls != "mixin":
                 raise bad_request(
@@ -44,10 +44,13 @@ class Tagging:
             if not location:
                 raise bad_request(f'mixin {ref.identifier}: location="/mixins/<name>/" is missing')
             location = relative_location(location)
-            if not re.fullmatch(r"/mixins/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/", location):
+            segments = location.strip("/").split("/")
+            if not re.fullmatch(r"/mixins/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/", location) or any(
+                s in (".", "..") for s in segments
+            ):  # "/mixins/../compute/" would name another collection once normalised
                 raise bad_request(
-                    f"mixin {ref.identifier}: its location must look like /mixins/<name>/ "
-                    f"(got {location!r})"
+                    f"mixin {ref.identifier}: its location must look like /mixins/<name>/, "
+                    f"without . or .. segments (got {location!r})"
                 )
             if registry.by_location(location):
                 raise OCCIError(409, f"the location {location} is taken")
@@ -78,7 +81,7 @@ class Tagging:
     def remove_user_mixins(self, principal: Principal, refs: Sequence[CategoryRef]) -> None:
         if not refs:
             raise bad_request("name the mixin to remove with a Category")
-        registry = self.categories.registry()
+        registry = self.categories.registry(principal.name)
         for ref in refs:
             mixin = registry.mixins.get(ref.identifier)
             if mixin is None:
@@ -89,13 +92,12 @@ class Tagging:
                     f"{ref.identifier} is defined by the server; only user mixins can be removed",
                     Allow="GET",
                 )
-            owner = next(
-                (r.owner for r in records.user_mixins(self.db) if r.location == mixin.location), ""
+            self.authorisation.require(
+                principal, "delete", "mixin", mixin.location, principal.name, ""
             )
-            self.authorisation.require(principal, "delete", "mixin", mixin.location, owner, "")
-            for record in records.with_mixin(self.db, mixin.identifier):
+            for record in self.tagged(principal, mixin):
                 self._untag(record, mixin)
-            records.remove_user_mixin(self.db, mixin.location)
+            records.remove_user_mixin(self.db, principal.name, mixin.location)
         self.categories.invalidate()
 
     def tagged(self, principal: Principal, mixin: Mixin) -> list[OCCIEntity]:

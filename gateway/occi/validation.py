@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.occi.entity import Document
+from gateway.occi.entity import Document, relative_location
 from gateway.occi.errors import bad_request
 from gateway.occi.model import Attribute, AttributeError_, Kind, Mixin, Registry
 
@@ -90,6 +90,35 @@ def require(kind: Kind, mixins: Sequence[Mixin], values: dict[str, Any]) -> None
     ]
     if missing:
         raise bad_request(f"{kind.term} needs the attribute(s) {', '.join(missing)}")
+
+
+def restated(
+    kind: Kind, mixins: Sequence[Mixin], values: dict[str, Any], current: dict[str, Any]
+) -> dict[str, Any]:
+    """``values`` without the immutable attributes (a link's ends among them) that repeat
+    their current value: GFD.221 §5.2 forbids changing them, not restating them, and a PUT
+    of the server's own rendering restates them all (GFD.223 §10.2.2)."""
+    defined = definitions(kind, mixins)
+
+    def same(name: str, value: Any) -> bool:
+        if name not in current:
+            return False
+        if name in ("occi.core.source", "occi.core.target"):
+            return relative_location(str(value)) == relative_location(str(current[name]))
+        try:
+            return defined[name].coerce(current[name]) == value
+        except AttributeError_:
+            return False
+
+    return {
+        name: value
+        for name, value in values.items()
+        if not (
+            name in defined
+            and (not defined[name].mutable or name in ("occi.core.source", "occi.core.target"))
+            and same(name, value)
+        )
+    }
 
 
 def mutable(kind: Kind, mixins: Sequence[Mixin], values: dict[str, Any]) -> None:

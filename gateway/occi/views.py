@@ -52,7 +52,7 @@ class Views:
 
     def entities(self, principal: Principal, records_: Sequence[OCCIEntity]) -> list[Entity]:
         """Full views of the records the caller may read, with one backend call per kind."""
-        registry = self.categories.registry()
+        registry = self.categories.registry(principal.name)  # the caller's own user mixins
         visible = [r for r in records_ if self.authorisation.may_read(principal, r)]
         by_kind: dict[str, list[str]] = {}
         for record in visible:

@@ -293,8 +293,10 @@ def test_save_makes_a_new_os_tpl(client: Any, h: dict, create: Callable) -> None
     )
     assert r.status_code == 200, r.text
     golden = "http://schemas.xtreemgate.org/occi/os_tpl#golden-1"
-    assert golden in attrs(r.text)["occi.compute.state.message"]
-    assert attrs(r.text)["occi.compute.state"] == "active"
+    assert r.text.startswith(
+        'Category: golden-1; scheme="http://schemas.xtreemgate.org/occi/os_tpl#"'
+    )
+    assert attrs(client.get(loc, headers=h).text)["occi.compute.state"] == "active"
     assert 'Category: golden-1; scheme="http://schemas.xtreemgate.org/occi/os_tpl#"' in (
         client.get("/-/", headers=h).text
     )
@@ -375,7 +377,7 @@ def test_filtering_and_paging(client: Any, h: dict, create: Callable) -> None:
 def test_negotiation_and_versions(client: Any, h: dict, create: Callable) -> None:
     loc = create()
     assert client.get(loc, headers={**h, "Accept": "image/png"}).status_code == 406
-    assert client.get(loc, headers={**h, "Accept": "text/uri-list"}).status_code == 406
+    assert client.get(loc, headers={**h, "Accept": "text/uri-list"}).status_code == 400
     assert (
         client.get(loc, headers={**h, "Accept": "*/*"})
         .headers["Content-Type"]
@@ -633,3 +635,184 @@ def test_put_replaces_user_mixins_but_keeps_templates(
         loc, headers={**h, **PLAIN}, content='X-OCCI-Attribute: occi.core.id="x"\n'
     )
     assert immutable.status_code == 200  # the id is the server's; a client echoing it is ignored
+
+
+# -- issue 16: conformance ---------------------------------------------------------------------
+@pytest.mark.parametrize("media", ["text/plain", "application/occi+json"])
+def test_put_of_the_servers_own_rendering_is_accepted(
+    client: Any, h: dict, create: Callable, media: str
+) -> None:
+    """#16.7: a full PUT restates immutable attributes (a resource_tpl's cores and memory, a
+    link's source) with their unchanged values; only a change is refused (GFD.221 §5.2)."""
+    disk = create("X-OCCI-Attribute: occi.storage.size=1", kind="storage")
+    vm = create(f"Category: {SMALL_CAT}")
+    link = client.post(
+        "/storagelink/",
+        headers={**h, **PLAIN},
+        content=f'Category: storagelink; scheme="{INFRA}"; class="kind"\n'
+        f'X-OCCI-Attribute: occi.core.source="{vm}"\nX-OCCI-Attribute: occi.core.target="{disk}"\n',
+    ).headers["Location"]
+    for loc in (vm, link):
+        shown = client.get(loc, headers={**h, "Accept": media})
+        r = client.put(
+            loc,
+            headers={**h, "Content-Type": media, "Accept": media},
+            content=shown.content,
+        )
+        assert r.status_code == 200, (loc, r.text)
+    changed = client.put(
+        vm,
+        headers={**h, **PLAIN},
+        content=f"Category: {COMPUTE_KIND}\nCategory: {SMALL_CAT}\n"
+        "X-OCCI-Attribute: occi.compute.cores=4\n",
+    )
+    assert changed.status_code == 400 and "occi.compute.cores cannot be changed" in changed.text
+
+
+def test_empty_collections_in_text_plain_have_an_empty_body(
+    client: Any, h: dict, create: Callable
+) -> None:
+    """#16.8: GFD.229 §5.3: an empty collection in text/plain is an empty body (the "OK"
+    body is text/occi's); a page past the end is an empty collection (GFD.223 §6)."""
+    tag = 'Category: empty; scheme="http://example.org/tags#"; class="mixin"; location="/mixins/empty/"\n'
+    assert client.post("/-/", headers={**h, **PLAIN}, content=tag).status_code == 200
+    for params in ({}, {"category": SMALL}):
+        r = client.get("/compute/", headers={**h, "Accept": "text/plain"}, params=params)
+        assert (r.status_code, r.text) == (200, ""), params
+    assert client.get("/mixins/empty/", headers={**h, "Accept": "text/plain"}).text == ""
+    create()
+    past = client.get("/compute/", headers=h, params={"page": 5, "number": 1})
+    assert (past.status_code, past.text) == (200, "")
+    occi = client.get("/mixins/empty/", headers={**h, "Accept": "text/occi"})
+    assert occi.text == "OK\n" and "X-OCCI-Location" not in occi.headers
+
+
+def test_another_users_id_answers_404_like_an_unknown_one(
+    client: Any, h: dict, bob: dict, create: Callable
+) -> None:
+    """#16.16: an id taken by someone else is not confirmed (no 409 existence oracle)."""
+    theirs = create(headers=bob)
+    theirs_id = theirs.rpartition("/")[2]
+    body = f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.id="{theirs_id}"\n'
+    asked = [
+        client.post("/compute/", headers={**h, **PLAIN}, content=body),
+        client.put(theirs, headers={**h, **PLAIN}, content=f"Category: {COMPUTE_KIND}\n"),
+        client.put(
+            f"/storage/{theirs_id}",
+            headers={**h, **PLAIN},
+            content=f'Category: storage; scheme="{INFRA}"; class="kind"\n'
+            "X-OCCI-Attribute: occi.storage.size=1\n",
+        ),
+    ]
+    assert [r.status_code for r in asked] == [404, 404, 404], [r.text for r in asked]
+    assert all("does not exist here" in r.text for r in asked)
+    mine = create()
+    again = (
+        f'Category: {COMPUTE_KIND}\nX-OCCI-Attribute: occi.core.id="{mine.rpartition("/")[2]}"\n'
+    )
+    assert client.post("/compute/", headers={**h, **PLAIN}, content=again).status_code == 409
+    assert client.get(theirs, headers=bob).status_code == 200
+
+
+@pytest.mark.parametrize("where", ["/mixins/../compute/", "/mixins/./x/", "/mixins/a/../../-/"])
+def test_user_mixin_location_outside_mixins_is_refused(client: Any, h: dict, where: str) -> None:
+    """#16.16: a user mixin's location stays under /mixins/ once normalised."""
+    tag = (
+        f'Category: sneaky; scheme="http://example.org/tags#"; class="mixin"; location="{where}"\n'
+    )
+    r = client.post("/-/", headers={**h, **PLAIN}, content=tag)
+    assert r.status_code == 400 and "location must look like" in r.text
+    assert "sneaky" not in client.get("/-/", headers=h).text
+
+
+def test_answers_the_standards_name(client: Any, h: dict, create: Callable) -> None:
+    """#16.9: POST/PUT on a mixin collection answer the collection (GFD.223 §11.2,
+    §11.3.2); save answers the new os_tpl (GFD.224 §3.1); text/uri-list on an entity or
+    the query interface is 400 (GFD.229 §8); core#resource and core#link have a location
+    in JSON (GFD.226 §3.2.1), and it lists their children."""
+    tag = (
+        'Category: web; scheme="http://example.org/tags#"; class="mixin"; location="/mixins/web/"\n'
+    )
+    assert client.post("/-/", headers={**h, **PLAIN}, content=tag).status_code == 200
+    a, b = create(f"Category: {OS_TPL_CAT}"), create()
+    r = client.post("/mixins/web/", headers={**h, **PLAIN}, content=f"X-OCCI-Location: {a}\n")
+    assert (r.status_code, r.text) == (200, f"X-OCCI-Location: {a}\n")
+    r = client.put(
+        "/mixins/web/",
+        headers={**h, "Content-Type": "text/uri-list", "Accept": "text/uri-list"},
+        content=f"{b}\n",
+    )
+    assert (r.status_code, r.text) == (200, f"{b}\n")
+    r = client.post(
+        "/mixins/web/",
+        headers={**h, "Accept": "application/occi+json"},
+        json={"locations": [a]},
+    )
+    assert sorted(x["id"] for x in r.json()["resources"]) == sorted(
+        loc.rpartition("/")[2] for loc in (a, b)
+    )
+    saved = client.post(
+        f"{a}?action=save",
+        headers={**h, **PLAIN, "Accept": "application/occi+json"},
+        content='X-OCCI-Attribute: name="web-image"\n',
+    )
+    assert saved.status_code == 200, saved.text
+    assert [m["term"] for m in saved.json()["mixins"]] == ["web-image"]
+    for path in (a, "/-/"):
+        r = client.get(path, headers={**h, "Accept": "text/uri-list"})
+        assert r.status_code == 400 and "collections only" in r.text, path
+    kinds = check_json(client.get("/-/", headers={**h, "Accept": "application/occi+json"}))
+    where = {k["term"]: k.get("location") for k in kinds["kinds"]}
+    assert (where["resource"], where["link"]) == ("/resource/", "/link/")
+    listed = client.get("/resource/", headers={**h, "Accept": "text/uri-list"}).text.split()
+    assert sorted(listed) == sorted([a, b])
+    assert client.get("/link/", headers=h).status_code == 200
+    assert client.post("/resource/", headers={**h, **PLAIN}, content="").status_code == 405
+
+
+def test_framework_answers_on_occi_paths_are_occi(client: Any, h: dict, create: Callable) -> None:
+    """#16.10: 401, 404 (no route), 405 and 415 on OCCI paths carry the OCCI Server
+    header, an OCCI rendering (the reason in text/plain, or text/occi when only that is
+    taken) and an Allow naming every method the path takes."""
+    vm = create()
+    answers = {
+        401: client.get("/compute/"),
+        404: client.get(f"{vm}/nothing/here", headers=h),
+        405: client.patch("/compute/", headers=h),
+        415: client.post("/compute/", headers={**h, "Content-Type": "image/png"}, content=b"x"),
+    }
+    for status, r in answers.items():
+        assert r.status_code == status, (status, r.text)
+        assert r.headers["Server"].endswith("OCCI/1.2"), status
+        assert r.headers["Content-Type"].startswith("text/plain"), status
+        assert r.text.strip() and not r.text.startswith("{"), status
+    assert "WWW-Authenticate" in answers[401].headers
+    assert set(answers[405].headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "DELETE"}
+    one = client.patch(vm, headers={**h, "Accept": "text/occi"})
+    assert one.status_code == 405 and one.headers["Content-Type"].startswith("text/occi")
+    assert set(one.headers["Allow"].split(", ")) == {"GET", "HEAD", "PUT", "POST", "DELETE"}
+    assert "Server" not in client.get("/api/v1/nothing", headers=h).headers or not (
+        client.get("/api/v1/nothing", headers=h).headers["Server"].endswith("OCCI/1.2")
+    )
+
+
+def test_user_mixins_are_their_owners(client: Any, h: dict, bob: dict, create: Callable) -> None:
+    """#16.16: a user mixin is its owner's: another user neither sees it on the query
+    interface nor uses it, and may define one of the same name and location."""
+    tag = 'Category: prod; scheme="http://example.org/tags#"; class="mixin"; location="/mixins/prod/"\n'
+    assert client.post("/-/", headers={**h, **PLAIN}, content=tag).status_code == 200
+    mine = create('Category: prod; scheme="http://example.org/tags#"; class="mixin"')
+    assert "Category: prod;" not in client.get("/-/", headers=bob).text
+    assert client.get("/mixins/prod/", headers=bob).status_code == 404
+    uses = f'Category: {COMPUTE_KIND}\nCategory: prod; scheme="http://example.org/tags#"; class="mixin"\n'
+    refused = client.post("/compute/", headers={**bob, **PLAIN}, content=uses)
+    assert refused.status_code == 400 and "unknown mixin" in refused.text
+    assert client.post("/-/", headers={**bob, **PLAIN}, content=tag).status_code == 200
+    theirs = create(headers=bob)
+    client.post("/mixins/prod/", headers={**bob, **PLAIN}, content=f"X-OCCI-Location: {theirs}\n")
+    assert client.get("/mixins/prod/", headers=bob).text == f"X-OCCI-Location: {theirs}\n"
+    assert client.get("/mixins/prod/", headers=h).text == f"X-OCCI-Location: {mine}\n"
+    gone = client.request("DELETE", "/-/", headers={**bob, **PLAIN}, content=tag)
+    assert gone.status_code == 200
+    assert "Category: prod;" in client.get(mine, headers=h).text
+    assert client.get("/mixins/prod/", headers=h).text == f"X-OCCI-Location: {mine}\n"

@@ -188,11 +188,19 @@ def test_negotiation(accept: str | None, listing: bool, chosen: str) -> None:
     assert negotiation.choose(accept, listing=listing) == chosen
 
 
-@pytest.mark.parametrize("accept", ["image/png", "text/uri-list", "text/plain;q=0"])
+@pytest.mark.parametrize("accept", ["image/png", "text/plain;q=0"])
 def test_negotiation_406(accept: str) -> None:
     with pytest.raises(OCCIError) as exc:
         negotiation.choose(accept, listing=False)
     assert exc.value.status == 406
+
+
+@pytest.mark.parametrize("accept", ["text/uri-list", "text/uri-list, image/png;q=0.5"])
+def test_uri_list_of_a_non_collection_is_400(accept: str) -> None:
+    """#16.9: GFD.229 §8: text/uri-list asked of an entity or the query interface is 400."""
+    with pytest.raises(OCCIError) as exc:
+        negotiation.choose(accept, listing=False)
+    assert exc.value.status == 400 and "collections only" in exc.value.message
 
 
 def test_version_check() -> None:

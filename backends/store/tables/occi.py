@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Integer,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -51,16 +52,21 @@ class OCCICollectionVersion(Base):
 
 
 class OCCIUserMixin(Base):
-    """A mixin a user defined through the query interface (a tag for grouping)."""
+    """A mixin a user defined through the query interface (a tag for grouping): its
+    owner's alone, so two users may each have a /mixins/prod/ and see only their own."""
 
     __tablename__ = "occi_user_mixins"
+    __table_args__ = (
+        UniqueConstraint("owner", "location", name="uq_occi_user_mixins_owner_location"),
+        UniqueConstraint("owner", "scheme", "term", name="uq_occi_user_mixins_owner_category"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scheme: Mapped[str] = mapped_column(String(512))
     term: Mapped[str] = mapped_column(String(128))
     title: Mapped[str] = mapped_column(String(512), default="")
-    location: Mapped[str] = mapped_column(String(512), unique=True)
+    location: Mapped[str] = mapped_column(String(512))
     depends: Mapped[list] = mapped_column(JSON, default=list)
     applies: Mapped[list] = mapped_column(JSON, default=list)
-    owner: Mapped[str] = mapped_column(String(255))
+    owner: Mapped[str] = mapped_column(String(255), index=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
