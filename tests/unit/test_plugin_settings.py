@@ -50,7 +50,7 @@ class SiteBackend(ExecutionBackend):
 class TapeSettings(Section):
     """[tape]: a section of its own, beside the gateway's."""
 
-    library: str = ""
+    drive: str = ""
 
 
 class TapeBackend(StorageBackend):
@@ -126,9 +126,9 @@ def test_the_site_plugin_is_found_by_entry_point(install) -> None:
 
 def test_a_good_value_is_accepted_and_reachable(install, monkeypatch) -> None:
     install(SITE_PLUGINS)
-    s = load_settings(None, execution={"site": {"queue": "gpu"}}, tape={"library": "lto9"})
+    s = load_settings(None, execution={"site": {"queue": "gpu"}}, tape={"drive": "lto9"})
     assert (s.execution.site.queue, s.execution.site.max_nodes) == ("gpu", 4)
-    assert s.tape.library == "lto9"
+    assert s.tape.drive == "lto9"
     assert s.execution.slurm.partition == "" and s.execution.max_running == 64  # built-ins
     monkeypatch.setenv("XTREEMGATE_EXECUTION__SITE__MAX_NODES", "16")
     assert load_settings().execution.site.max_nodes == 16
