@@ -1,4 +1,4 @@
-"""The activity records (backends/activities.py) on the real store and real processes:
+"""The activity records (backends/store/activities.py, backends/services/) on the real store and real processes:
 one backend poll per refresh, no half-written state, cancellation racing the launcher."""
 
 from __future__ import annotations

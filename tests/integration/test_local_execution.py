@@ -913,7 +913,15 @@ def test_a_gateway_not_running_as_root_runs_jobs_as_itself(shared_dir: Path) -> 
             pytest.fail(f"{hint} (a failure, not a skip, under CI=true)")
         pytest.skip(f"{hint} (under CI=true this fails)")
     probe = subprocess.run(
-        ["runuser", "-u", "nobody", "--", "test", "-r", str(project / "backends/model.py")],
+        [
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            "test",
+            "-r",
+            str(project / "backends/contracts/model.py"),
+        ],
         check=False,
     )
     if probe.returncode != 0:
