@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import sysconfig
 import tempfile
 import time
 import uuid
@@ -938,7 +939,9 @@ def test_a_gateway_not_running_as_root_runs_jobs_as_itself(shared_dir: Path) -> 
             "nobody",
             "--",
             "env",
-            f"PYTHONPATH={project}",
+            # the gateway's own packages (pydantic for the plugin's settings), not the
+            # interpreter: a non-root gateway is Debian's python with this project's venv
+            f"PYTHONPATH={project}:{sysconfig.get_paths()['purelib']}",
             python,
             "-c",
             NON_ROOT_GATEWAY,
