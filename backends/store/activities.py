@@ -29,6 +29,11 @@ TERMINAL = tuple(s.value for s in JobState if s.terminal)
 ACTIVITIES = Activity.__table__
 
 
+# The columns a record is made of, and those taken as they are.
+_PLAIN = ("id", "owner", "vo", "substate", "exit_code", "reason", "backend", "backend_id")
+_COLUMNS = (*_PLAIN, "state", "jsdl", "created_at", "updated_at")
+
+
 @dataclass(frozen=True)
 class ActivityRecord:
     id: str
@@ -46,19 +51,18 @@ class ActivityRecord:
 
     @classmethod
     def of(cls, row: Activity) -> ActivityRecord:
+        """The record of an ORM row."""
+        return cls.of_columns({name: getattr(row, name) for name in _COLUMNS})
+
+    @classmethod
+    def of_columns(cls, row: Mapping[str, Any], *, with_document: bool = True) -> ActivityRecord:
+        """The record of a row's columns by name (Core selects: batches of thousands)."""
         return cls(
-            id=row.id,
-            owner=row.owner,
-            vo=row.vo,
-            state=JobState(row.state),
-            substate=row.substate,
-            exit_code=row.exit_code,
-            reason=row.reason,
-            jsdl=row.jsdl,
-            backend=row.backend,
-            backend_id=row.backend_id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            **{name: row[name] for name in _PLAIN},
+            state=JobState(row["state"]),
+            jsdl=row["jsdl"] if with_document else "",
+            created_at=_utc(row["created_at"]),
+            updated_at=_utc(row["updated_at"]),
         )
 
     def resource(self) -> Resource:
@@ -174,20 +178,7 @@ class ActivityStore:
                 chunk = wanted[start : start + 500]
                 query = select(*columns).where(ACTIVITIES.c.id.in_(chunk))
                 for row in conn.execute(query).mappings():
-                    found[row["id"]] = ActivityRecord(
-                        id=row["id"],
-                        owner=row["owner"],
-                        vo=row["vo"],
-                        state=JobState(row["state"]),
-                        substate=row["substate"],
-                        exit_code=row["exit_code"],
-                        reason=row["reason"],
-                        jsdl=row["jsdl"] if with_documents else "",
-                        backend=row["backend"],
-                        backend_id=row["backend_id"],
-                        created_at=_utc(row["created_at"]),
-                        updated_at=_utc(row["updated_at"]),
-                    )
+                    found[row["id"]] = ActivityRecord.of_columns(row, with_document=with_documents)
         return found
 
     def list(
